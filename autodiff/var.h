@@ -1,0 +1,124 @@
+// autodiff/var.h — differentiable values and the reverse-mode tape.
+// A Var is a Tensor plus, when it takes part in differentiation, a Node of the graph. Every op's
+// backward rule is written in Var ops (autodiff/ops.h), so running backward with create_graph
+// records the backward pass itself and gradients of gradients work to any order.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dfx::ad {
+
+class Var;
+struct Node;
+
+// Backward rule: given the op's output (value and node) and the gradient flowing into it, the
+// gradient for each input (an undefined Var where an input needs none).
+using BackwardFn = std::function<std::vector<Var>(const Var& out, const Var& grad)>;
+using GradHook = std::function<void(const Var& grad)>;
+
+class Var {
+ public:
+  Var() = default;
+  Var(Tensor data, bool requires_grad = false);  // NOLINT: a Tensor converts to a constant Var
+
+  bool defined() const { return data_.defined(); }
+  const Tensor& data() const { return data_; }
+  // Replaces the values in place (same storage, e.g. an optimiser update); never recorded.
+  Tensor& mutable_data() { return data_; }
+
+  const Shape& shape() const { return data_.shape(); }
+  int dim() const { return data_.dim(); }
+  int64_t size(int64_t d) const { return data_.size(d); }
+  int64_t numel() const { return data_.numel(); }
+  DType dtype() const { return data_.dtype(); }
+  Device device() const { return data_.device(); }
+  double item() const { return data_.item(); }
+
+  bool requires_grad() const { return node_ != nullptr; }
+  // Makes this Var a leaf of the graph (or a constant again with false).
+  Var& requires_grad_(bool on = true);
+  bool is_leaf() const;
+  const char* op_name() const;  // "leaf", "constant" or the op that produced it
+  Var detach() const { return Var(data_); }
+
+  // The accumulated gradient of a leaf (undefined until a backward reaches it).
+  Var grad() const;
+  void set_grad(const Var& g);
+  void zero_grad();
+
+  // Reverse pass from this Var. A non-scalar needs grad_output of the same shape.
+  // retain_graph keeps the graph for another backward; create_graph records the pass itself.
+  void backward(const Var& grad_output = Var(), bool retain_graph = false,
+                bool create_graph = false) const;
+
+  // Called once per backward when this leaf's gradient is final (all contributions added), with
+  // the accumulated gradient. The distributed reducer starts its all-reduces from here.
+  void register_grad_ready_hook(GradHook hook);
+
+  const std::shared_ptr<Node>& node() const { return node_; }
+  Var(Tensor data, std::shared_ptr<Node> node) : data_(std::move(data)), node_(std::move(node)) {}
+
+ private:
+  Tensor data_;
+  std::shared_ptr<Node> node_;
+};
+
+// One vertex of the tape: a leaf (requires_grad, accumulates .grad) or an op output.
+struct Node {
+  const char* op = "leaf";
+  bool is_leaf = true;
+  uint64_t seq = 0;                           // creation order; backward runs in reverse
+  std::vector<std::shared_ptr<Node>> inputs;  // nullptr for inputs that need no gradient
+  BackwardFn backward;                        // empty for leaves and after release
+  Tensor saved_output;                        // the op's value, when its rule needs it
+  bool saves_output = false;
+  bool released = false;
+  Var grad;                                   // leaves only
+  std::vector<GradHook> hooks;                // leaves only
+};
+
+// Gradients are recorded only while grad mode is on (default). Thread-local.
+bool grad_enabled();
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+ private:
+  bool prev_;
+};
+class EnableGradGuard {
+ public:
+  explicit EnableGradGuard(bool on);
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+ private:
+  bool prev_;
+};
+
+// Records an op: `out` gets a node whose inputs are `inputs`' nodes, unless grad mode is off or
+// no input requires grad (then `out` is returned as a constant). Used by every rule in ops.cpp.
+Var record(const char* op, Tensor out, const std::vector<Var>& inputs, BackwardFn backward,
+           bool saves_output = false);
+
+// d(sum_i <outputs_i, grad_outputs_i>)/d inputs, without touching any .grad. Inputs that the
+// outputs do not depend on get zeros. With create_graph the results are themselves differentiable.
+std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& inputs,
+                      const std::vector<Var>& grad_outputs = {}, bool retain_graph = false,
+                      bool create_graph = false);
+
+// Hessian-vector product of the scalar loss_fn() w.r.t. params in direction v (one Tensor per
+// param), by double backward. The returned Tensors carry no graph.
+std::vector<Tensor> hvp(const std::function<Var()>& loss_fn, const std::vector<Var>& params,
+                        const std::vector<Tensor>& v);
+// Same, from a loss already computed with its graph (kept when retain_graph).
+std::vector<Tensor> hvp(const Var& loss, const std::vector<Var>& params,
+                        const std::vector<Tensor>& v, bool retain_graph = false);
+
+}  // namespace dfx::ad

@@ -1,0 +1,42 @@
+// core/allocator.h — raw memory for tensor storage. CPU blocks are 64-byte aligned (one cache
+// line, full AVX-512 vectors). CUDA blocks come from the caching allocator in core/cuda when CUDA
+// is built; without CUDA, asking for device memory is an error that says so.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "core/dtype.h"
+
+namespace dfx {
+
+struct MemoryStats {
+  size_t current_bytes = 0;  // live tensor storage
+  size_t peak_bytes = 0;     // high-water mark since the last reset_peak()
+  size_t reserved_bytes = 0; // held from the system/driver, including cached free blocks
+};
+
+void* allocate(size_t nbytes, Device device);
+void deallocate(void* ptr, size_t nbytes, Device device);
+
+MemoryStats memory_stats(Device device);
+void reset_peak_memory(Device device);
+
+// Reference-counted block of memory; Tensors are views onto one.
+class Storage {
+ public:
+  Storage(size_t nbytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return ptr_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+};
+
+}  // namespace dfx

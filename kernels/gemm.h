@@ -1,0 +1,16 @@
+// kernels/gemm.h — matrix products through OpenBLAS (CPU) and cuBLAS (CUDA). Transposed views are
+// passed to BLAS as transposes, not copied.
+#pragma once
+#include "core/tensor.h"
+
+namespace dfx::kernels {
+
+// a [..., M, K] @ b [..., K, N] -> [..., M, N]; batch dims broadcast. 1-d operands follow NumPy
+// (a vector on the left is a row, on the right a column; the added dim is removed).
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// c = alpha * op(a) @ op(b) + beta * c for 2-d a, b, c (c contiguous or row-strided).
+void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta,
+          const Tensor& c);
+
+}  // namespace dfx::kernels
