@@ -122,7 +122,7 @@ static Shape infer_shape(const Shape& shape, int64_t numel, const char* op, cons
 static bool view_strides(const Shape& shape, const Shape& strides, const Shape& target,
                          Shape& out) {
   out.assign(target.size(), 0);
-  if (shape_numel(shape) == 0) {
+  if (shape_numel(shape) <= 1) {
     out = contiguous_strides(target);
     return true;
   }

@@ -2,6 +2,7 @@
 // clamp. One entry point per family; each dispatches by device to kernels/cpu/elementwise.cpp or
 // kernels/cuda/elementwise.cu. Outputs are new contiguous tensors; inputs may have any strides.
 #pragma once
+#include "core/copy.h"
 #include "core/tensor.h"
 
 namespace dfx::kernels {

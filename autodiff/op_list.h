@@ -1,0 +1,21 @@
+// autodiff/op_list.h — every primitive op with its own backward rule, by the name it records on
+// the tape. Composite ops (mean, var, dot, square, ...) are built from these and need no rule.
+// tests/autodiff/test_gradcheck.cpp fails if any name here lacks a first- and second-order check,
+// and later layers (nn, pde) append their primitives here.
+#pragma once
+#include <string_view>
+#include <vector>
+
+namespace dfx::ad {
+
+inline const std::vector<std::string_view>& primitive_ops() {
+  static const std::vector<std::string_view> ops = {
+      "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "pow", "pow_tensor",
+      "abs", "tanh", "sigmoid", "relu", "leaky_relu", "where", "clamp", "maximum", "minimum",
+      "sum", "amax", "amin", "sum_to", "matmul", "reshape", "permute", "narrow", "unnarrow",
+      "expand", "contiguous", "concat",
+  };
+  return ops;
+}
+
+}  // namespace dfx::ad

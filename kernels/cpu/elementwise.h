@@ -1,0 +1,14 @@
+// kernels/cpu/elementwise.h — CPU implementations behind kernels/elementwise.h.
+#pragma once
+#include "kernels/elementwise.h"
+
+namespace dfx::kernels::cpu {
+
+Tensor unary(UnaryOp op, const Tensor& x, double alpha);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor compare(CompareOp op, const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor clamp(const Tensor& x, double lo, double hi, bool mask);
+void axpy_(const Tensor& a, double alpha, const Tensor& b);
+
+}  // namespace dfx::kernels::cpu

@@ -1,0 +1,85 @@
+// kernels/cuda/gemm.cu — row-major GEMM through column-major cuBLAS: C = A B is computed as
+// C^T = B^T A^T, so the operands are passed swapped with the same transpose flags.
+#include <cublas_v2.h>
+
+#include <mutex>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "kernels/cuda/gemm.cuh"
+
+namespace dfx::kernels::cuda {
+namespace {
+
+void check_cublas(cublasStatus_t s, const char* what) {
+  DFX_CHECK(s == CUBLAS_STATUS_SUCCESS, "cuBLAS ", what, " failed with status ",
+            static_cast<int>(s));
+}
+
+cublasHandle_t handle_for(int device) {
+  static std::mutex mu;
+  static std::unordered_map<int, cublasHandle_t> handles;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = handles.find(device);
+  if (it != handles.end()) return it->second;
+  cudaSetDevice(device);
+  cublasHandle_t h;
+  check_cublas(cublasCreate(&h), "cublasCreate");
+  handles[device] = h;
+  return h;
+}
+
+bool layout(const Tensor& m, bool& trans, int64_t& ld) {
+  const int64_t r = m.shape()[0], c = m.shape()[1];
+  const int64_t s0 = m.strides()[0], s1 = m.strides()[1];
+  if ((s1 == 1 || c == 1) && (s0 >= std::max<int64_t>(c, 1) || r == 1)) {
+    trans = false;
+    ld = r == 1 ? std::max<int64_t>(c, 1) : s0;
+    return true;
+  }
+  if ((s0 == 1 || r == 1) && (s1 >= std::max<int64_t>(r, 1) || c == 1)) {
+    trans = true;
+    ld = c == 1 ? std::max<int64_t>(r, 1) : s1;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tensor& b0,
+          double beta, const Tensor& c) {
+  Tensor a = trans_a ? a0.t() : a0;
+  Tensor b = trans_b ? b0.t() : b0;
+  const int64_t M = a.shape()[0], K = a.shape()[1], N = b.shape()[1];
+  if (M == 0 || N == 0) return;
+  bool ta, tb, tc;
+  int64_t lda, ldb, ldc;
+  if (!layout(a, ta, lda)) {
+    a = a.contiguous();
+    layout(a, ta, lda);
+  }
+  if (!layout(b, tb, ldb)) {
+    b = b.contiguous();
+    layout(b, tb, ldb);
+  }
+  DFX_CHECK(layout(c, tc, ldc) && !tc, "gemm (cuda): output must be row-major, got strides ",
+            c.strides());
+  cublasHandle_t h = handle_for(c.device().index);
+  const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (c.dtype() == DType::Float32) {
+    const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
+    check_cublas(cublasSgemm(h, opb, opa, N, M, K, &al, b.data<float>(), ldb, a.data<float>(),
+                             lda, &be, c.data<float>(), ldc),
+                 "sgemm");
+  } else if (c.dtype() == DType::Float64) {
+    check_cublas(cublasDgemm(h, opb, opa, N, M, K, &alpha, b.data<double>(), ldb,
+                             a.data<double>(), lda, &beta, c.data<double>(), ldc),
+                 "dgemm");
+  } else {
+    DFX_FAIL("gemm (cuda): expected float32 or float64, got ", c.describe());
+  }
+}
+
+}  // namespace dfx::kernels::cuda
