@@ -14,6 +14,9 @@ inline const std::vector<std::string_view>& primitive_ops() {
       "abs", "tanh", "sigmoid", "relu", "leaky_relu", "where", "clamp", "maximum", "minimum",
       "sum", "amax", "amin", "sum_to", "matmul", "reshape", "permute", "narrow", "unnarrow",
       "expand", "contiguous", "concat",
+      // convolutions (autodiff/nn_conv.cpp)
+      // pooling and upsampling (autodiff/nn_pool.cpp)
+      // normalisation (autodiff/nn_norm.cpp)
   };
   return ops;
 }
