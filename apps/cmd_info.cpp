@@ -1,0 +1,29 @@
+// apps/cmd_info.cpp — `dfx info`: what this build of dfx contains and which devices it sees.
+#include <cstdio>
+
+#include "apps/commands.h"
+#include "config.h"
+#include "core/cuda_runtime.h"
+#include "core/error.h"
+
+namespace dfx::app {
+
+int cmd_info(const Args& args) {
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::printf("usage: dfx info\n  prints the version, the optional parts built in, and devices\n");
+      return 0;
+    }
+    DFX_FAIL("unknown option '", a, "'; dfx info takes none");
+  }
+  std::printf("dfx %s\n", DFX_VERSION);
+  std::printf("parts: CUDA %s, cuDNN %s, NCCL %s, MPI %s\n", DFX_HAVE_CUDA ? "on" : "off",
+              DFX_HAVE_CUDNN ? "on" : "off", DFX_HAVE_NCCL ? "on" : "off",
+              DFX_HAVE_MPI ? "on" : "off");
+  const int n = cuda::device_count();
+  std::printf("CUDA devices: %d%s\n", n, cuda::is_built() ? "" : " (built without CUDA)");
+  for (int i = 0; i < n; ++i) std::printf("  cuda:%d %s\n", i, cuda::device_name(i).c_str());
+  return 0;
+}
+
+}  // namespace dfx::app

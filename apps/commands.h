@@ -1,0 +1,13 @@
+// apps/commands.h — the subcommands of the `dfx` command line; each returns the exit status.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace dfx::app {
+
+using Args = std::vector<std::string>;
+
+int cmd_info(const Args& args);
+int cmd_demo(const Args& args);
+
+}  // namespace dfx::app

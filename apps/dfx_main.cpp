@@ -1,0 +1,51 @@
+// apps/dfx_main.cpp — `dfx <command> [options]`: dispatches to a subcommand and turns any dfx::Error
+// into a message on stderr and exit status 2.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "apps/commands.h"
+#include "core/error.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(const dfx::app::Args&);
+  const char* help;
+};
+
+const Command kCommands[] = {
+    {"info", dfx::app::cmd_info, "version, built parts (CUDA, cuDNN, NCCL, MPI) and devices"},
+    {"demo", dfx::app::cmd_demo, "fit a small network with the tape, printing the loss"},
+};
+
+void usage(FILE* out) {
+  std::fprintf(out, "usage: dfx <command> [options]   (dfx <command> --help for its options)\n\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-8s %s\n", c.name, c.help);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  dfx::app::Args args(argv + 2, argv + argc);
+  for (const Command& c : kCommands) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.run(args);
+    } catch (const dfx::Error& e) {
+      std::fprintf(stderr, "dfx %s: error: %s\n", c.name, e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "dfx %s: unexpected error: %s\n", c.name, e.what());
+      return 3;
+    }
+  }
+  std::fprintf(stderr, "dfx: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
