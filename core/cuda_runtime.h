@@ -18,6 +18,9 @@ void* device_alloc(size_t nbytes, int device);
 void device_free(void* ptr, size_t nbytes, int device);
 MemoryStats device_memory_stats(int device);
 void reset_device_peak(int device);
+// Returns every cached free block of `device` to the driver (reserved_bytes drops to
+// current_bytes); live tensors are untouched.
+void empty_cache(int device);
 
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
 void copy_bytes(void* dst, const void* src, size_t nbytes, CopyKind kind, int device);

@@ -17,6 +17,7 @@ void* device_alloc(size_t, int) { not_built("device_alloc"); }
 void device_free(void*, size_t, int) {}
 MemoryStats device_memory_stats(int) { return {}; }
 void reset_device_peak(int) {}
+void empty_cache(int) {}
 void copy_bytes(void*, const void*, size_t, CopyKind, int) { not_built("copy_bytes"); }
 void synchronize(int) {}
 void copy_strided(const Tensor&, const Tensor&) { not_built("copy_"); }

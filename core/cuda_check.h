@@ -1,0 +1,72 @@
+// core/cuda_check.h — error checks for CUDA runtime calls and kernel launches, and a scoped
+// current-device switch. Include only from .cu files (it needs the CUDA runtime headers); every
+// failure becomes a dfx::Error naming the call or kernel, file:line and CUDA's own message.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+// Not `detail`: a dfx::cuda::detail would hide dfx::detail (cat, LoopPlan) inside dfx::cuda.
+namespace dfx::cuda::check_impl {
+
+inline void check(cudaError_t err, const char* call, const char* file, int line) {
+  if (err == cudaSuccess) return;
+  // Reset the runtime's last-error slot so an unrelated later check does not report this one
+  // again (sticky errors such as an illegal address stay regardless).
+  (void)cudaGetLastError();
+  DFX_FAIL("CUDA call ", call, " failed at ", file, ":", line, ": ", cudaGetErrorString(err),
+           " (", cudaGetErrorName(err), ")");
+}
+
+// Launch-configuration errors surface through cudaGetLastError right after the launch; faults
+// inside the kernel surface at the next synchronising call, which is checked in turn.
+[[noreturn]] inline void launch_failed(cudaError_t err, const std::string& kernel,
+                                       const std::vector<int64_t>& shape, const char* file,
+                                       int line) {
+  DFX_FAIL("CUDA kernel ", kernel, " on shape ", shape, " failed to launch at ", file, ":", line,
+           ": ", cudaGetErrorString(err), " (", cudaGetErrorName(err), ")");
+}
+
+}  // namespace dfx::cuda::check_impl
+
+// DFX_CUDA_CHECK(cudaMalloc(&p, n)) throws dfx::Error with the call text on failure.
+#define DFX_CUDA_CHECK(call) ::dfx::cuda::check_impl::check((call), #call, __FILE__, __LINE__)
+// Right after kernel<<<...>>>(...): DFX_CUDA_CHECK_LAUNCH("fill_kernel<float32>", t.shape()).
+// The name is only built when the launch failed, so it may be an expensive expression.
+#define DFX_CUDA_CHECK_LAUNCH(kernel, shape)                                               \
+  do {                                                                                     \
+    cudaError_t dfx_launch_err_ = cudaGetLastError();                                      \
+    if (dfx_launch_err_ != cudaSuccess)                                                    \
+      ::dfx::cuda::check_impl::launch_failed(dfx_launch_err_, (kernel), (shape), __FILE__, \
+                                             __LINE__);                                    \
+  } while (0)
+
+namespace dfx::cuda {
+
+// Makes `device` current for the scope and restores the previous one, so dfx never leaves the
+// embedding program on a different device than it found.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    DFX_CUDA_CHECK(cudaGetDevice(&prev_));
+    if (prev_ != device) {
+      DFX_CUDA_CHECK(cudaSetDevice(device));
+      switched_ = true;
+    }
+  }
+  ~DeviceGuard() {
+    if (switched_) (void)cudaSetDevice(prev_);  // destructors must not throw
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = 0;
+  bool switched_ = false;
+};
+
+}  // namespace dfx::cuda

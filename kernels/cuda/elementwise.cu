@@ -1,0 +1,362 @@
+// kernels/cuda/elementwise.cu — elementwise unary and binary ops on the GPU (float32, float64).
+// Each op is a template parameter, so a launch runs one specialised loop: contiguous aligned inputs
+// take 16-byte vector loads (float4/double2), anything else goes through the strided indexer of
+// core/cuda_loop.cuh with NumPy broadcasting as stride-0 dims. Semantics follow the CPU kernels.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "core/cuda_check.h"
+#include "core/cuda_loop.cuh"
+#include "kernels/cuda/elementwise.cuh"
+
+namespace dfx::kernels::cuda {
+namespace {
+
+using ::dfx::cuda::fits_u32;
+using ::dfx::cuda::grid_for;
+using ::dfx::cuda::kThreads;
+using ::dfx::cuda::make_strided_plan;
+using ::dfx::cuda::strided_offsets;
+using ::dfx::cuda::StridedPlan;
+
+// ---- the math, one overload per precision (no silent float -> double promotion) ----
+__device__ __forceinline__ float m_exp(float x) { return expf(x); }
+__device__ __forceinline__ double m_exp(double x) { return exp(x); }
+__device__ __forceinline__ float m_log(float x) { return logf(x); }
+__device__ __forceinline__ double m_log(double x) { return log(x); }
+__device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double m_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float m_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double m_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float m_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double m_pow(double x, double y) { return pow(x, y); }
+
+template <UnaryOp OP, class T>
+__device__ __forceinline__ T apply_unary(T x, T alpha) {
+  if constexpr (OP == UnaryOp::Neg) return -x;
+  else if constexpr (OP == UnaryOp::Exp) return m_exp(x);
+  else if constexpr (OP == UnaryOp::Log) return m_log(x);
+  else if constexpr (OP == UnaryOp::Sqrt) return m_sqrt(x);
+  // 1/sqrt rather than the rsqrt intrinsic: matches the CPU kernel's rounding.
+  else if constexpr (OP == UnaryOp::Rsqrt) return T(1) / m_sqrt(x);
+  else if constexpr (OP == UnaryOp::Abs) return x < T(0) ? -x : x;
+  else if constexpr (OP == UnaryOp::Tanh) return m_tanh(x);
+  else if constexpr (OP == UnaryOp::Sigmoid) return T(1) / (T(1) + m_exp(-x));
+  else if constexpr (OP == UnaryOp::Relu) return x > T(0) ? x : T(0);
+  else if constexpr (OP == UnaryOp::Sign) return T((x > T(0)) - (x < T(0)));  // NaN -> 0
+  else if constexpr (OP == UnaryOp::Square) return x * x;
+  else if constexpr (OP == UnaryOp::Reciprocal) return T(1) / x;
+  else if constexpr (OP == UnaryOp::LeakyRelu) return x > T(0) ? x : alpha * x;
+  else if constexpr (OP == UnaryOp::PowScalar) return alpha == T(2) ? x * x : m_pow(x, alpha);
+  else if constexpr (OP == UnaryOp::ReluMask) return x > T(0) ? T(1) : T(0);
+  else if constexpr (OP == UnaryOp::LeakyReluSlope) return x > T(0) ? T(1) : alpha;
+  else static_assert(OP == UnaryOp::Neg, "apply_unary: unhandled UnaryOp");
+}
+
+template <BinaryOp OP, class T>
+__device__ __forceinline__ T apply_binary(T a, T b) {
+  if constexpr (OP == BinaryOp::Add) return a + b;
+  else if constexpr (OP == BinaryOp::Sub) return a - b;
+  else if constexpr (OP == BinaryOp::Mul) return a * b;
+  else if constexpr (OP == BinaryOp::Div) return a / b;
+  // The CPU kernel computes pow in double for every dtype; so does this one.
+  else if constexpr (OP == BinaryOp::Pow)
+    return static_cast<T>(pow(static_cast<double>(a), static_cast<double>(b)));
+  // Same comparison (and so the same NaN behaviour) as the CPU kernel.
+  else if constexpr (OP == BinaryOp::Maximum) return a > b ? a : b;
+  else if constexpr (OP == BinaryOp::Minimum) return a < b ? a : b;
+  else static_assert(OP == BinaryOp::Add, "apply_binary: unhandled BinaryOp");
+}
+
+template <UnaryOp OP, class T>
+struct UnaryFn {
+  T alpha;
+  __device__ __forceinline__ T operator()(T x) const { return apply_unary<OP, T>(x, alpha); }
+};
+
+template <BinaryOp OP, class T>
+struct BinaryFn {
+  __device__ __forceinline__ T operator()(T a, T b) const { return apply_binary<OP, T>(a, b); }
+};
+
+// ---- 16-byte vectors ----
+template <class T> struct Vec;
+template <> struct Vec<float> {
+  using type = float4;
+  static constexpr int lanes = 4;
+};
+template <> struct Vec<double> {
+  using type = double2;
+  static constexpr int lanes = 2;
+};
+
+template <class F>
+__device__ __forceinline__ float4 vmap(F f, float4 a) {
+  return make_float4(f(a.x), f(a.y), f(a.z), f(a.w));
+}
+template <class F>
+__device__ __forceinline__ double2 vmap(F f, double2 a) {
+  return make_double2(f(a.x), f(a.y));
+}
+template <class F>
+__device__ __forceinline__ float4 vmap(F f, float4 a, float4 b) {
+  return make_float4(f(a.x, b.x), f(a.y, b.y), f(a.z, b.z), f(a.w, b.w));
+}
+template <class F>
+__device__ __forceinline__ double2 vmap(F f, double2 a, double2 b) {
+  return make_double2(f(a.x, b.x), f(a.y, b.y));
+}
+__device__ __forceinline__ float4 splat(float v) { return make_float4(v, v, v, v); }
+__device__ __forceinline__ double2 splat(double v) { return make_double2(v, v); }
+
+// Which operand of a vectorised binary op is a single broadcast value (x * 0.5, grad * lr).
+enum class Scalar { None, A, B };
+
+// ---- kernels ----
+// n elements; out and x contiguous and 16-byte aligned. Whole vectors first, then the < lanes
+// leftover elements one per thread.
+template <UnaryOp OP, class T>
+__global__ void unary_vec_kernel(T* __restrict__ out, const T* __restrict__ x, T alpha,
+                                 int64_t n) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  const UnaryFn<OP, T> f{alpha};
+  const int64_t nv = n / L;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  const V* xv = reinterpret_cast<const V*>(x);
+  V* ov = reinterpret_cast<V*>(out);
+  for (int64_t i = tid; i < nv; i += step) ov[i] = vmap(f, xv[i]);
+  for (int64_t i = nv * L + tid; i < n; i += step) out[i] = f(x[i]);
+}
+
+template <UnaryOp OP, class T, class Index>
+__global__ void unary_strided_kernel(T* __restrict__ out, const T* __restrict__ x, T alpha,
+                                     StridedPlan<1> plan, Index n) {
+  const UnaryFn<OP, T> f{alpha};
+  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    int64_t off[1];
+    strided_offsets<Index, 1>(plan, i, off);
+    out[i] = f(x[off[0]]);
+  }
+}
+
+// A scalar operand (S != None) is read once per thread from element 0 of its pointer.
+template <BinaryOp OP, class T, Scalar S>
+__global__ void binary_vec_kernel(T* __restrict__ out, const T* __restrict__ a,
+                                  const T* __restrict__ b, int64_t n) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  const BinaryFn<OP, T> f{};
+  const int64_t nv = n / L;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  const V* av = reinterpret_cast<const V*>(a);
+  const V* bv = reinterpret_cast<const V*>(b);
+  V* ov = reinterpret_cast<V*>(out);
+  if constexpr (S == Scalar::A) {
+    const T sa = a[0];
+    const V sav = splat(sa);
+    for (int64_t i = tid; i < nv; i += step) ov[i] = vmap(f, sav, bv[i]);
+    for (int64_t i = nv * L + tid; i < n; i += step) out[i] = f(sa, b[i]);
+  } else if constexpr (S == Scalar::B) {
+    const T sb = b[0];
+    const V sbv = splat(sb);
+    for (int64_t i = tid; i < nv; i += step) ov[i] = vmap(f, av[i], sbv);
+    for (int64_t i = nv * L + tid; i < n; i += step) out[i] = f(a[i], sb);
+  } else {
+    for (int64_t i = tid; i < nv; i += step) ov[i] = vmap(f, av[i], bv[i]);
+    for (int64_t i = nv * L + tid; i < n; i += step) out[i] = f(a[i], b[i]);
+  }
+}
+
+template <BinaryOp OP, class T, class Index>
+__global__ void binary_strided_kernel(T* __restrict__ out, const T* __restrict__ a,
+                                      const T* __restrict__ b, StridedPlan<2> plan, Index n) {
+  const BinaryFn<OP, T> f{};
+  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    int64_t off[2];
+    strided_offsets<Index, 2>(plan, i, off);
+    out[i] = f(a[off[0]], b[off[1]]);
+  }
+}
+
+// ---- launchers ----
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+int64_t vec_count(int64_t n, int lanes) { return (n + lanes - 1) / lanes; }
+
+template <UnaryOp OP, class T>
+void launch_unary(const Tensor& out, const Tensor& x, double alpha) {
+  const int64_t n = out.numel();
+  T* po = static_cast<T*>(out.raw_data());
+  const T* px = static_cast<const T*>(x.raw_data());
+  const T a = static_cast<T>(alpha);
+  if (x.is_contiguous() && aligned16(px) && aligned16(po)) {
+    unary_vec_kernel<OP, T><<<grid_for(vec_count(n, Vec<T>::lanes)), kThreads>>>(po, px, a, n);
+    DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("unary_vec_kernel<", unary_name(OP), ", ",
+                                             dtype_name(x.dtype()), ">"),
+                          x.shape());
+    return;
+  }
+  StridedPlan<1> plan = make_strided_plan<1>(x.shape(), {&x.strides()});
+  if (fits_u32(n)) {
+    unary_strided_kernel<OP, T, uint32_t><<<grid_for(n), kThreads>>>(po, px, a, plan,
+                                                                      uint32_t(n));
+  } else {
+    unary_strided_kernel<OP, T, uint64_t><<<grid_for(n), kThreads>>>(po, px, a, plan,
+                                                                      uint64_t(n));
+  }
+  DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("unary_strided_kernel<", unary_name(OP), ", ",
+                                           dtype_name(x.dtype()), ">"),
+                        x.shape());
+}
+
+template <BinaryOp OP, class T>
+void launch_binary(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const Shape& shape = out.shape();
+  const int64_t n = out.numel();
+  T* po = static_cast<T*>(out.raw_data());
+  const T* pa = static_cast<const T*>(a.raw_data());
+  const T* pb = static_cast<const T*>(b.raw_data());
+  auto dense = [&](const Tensor& t, const T* p) {
+    return t.shape() == shape && t.is_contiguous() && aligned16(p);
+  };
+  const unsigned grid = grid_for(vec_count(n, Vec<T>::lanes));
+  auto vec_name = [&] {
+    return ::dfx::detail::cat("binary_vec_kernel<", binary_name(OP), ", ", dtype_name(a.dtype()),
+                              ">");
+  };
+  if (aligned16(po)) {
+    if (dense(a, pa) && dense(b, pb)) {
+      binary_vec_kernel<OP, T, Scalar::None><<<grid, kThreads>>>(po, pa, pb, n);
+      DFX_CUDA_CHECK_LAUNCH(vec_name(), shape);
+      return;
+    }
+    if (a.numel() == 1 && dense(b, pb)) {
+      binary_vec_kernel<OP, T, Scalar::A><<<grid, kThreads>>>(po, pa, pb, n);
+      DFX_CUDA_CHECK_LAUNCH(vec_name(), shape);
+      return;
+    }
+    if (b.numel() == 1 && dense(a, pa)) {
+      binary_vec_kernel<OP, T, Scalar::B><<<grid, kThreads>>>(po, pa, pb, n);
+      DFX_CUDA_CHECK_LAUNCH(vec_name(), shape);
+      return;
+    }
+  }
+  // General case: broadcast both operands to the output shape as stride-0 views.
+  Tensor ea = a.expand(shape), eb = b.expand(shape);
+  StridedPlan<2> plan = make_strided_plan<2>(shape, {&ea.strides(), &eb.strides()});
+  if (fits_u32(n)) {
+    binary_strided_kernel<OP, T, uint32_t><<<grid_for(n), kThreads>>>(po, pa, pb, plan,
+                                                                       uint32_t(n));
+  } else {
+    binary_strided_kernel<OP, T, uint64_t><<<grid_for(n), kThreads>>>(po, pa, pb, plan,
+                                                                       uint64_t(n));
+  }
+  DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("binary_strided_kernel<", binary_name(OP), ", ",
+                                           dtype_name(a.dtype()), ">"),
+                        shape);
+}
+
+template <class F>
+void dispatch_float(const Tensor& t, const char* op, F&& f) {
+  switch (t.dtype()) {
+    case DType::Float32: f(float{}); break;
+    case DType::Float64: f(double{}); break;
+    default:
+      DFX_FAIL(op, ": the CUDA kernel supports float32 and float64, got ", t.describe());
+  }
+}
+
+template <class T>
+void dispatch_unary(UnaryOp op, const Tensor& out, const Tensor& x, double alpha) {
+  switch (op) {
+#define DFX_UNARY_CASE(name) \
+  case UnaryOp::name: return launch_unary<UnaryOp::name, T>(out, x, alpha);
+    DFX_UNARY_CASE(Neg)
+    DFX_UNARY_CASE(Exp)
+    DFX_UNARY_CASE(Log)
+    DFX_UNARY_CASE(Sqrt)
+    DFX_UNARY_CASE(Rsqrt)
+    DFX_UNARY_CASE(Abs)
+    DFX_UNARY_CASE(Tanh)
+    DFX_UNARY_CASE(Sigmoid)
+    DFX_UNARY_CASE(Relu)
+    DFX_UNARY_CASE(Sign)
+    DFX_UNARY_CASE(Square)
+    DFX_UNARY_CASE(Reciprocal)
+    DFX_UNARY_CASE(LeakyRelu)
+    DFX_UNARY_CASE(PowScalar)
+    DFX_UNARY_CASE(ReluMask)
+    DFX_UNARY_CASE(LeakyReluSlope)
+#undef DFX_UNARY_CASE
+  }
+  DFX_FAIL("unary: unknown UnaryOp ", static_cast<int>(op), " for ", x.describe());
+}
+
+template <class T>
+void dispatch_binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  switch (op) {
+#define DFX_BINARY_CASE(name) \
+  case BinaryOp::name: return launch_binary<BinaryOp::name, T>(out, a, b);
+    DFX_BINARY_CASE(Add)
+    DFX_BINARY_CASE(Sub)
+    DFX_BINARY_CASE(Mul)
+    DFX_BINARY_CASE(Div)
+    DFX_BINARY_CASE(Pow)
+    DFX_BINARY_CASE(Maximum)
+    DFX_BINARY_CASE(Minimum)
+#undef DFX_BINARY_CASE
+  }
+  DFX_FAIL("binary: unknown BinaryOp ", static_cast<int>(op), " for ", a.describe(), " and ",
+           b.describe());
+}
+
+void check_cuda_operand(const Tensor& t, const char* op) {
+  DFX_CHECK(t.defined(), op, ": undefined operand");
+  DFX_CHECK(t.device().is_cuda(), op, ": the CUDA kernel got ", t.describe(),
+            "; expected a CUDA tensor");
+}
+
+}  // namespace
+
+Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
+  const char* name = unary_name(op);
+  check_cuda_operand(x, name);
+  Tensor out;
+  dispatch_float(x, name, [&](auto z) {
+    using T = decltype(z);
+    out = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (out.numel() == 0) return;
+    ::dfx::cuda::DeviceGuard guard(x.device().index);
+    dispatch_unary<T>(op, out, x, alpha);
+  });
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const char* name = binary_name(op);
+  check_cuda_operand(a, name);
+  check_cuda_operand(b, name);
+  DFX_CHECK(a.device() == b.device(), name, ": operands on different devices: ", a.describe(),
+            " and ", b.describe(), "; expected one device");
+  DFX_CHECK(a.dtype() == b.dtype(), name, ": operands differ in dtype: ", a.describe(), " and ",
+            b.describe(), "; expected the same dtype");
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  Tensor out;
+  dispatch_float(a, name, [&](auto z) {
+    using T = decltype(z);
+    out = Tensor::empty(shape, a.dtype(), a.device());
+    if (out.numel() == 0) return;
+    ::dfx::cuda::DeviceGuard guard(a.device().index);
+    dispatch_binary<T>(op, out, a, b);
+  });
+  return out;
+}
+
+}  // namespace dfx::kernels::cuda
