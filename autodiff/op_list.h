@@ -16,7 +16,9 @@ inline const std::vector<std::string_view>& primitive_ops() {
       "expand", "contiguous", "concat",
       // convolutions (autodiff/nn_conv.cpp)
       // pooling and upsampling (autodiff/nn_pool.cpp)
+      "max_pool", "pool_gather", "pool_scatter", "avg_pool", "avg_pool_adjoint", "upsample", "upsample_adjoint",
       // normalisation (autodiff/nn_norm.cpp)
+      "batch_norm", "channel_sum", "channel_bcast",
   };
   return ops;
 }

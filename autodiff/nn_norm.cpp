@@ -1,0 +1,186 @@
+// autodiff/nn_norm.cpp — batch normalisation (and SyncBatchNorm through `all_reduce`) on Vars.
+// Training mode is one recorded op on fused kernels: ONE all-reduce of packed float64 (count,
+// sum, sumsq) in the forward, ONE of (sum g, sum g*xhat) in the backward. A backward run with
+// create_graph instead composes the same formulas from differentiable ops (channel_sum reduces
+// across ranks), so second-order derivatives are exact, also across ranks.
+#include "autodiff/nn_norm.h"
+
+#include <cmath>
+
+#include "autodiff/ops.h"
+#include "kernels/norm.h"
+#include "kernels/reduce.h"
+#include "kernels/shape_ops.h"
+
+namespace dfx::ad {
+namespace k = dfx::kernels;
+using VarList = std::vector<Var>;
+
+namespace {
+
+// Every dim but 1: the dims batch norm reduces over.
+std::vector<int64_t> reduced_dims(int ndim) {
+  std::vector<int64_t> d{0};
+  for (int i = 2; i < ndim; ++i) d.push_back(i);
+  return d;
+}
+
+// [1, C, 1, ...]: a [C] vector viewed to broadcast against [N, C, *S].
+Shape channel_view(const Shape& xs) {
+  Shape s(xs.size(), 1);
+  s[1] = xs[1];
+  return s;
+}
+
+// Sums a per-channel tensor over ranks in float64 (the contract of ChannelAllReduce) and returns
+// it in t's dtype; t itself is never modified.
+Tensor reduce_over_ranks(const Tensor& t, const ChannelAllReduce& all_reduce, const char* op) {
+  if (!all_reduce) return t;
+  Tensor buf = t.dtype() == DType::Float64 ? t.clone() : t.to(DType::Float64).contiguous();
+  const Shape shape = buf.shape();
+  all_reduce(buf);
+  DFX_CHECK(buf.defined() && buf.shape() == shape && buf.dtype() == DType::Float64, op,
+            ": all_reduce changed the per-channel sums to ", buf.describe(), "; expected float64 ",
+            shape);
+  return buf.dtype() == t.dtype() ? buf : buf.to(t.dtype());
+}
+
+void check_channel(const Tensor& t, const Tensor& x, const char* what) {
+  if (!t.defined()) return;
+  DFX_CHECK(t.dim() == 1 && t.shape()[0] == x.shape()[1] && t.device() == x.device() &&
+                is_floating(t.dtype()),
+            "batch_norm: ", what, " is ", t.describe(), "; expected a floating [", x.shape()[1],
+            "] tensor on ", x.device(), " for input ", x.describe());
+}
+
+// value = (1 - momentum) * value + momentum * update, in place (O(C), computed in float64).
+void blend_(const Tensor& running, const std::vector<double>& update, double momentum) {
+  if (!running.defined()) return;
+  std::vector<double> r = running.to_vector();
+  for (size_t c = 0; c < r.size(); ++c) r[c] = (1.0 - momentum) * r[c] + momentum * update[c];
+  copy_(running, from_vector<double>(r, {static_cast<int64_t>(r.size())}));
+}
+
+Var eval_batch_norm(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
+                    const Tensor& running_var, double eps) {
+  DFX_CHECK(running_mean.defined() && running_var.defined(), "batch_norm: evaluation mode needs "
+            "running_mean and running_var (got ", running_mean.describe(), ", ",
+            running_var.describe(), ")");
+  std::vector<double> rv = running_var.to_vector();
+  for (double& v : rv) v = 1.0 / std::sqrt(v + eps);
+  Tensor invstd = from_vector<double>(rv, {x.shape()[1]}).to(x.device());
+  bool any = x.requires_grad() || gamma.requires_grad() || beta.requires_grad();
+  if (!grad_enabled() || !any)
+    return Var(k::bn_apply(x.data(), running_mean, invstd, gamma.data(), beta.data()));
+  // A plain affine map of x per channel, written in Var ops so it is differentiable to any order.
+  const Shape cv = channel_view(x.shape());
+  Var scale(invstd.to(x.dtype()));
+  if (gamma.defined()) scale = mul(gamma, scale);
+  Var y = mul(sub(x, Var(running_mean.to(x.dtype()).reshape(cv))), reshape(scale, cv));
+  return beta.defined() ? add(y, reshape(beta, cv)) : y;
+}
+
+}  // namespace
+
+Var channel_sum(const Var& x, const ChannelAllReduce& all_reduce) {
+  DFX_CHECK(x.dim() >= 2, "channel_sum: expected [N, C, *S], got ", x.data().describe());
+  Shape xs = x.shape();
+  Tensor s = reduce_over_ranks(k::sum(x.data(), reduced_dims(x.dim())), all_reduce, "channel_sum");
+  return record("channel_sum", s, {x}, [xs, all_reduce](const Var&, const Var& g) {
+    return VarList{channel_bcast(g, xs, all_reduce)};
+  });
+}
+
+Var channel_bcast(const Var& g, const Shape& shape, const ChannelAllReduce& all_reduce) {
+  DFX_CHECK(shape.size() >= 2 && g.dim() == 1 && g.shape()[0] == shape[1], "channel_bcast: ",
+            g.data().describe(), " does not broadcast along dim 1 of ", shape);
+  Tensor s = reduce_over_ranks(g.data(), all_reduce, "channel_bcast");
+  return record("channel_bcast", s.reshape(channel_view(shape)).expand(shape), {g},
+                [all_reduce](const Var&, const Var& gg) {
+                  return VarList{channel_sum(gg, all_reduce)};
+                });
+}
+
+Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
+               Tensor running_var, bool training, double momentum, double eps,
+               const ChannelAllReduce& all_reduce) {
+  DFX_CHECK(x.defined() && x.dim() >= 2, "batch_norm: expected x [N, C, *S], got ",
+            x.data().describe());
+  check_channel(gamma.data(), x.data(), "gamma");
+  check_channel(beta.data(), x.data(), "beta");
+  check_channel(running_mean, x.data(), "running_mean");
+  check_channel(running_var, x.data(), "running_var");
+  for (const Var* p : {&gamma, &beta})
+    DFX_CHECK(!p->defined() || p->dtype() == x.dtype(), "batch_norm: gamma/beta ",
+              p->data().describe(), " differ in dtype from x ", x.data().describe());
+  if (!training) return eval_batch_norm(x, gamma, beta, running_mean, running_var, eps);
+
+  // Forward: local (count, sum, sumsq) in one float64 tensor, one all-reduce, global moments.
+  const int64_t C = x.shape()[1];
+  const double local = C ? static_cast<double>(x.numel() / C) : 0.0;
+  Tensor packed = k::concat({full({1, C}, local, DType::Float64, x.device()),
+                             k::channel_sums(x.data())}, 0);
+  packed = reduce_over_ranks(packed, all_reduce, "batch_norm");
+  std::vector<double> p = packed.to_vector();
+  const double count = C ? p[0] : 0.0;
+  DFX_CHECK(count > 1, "batch_norm: training needs more than one value per channel, got ", count,
+            " over all ranks for input ", x.data().describe());
+  std::vector<double> mean(C), var(C), invstd(C), unbiased(C);
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = p[C + c] / count;
+    var[c] = std::max(p[2 * C + c] / count - mean[c] * mean[c], 0.0);  // float64 E[x^2] - E[x]^2
+    invstd[c] = 1.0 / std::sqrt(var[c] + eps);
+    unbiased[c] = var[c] * count / (count - 1.0);
+  }
+  blend_(running_mean, mean, momentum);
+  blend_(running_var, unbiased, momentum);
+  Tensor mean_t = from_vector<double>(mean, {C}).to(x.device());
+  Tensor invstd_t = from_vector<double>(invstd, {C}).to(x.device());
+  Tensor y = k::bn_apply(x.data(), mean_t, invstd_t, gamma.data(), beta.data());
+
+  const bool nx = x.requires_grad(), ng = gamma.requires_grad(), nb = beta.requires_grad();
+  return record("batch_norm", y, {x, gamma, beta}, [=](const Var&, const Var& g) -> VarList {
+    if (!grad_enabled()) {
+      // Fast path: two fused passes; only (sum g, sum g*xhat) cross ranks. The parameter
+      // gradients stay local: the data-parallel reducer sums them like every other gradient.
+      Tensor red = k::bn_backward_reduce(g.data(), x.data(), mean_t, invstd_t);
+      Var gx, gg, gb;
+      if (ng) gg = Var(red.select(0, 1).to(x.dtype()).contiguous());
+      if (nb) gb = Var(red.select(0, 0).to(x.dtype()).contiguous());
+      if (nx) {
+        Tensor global = reduce_over_ranks(red, all_reduce, "batch_norm backward");
+        gx = Var(k::bn_backward_apply(g.data(), x.data(), mean_t, invstd_t, gamma.data(), global,
+                                      count));
+      }
+      return {gx, gg, gb};
+    }
+    // create_graph: the same gradient composed from differentiable ops. The moments are
+    // recomputed from x (they depend on it); with x constant the saved ones are constants.
+    const Shape xs = x.shape(), cv = channel_view(xs);
+    const std::vector<int64_t> dims = reduced_dims(x.dim());
+    const double inv_n = 1.0 / count;
+    Var m, is;
+    if (nx) {
+      m = mul(channel_sum(x, all_reduce), inv_n);
+      Var d = sub(x, reshape(m, cv));
+      is = rsqrt(add(mul(channel_sum(mul(d, d), all_reduce), inv_n), eps));
+    } else {
+      m = Var(mean_t.to(x.dtype()));
+      is = Var(invstd_t.to(x.dtype()));
+    }
+    Var xhat = mul(sub(x, reshape(m, cv)), reshape(is, cv));
+    Var gxhat = mul(g, xhat);
+    Var gx, gg, gb;
+    if (ng) gg = sum(gxhat, dims);
+    if (nb) gb = sum(g, dims);
+    if (nx) {
+      Var sg = mul(channel_sum(g, all_reduce), inv_n);
+      Var sgx = mul(channel_sum(gxhat, all_reduce), inv_n);
+      Var kk = gamma.defined() ? mul(gamma, is) : is;
+      gx = mul(reshape(kk, cv), sub(sub(g, reshape(sg, cv)), mul(xhat, reshape(sgx, cv))));
+    }
+    return {gx, gg, gb};
+  });
+}
+
+}  // namespace dfx::ad

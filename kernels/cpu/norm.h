@@ -1,0 +1,18 @@
+// kernels/cpu/norm.h — CPU implementations behind kernels/norm.h. x and g arrive contiguous and
+// viewed as [N, C, S]; per-channel tensors arrive as contiguous float64 [C] (gamma, beta: 1 and 0
+// when undefined), so the kernels only loop.
+#pragma once
+#include "kernels/norm.h"
+
+namespace dfx::kernels::cpu {
+
+void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& out);
+void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
+              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y);
+void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
+                        const Tensor& mean, const Tensor& invstd, const Tensor& out);
+void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
+                       const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
+                       const Tensor& sums, double count, const Tensor& gx);
+
+}  // namespace dfx::kernels::cpu

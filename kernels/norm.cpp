@@ -1,0 +1,104 @@
+// kernels/norm.cpp — shape checks and device dispatch for the batch-norm kernels. Per-channel
+// operands are O(C), so they are brought to contiguous float64 here once and the device kernels
+// see a single layout.
+#include "kernels/norm.h"
+
+#include "config.h"
+#include "kernels/cpu/norm.h"
+
+namespace dfx::kernels {
+
+namespace {
+
+[[noreturn]] void no_cuda(const char* op, const Tensor& x) {
+  DFX_FAIL(op, ": no CUDA kernel for ", x.describe(),
+           DFX_HAVE_CUDA ? " yet" : " (dfx was built without CUDA)");
+}
+
+// x as [N, C, S] (S = 1 without spatial dims).
+void split_dims(const Tensor& x, const char* op, int64_t& n, int64_t& c, int64_t& s) {
+  DFX_CHECK(x.defined(), op, ": undefined input");
+  DFX_CHECK(x.dim() >= 2, op, ": expected [N, C, *S], got ", x.describe());
+  DFX_CHECK(x.dtype() == DType::Float32 || x.dtype() == DType::Float64, op,
+            ": expected float32 or float64, got ", x.describe());
+  if (x.device().is_cuda()) no_cuda(op, x);
+  n = x.shape()[0];
+  c = x.shape()[1];
+  s = 1;
+  for (int d = 2; d < x.dim(); ++d) s *= x.shape()[d];
+}
+
+// A [C] per-channel operand as contiguous float64 on x's device; `fill` when undefined.
+Tensor per_channel(const Tensor& t, const Tensor& x, int64_t c, double fill, const char* op,
+                   const char* what) {
+  if (!t.defined()) return full({c}, fill, DType::Float64, x.device());
+  DFX_CHECK(t.dim() == 1 && t.shape()[0] == c, op, ": ", what, " is ", t.describe(),
+            "; expected [", c, "] for input ", x.describe());
+  DFX_CHECK(t.device() == x.device(), op, ": ", what, " ", t.describe(), " is not on ",
+            x.device(), " like the input");
+  DFX_CHECK(is_floating(t.dtype()), op, ": ", what, " must be floating, got ", t.describe());
+  return t.to(DType::Float64).contiguous();
+}
+
+void check_like(const Tensor& g, const Tensor& x, const char* op) {
+  DFX_CHECK(g.defined() && g.shape() == x.shape() && g.dtype() == x.dtype() &&
+                g.device() == x.device(),
+            op, ": gradient ", g.describe(), " does not match input ", x.describe());
+}
+
+}  // namespace
+
+Tensor channel_sums(const Tensor& x) {
+  int64_t n, c, s;
+  split_dims(x, "channel_sums", n, c, s);
+  Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
+  cpu::channel_sums(x.contiguous(), n, c, s, out);
+  return out;
+}
+
+Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
+                const Tensor& beta) {
+  int64_t n, c, s;
+  split_dims(x, "bn_apply", n, c, s);
+  DFX_CHECK(mean.defined() && invstd.defined(), "bn_apply: mean and invstd are required");
+  Tensor m = per_channel(mean, x, c, 0, "bn_apply", "mean");
+  Tensor is = per_channel(invstd, x, c, 1, "bn_apply", "invstd");
+  Tensor ga = per_channel(gamma, x, c, 1, "bn_apply", "gamma");
+  Tensor be = per_channel(beta, x, c, 0, "bn_apply", "beta");
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::bn_apply(x.contiguous(), n, c, s, m, is, ga, be, y);
+  return y;
+}
+
+Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
+                          const Tensor& invstd) {
+  int64_t n, c, s;
+  split_dims(x, "bn_backward_reduce", n, c, s);
+  check_like(g, x, "bn_backward_reduce");
+  DFX_CHECK(mean.defined() && invstd.defined(), "bn_backward_reduce: mean and invstd are required");
+  Tensor m = per_channel(mean, x, c, 0, "bn_backward_reduce", "mean");
+  Tensor is = per_channel(invstd, x, c, 1, "bn_backward_reduce", "invstd");
+  Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
+  cpu::bn_backward_reduce(g.contiguous(), x.contiguous(), n, c, s, m, is, out);
+  return out;
+}
+
+Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                         const Tensor& gamma, const Tensor& sums, double count) {
+  int64_t n, c, s;
+  split_dims(x, "bn_backward_apply", n, c, s);
+  check_like(g, x, "bn_backward_apply");
+  DFX_CHECK(mean.defined() && invstd.defined(), "bn_backward_apply: mean and invstd are required");
+  DFX_CHECK(sums.defined() && sums.shape() == Shape({2, c}), "bn_backward_apply: sums ",
+            sums.describe(), " must be [2, ", c, "] (sum g, sum g * xhat)");
+  DFX_CHECK(count > 0, "bn_backward_apply: count ", count, " must be positive");
+  Tensor m = per_channel(mean, x, c, 0, "bn_backward_apply", "mean");
+  Tensor is = per_channel(invstd, x, c, 1, "bn_backward_apply", "invstd");
+  Tensor ga = per_channel(gamma, x, c, 1, "bn_backward_apply", "gamma");
+  Tensor sm = sums.to(DType::Float64).contiguous();
+  Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::bn_backward_apply(g.contiguous(), x.contiguous(), n, c, s, m, is, ga, sm, count, gx);
+  return gx;
+}
+
+}  // namespace dfx::kernels

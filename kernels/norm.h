@@ -1,0 +1,29 @@
+// kernels/norm.h — the fused per-channel pieces of batch normalisation, in the shape of PyTorch's
+// native SyncBatchNorm kernels: one pass for the channel sums, one for normalise-and-affine, one
+// for the backward sums and one for the input gradient. Channel = dim 1 of x [N, C, *S] (S may be
+// empty); per-channel statistics are float64 [C]; autodiff/nn_norm.cpp composes them.
+#pragma once
+#include "core/tensor.h"
+
+namespace dfx::kernels {
+
+// [2, C] float64: (sum x, sum x*x) over every dim but 1, accumulated in float64 in one pass.
+// An empty batch (N = 0) gives zeros, so a rank with no samples still joins the all-reduce.
+Tensor channel_sums(const Tensor& x);
+
+// y = (x - mean) * invstd * gamma + beta in one pass, in x's dtype. mean and invstd are [C]
+// (any floating dtype, used in float64); gamma and beta are [C] or undefined (1 and 0).
+Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
+                const Tensor& beta);
+
+// [2, C] float64: (sum g, sum g * xhat) with xhat = (x - mean) * invstd, in one pass over g and x.
+// These are the gradients of beta and gamma, and (all-reduced) the inputs of bn_backward_apply.
+Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
+                          const Tensor& invstd);
+
+// gx = gamma * invstd * (g - sum_g / count - xhat * sum_gxhat / count) in one pass, where
+// sums = [2, C] (sum_g, sum_gxhat) over the whole (possibly global) batch of `count` per channel.
+Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                         const Tensor& gamma, const Tensor& sums, double count);
+
+}  // namespace dfx::kernels

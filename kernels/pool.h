@@ -1,0 +1,66 @@
+// kernels/pool.h — pooling and upsampling over 1-3 spatial dims of [N, C, *S] tensors, with the
+// adjoint of every linear map (what autodiff needs for gradients of any order). Each entry point
+// dispatches by device to kernels/cpu/pool.cpp (kernels/cuda/pool.cu when it exists).
+#pragma once
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dfx::kernels {
+
+// Per spatial dim; a single value is broadcast to every spatial dim. An empty stride = kernel.
+struct PoolWindow {
+  std::vector<int64_t> kernel;
+  std::vector<int64_t> stride;
+  std::vector<int64_t> padding{0};
+};
+
+// Output spatial shape of pooling x_shape [N, C, *S] (floor mode): (S + 2p - k) / s + 1.
+// Validates the window (k >= 1, s >= 1, 0 <= p <= k/2, output >= 1) and throws naming `op`.
+Shape pool_output_shape(const Shape& x_shape, const PoolWindow& w, const char* op);
+
+struct MaxPoolResult {
+  Tensor values;   // [N, C, *S_out], x's dtype
+  Tensor indices;  // [N, C, *S_out], int64: flat index of the maximum within its input plane
+};
+// Max pooling, padding counts as -inf; ties pick the first index in row-major window order and
+// NaN propagates (PyTorch's semantics).
+MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w);
+// out[n, c, o] = x[n, c, idx[n, c, o]] (x's plane flattened): max-pool's derivative applied to x.
+Tensor pool_gather(const Tensor& x, const Tensor& indices);
+// zeros(in_shape) with out[n, c, idx[n, c, o]] += g[n, c, o]: the adjoint of pool_gather, i.e.
+// max-pool's backward. Deterministic: each plane is accumulated by one thread in a fixed order.
+Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape);
+
+// Average pooling with count_include_pad = true (divisor = prod(kernel), PyTorch's default).
+Tensor avg_pool(const Tensor& x, const PoolWindow& w);
+// Its adjoint: g [N, C, *S_out] -> [N, C, *S_in] (in_shape), the gradient of avg_pool.
+Tensor avg_pool_adjoint(const Tensor& g, const Shape& in_shape, const PoolWindow& w);
+
+// Upsampling by integer factors (a single value is broadcast). Linear is bi/trilinear with
+// align_corners = false: source index (o + 0.5) / s - 0.5 clamped at 0, as PyTorch computes it.
+enum class UpsampleMode { Nearest, Linear };
+Tensor upsample(const Tensor& x, const std::vector<int64_t>& scale, UpsampleMode mode);
+// Its adjoint: g [N, C, *S*scale] -> [N, C, *S].
+Tensor upsample_adjoint(const Tensor& g, const std::vector<int64_t>& scale, UpsampleMode mode);
+
+// ---- resolved geometry, shared by the device implementations ----
+// Spatial dims are padded to three with leading size-1 dims, so one 3-d loop serves 1-3 dims and
+// the flat index within a plane is the same as without the padding.
+struct PoolGeometry {
+  int64_t planes = 0;                        // N * C
+  int64_t in[3], out[3], k[3], s[3], p[3];  // per padded spatial dim
+  int64_t in_numel() const { return in[0] * in[1] * in[2]; }
+  int64_t out_numel() const { return out[0] * out[1] * out[2]; }
+};
+// One spatial dim of a separable linear map: output row r is sum of w[e] * input[col[e]] over
+// e in [ptr[r], ptr[r + 1]), in increasing col order. Average pooling, upsampling and their
+// adjoints are tensor products of three of these (times one overall scale).
+struct AxisMap {
+  int64_t rows = 1, cols = 1;
+  std::vector<int64_t> ptr{0, 1}, col{0};
+  std::vector<double> w{1.0};
+  AxisMap transposed() const;
+};
+
+}  // namespace dfx::kernels
