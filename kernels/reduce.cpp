@@ -59,12 +59,14 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction
   if (x.dim() == 0) d = {0};
   Tensor out = Tensor::empty(reduced_shape(xx.shape(), d, false), x.dtype(), x.device());
   cpu::var(xx, d, correction, out);
-  return keepdim ? out.view(reduced_shape(xx.shape(), d, true)) : out;
+  // A 0-d input gives a 0-d result with or without keepdim, as in reduce().
+  return keepdim && x.dim() > 0 ? out.view(reduced_shape(xx.shape(), d, true)) : out;
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   cpu_only(x, "argmax");
   int d = wrap_dim(dim, x.dim(), "argmax");
+  if (x.dim() == 0) return zeros({}, DType::Int64, x.device());  // the only element
   Tensor out = Tensor::empty(reduced_shape(x.shape(), {d}, false), DType::Int64, x.device());
   cpu::argmax(x, d, out);
   return keepdim ? out.view(reduced_shape(x.shape(), {d}, true)) : out;

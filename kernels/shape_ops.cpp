@@ -7,6 +7,8 @@ namespace dfx::kernels {
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   DFX_CHECK(!xs.empty(), "concat: no tensors given");
   const Tensor& x0 = xs[0];
+  DFX_CHECK(x0.dim() > 0, "concat: cannot concatenate 0-d tensors (", x0.describe(),
+            "); expected >= 1 dim (stack joins 0-d tensors)");
   int d = wrap_dim(dim, x0.dim(), "concat");
   Shape shape = x0.shape();
   int64_t total = 0;
@@ -43,6 +45,7 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
+  DFX_CHECK(x.dim() > 0, "split: cannot split a 0-d tensor (", x.describe(), ")");
   int d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
   for (int64_t s : sizes) {
@@ -61,8 +64,12 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 }
 
 Tensor unnarrow(const Tensor& x, const Shape& shape, int64_t dim, int64_t start) {
-  Tensor out = zeros(shape, x.dtype(), x.device());
   int d = wrap_dim(dim, static_cast<int>(shape.size()), "unnarrow");
+  bool fits = x.dim() > 0 && x.dim() == static_cast<int>(shape.size());
+  for (int k = 0; fits && k < x.dim(); ++k) fits = k == d || x.shape()[k] == shape[k];
+  DFX_CHECK(fits, "unnarrow: ", x.describe(), " does not fit in ", shape, " along dim ", d,
+            "; expected the same rank and the same sizes off dim ", d);
+  Tensor out = zeros(shape, x.dtype(), x.device());
   copy_(out.narrow(d, start, x.shape()[d]), x);
   return out;
 }

@@ -2,6 +2,7 @@
 // contiguous inner rows vectorise, outer rows split across OpenMP threads.
 #include "kernels/cpu/elementwise.h"
 
+#include <atomic>
 #include <cmath>
 
 #include "core/strided_loop.h"
@@ -63,6 +64,18 @@ Tensor map2(const Tensor& a, const Tensor& b, DType out_dtype, const char* op, F
                               }
                             });
   return out;
+}
+
+// Integer division by zero traps (SIGFPE) and would kill the embedding program: refuse it.
+template <class T>
+void check_no_zero_divisor(const Tensor& b, const char* op) {
+  const T* pb = static_cast<const T*>(b.raw_data());
+  std::atomic<bool> zero{false};
+  detail::for_each_row<1>(b.shape(), {&b.strides()}, [&](auto off, auto in, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+      if (pb[off[0] + i * in[0]] == T(0)) zero.store(true, std::memory_order_relaxed);
+  });
+  DFX_CHECK(!zero.load(), op, ": integer division by zero (divisor ", b.describe(), ")");
 }
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
@@ -137,7 +150,17 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
       case BinaryOp::Add: out = map2<T, T>(a, b, dt, name, [](T x, T y) { return T(x + y); }); break;
       case BinaryOp::Sub: out = map2<T, T>(a, b, dt, name, [](T x, T y) { return T(x - y); }); break;
       case BinaryOp::Mul: out = map2<T, T>(a, b, dt, name, [](T x, T y) { return T(x * y); }); break;
-      case BinaryOp::Div: out = map2<T, T>(a, b, dt, name, [](T x, T y) { return T(x / y); }); break;
+      case BinaryOp::Div:
+        if constexpr (std::is_integral_v<T>) {
+          check_no_zero_divisor<T>(b, name);
+          // x / -1 as an unsigned negation: INT64_MIN / -1 traps like a division by zero.
+          out = map2<T, T>(a, b, dt, name, [](T x, T y) {
+            return y == T(-1) ? static_cast<T>(0 - static_cast<uint64_t>(x)) : T(x / y);
+          });
+        } else {
+          out = map2<T, T>(a, b, dt, name, [](T x, T y) { return T(x / y); });
+        }
+        break;
       case BinaryOp::Maximum:
         out = map2<T, T>(a, b, dt, name, [](T x, T y) { return x > y ? x : y; });
         break;

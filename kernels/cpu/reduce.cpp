@@ -51,7 +51,6 @@ void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Te
       for (int d : dims) R *= x.shape()[d];
       M = R ? x.numel() / R : 0;
       const T* px = static_cast<const T*>(x.raw_data());
-      const double scale = op == ReduceOp::Mean ? 1.0 / static_cast<double>(R) : 1.0;
       constexpr int64_t kBlock = 256;
 #pragma omp parallel for schedule(static) if (M * R >= 32768 && M > kBlock)
       for (int64_t m0 = 0; m0 < M; m0 += kBlock) {
@@ -62,8 +61,14 @@ void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, const Te
 #pragma omp simd
           for (int64_t i = 0; i < mb; ++i) buf[i] += static_cast<A>(row[i]);
         }
-        for (int64_t i = 0; i < mb; ++i)
-          po[m0 + i] = static_cast<T>(op == ReduceOp::Mean ? buf[i] * scale : buf[i]);
+        // Divide (as the row path does) rather than multiply by 1/R, and keep int64 sums out of
+        // double: n * (1.0 / n) can round below 1, which truncated an int64 mean to 0.
+        for (int64_t i = 0; i < mb; ++i) {
+          if (op == ReduceOp::Mean)
+            po[m0 + i] = static_cast<T>(static_cast<double>(buf[i]) / static_cast<double>(R));
+          else
+            po[m0 + i] = static_cast<T>(buf[i]);
+        }
       }
       if (R == 0)
         for (int64_t i = 0; i < out.numel(); ++i)
