@@ -10,6 +10,10 @@
 #include "kernels/shape_ops.h"
 #include "autodiff/ops.h"
 #include "autodiff/var.h"
+#include "models/checkpoint.h"
+#include "models/layers.h"
+#include "models/module.h"
+#include "models/unet.h"
 
 namespace dfx {
 using ad::Var;

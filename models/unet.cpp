@@ -1,0 +1,126 @@
+// models/unet.cpp — builds the DiffNet U-Net level by level in the same registration order as the
+// PyTorch peer, so that named_parameters() and state_dict() list the same keys in the same order.
+#include "models/unet.h"
+
+#include <sstream>
+
+#include "autodiff/ops.h"
+
+namespace dfx::nn {
+
+UNetOptions UNetOptions::w1() {
+  UNetOptions o;
+  o.dims = 2;
+  o.depth = 4;
+  o.width = 16;
+  return o;
+}
+
+UNetOptions UNetOptions::w2() {
+  UNetOptions o;
+  o.dims = 3;
+  o.depth = 4;
+  o.width = 8;
+  return o;
+}
+
+namespace {
+
+std::shared_ptr<Module> make_norm(int dims, int64_t channels, const UNetOptions& o) {
+  if (o.norm == Norm::None) return std::make_shared<Identity>();
+  return std::make_shared<BatchNorm>(dims, channels, o.batch_norm,
+                                     TensorOptions{o.dtype, o.device, o.seed});
+}
+
+}  // namespace
+
+ConvBlock::ConvBlock(int dims, int64_t in_channels, int64_t out_channels, const UNetOptions& o)
+    : Module("ConvBlock"), in_(in_channels), out_(out_channels) {
+  // A bias before BatchNorm is cancelled by its mean subtraction: only without norm.
+  ConvOptions c;
+  c.padding = {1};
+  c.bias = o.norm == Norm::None;
+  const TensorOptions t{o.dtype, o.device, o.seed};
+  const std::vector<int64_t> k3{3};
+  conv1_ = register_module("conv1", std::make_shared<Conv>(dims, in_, out_, k3, c, t));
+  norm1_ = register_module("norm1", make_norm(dims, out_, o));
+  act1_ = register_module("act1", make_activation(o.activation));
+  conv2_ = register_module("conv2", std::make_shared<Conv>(dims, out_, out_, k3, c, t));
+  norm2_ = register_module("norm2", make_norm(dims, out_, o));
+  act2_ = register_module("act2", make_activation(o.activation));
+}
+
+Var ConvBlock::forward(const Var& x) {
+  Var h = act1_->forward(norm1_->forward(conv1_->forward(x)));
+  return act2_->forward(norm2_->forward(conv2_->forward(h)));
+}
+
+std::string ConvBlock::describe() const {
+  return "ConvBlock(" + std::to_string(in_) + " -> " + std::to_string(out_) + ")";
+}
+
+UNet::UNet(const UNetOptions& opts) : Module("UNet"), opts_(opts) {
+  const UNetOptions& o = opts_;
+  DFX_CHECK(o.dims >= 1 && o.dims <= 3, "UNet: dims ", o.dims, "; expected 1, 2 or 3");
+  DFX_CHECK(o.depth >= 1 && o.depth <= 16, "UNet: depth ", o.depth, "; expected 1 to 16");
+  DFX_CHECK(o.width >= 1 && o.in_channels >= 1 && o.out_channels >= 1, "UNet: width ", o.width,
+            ", in_channels ", o.in_channels, ", out_channels ", o.out_channels,
+            "; expected positive counts");
+  std::vector<int64_t> widths;
+  for (int l = 0; l < o.depth; ++l) widths.push_back(o.width << l);
+
+  encoder_ = register_module("encoder", std::make_shared<ModuleList>());
+  encoder_->push_back(std::make_shared<ConvBlock>(o.dims, o.in_channels, widths[0], o));
+  for (int l = 1; l < o.depth; ++l)
+    encoder_->push_back(std::make_shared<ConvBlock>(o.dims, widths[l - 1], widths[l], o));
+  pool_ = register_module("pool", std::make_shared<MaxPool>(o.dims, std::vector<int64_t>{2}));
+  up_ = register_module("up", std::make_shared<ModuleList>());
+  decoder_ = register_module("decoder", std::make_shared<ModuleList>());
+  ConvOptions up;
+  up.stride = {2};
+  const TensorOptions t{o.dtype, o.device, o.seed};
+  for (int l = o.depth - 1; l >= 1; --l) {
+    up_->push_back(std::make_shared<ConvTranspose>(o.dims, widths[l], widths[l - 1],
+                                                   std::vector<int64_t>{2}, up, t));
+    // The concatenation [upsampled, skip] has 2 * widths[l - 1] = widths[l] channels.
+    decoder_->push_back(std::make_shared<ConvBlock>(o.dims, widths[l], widths[l - 1], o));
+  }
+  head_ = register_module(
+      "head", std::make_shared<Conv>(o.dims, widths[0], o.out_channels, std::vector<int64_t>{1},
+                                     ConvOptions{}, t));
+  // Streams from full paths: every layer draws different numbers, reproducibly from the seed.
+  init_parameters(o.seed);
+}
+
+Var UNet::forward(const Var& x) {
+  DFX_CHECK(x.defined() && x.dim() == opts_.dims + 2 && x.size(1) == opts_.in_channels,
+            "UNet: input ", x.defined() ? x.data().describe() : "undefined", "; expected [N, ",
+            opts_.in_channels, ", ", opts_.dims, " spatial dims]");
+  for (int d = 2; d < x.dim(); ++d)
+    DFX_CHECK(x.size(d) % size_divisor() == 0, "UNet: input ", x.data().describe(),
+              ": spatial size ", x.size(d), " is not divisible by 2^(depth-1) = ", size_divisor(),
+              " (depth ", opts_.depth, ")");
+  std::vector<Var> skips;
+  Var h = (*encoder_)[0].forward(x);
+  for (size_t l = 1; l < encoder_->size(); ++l) {
+    skips.push_back(h);
+    h = (*encoder_)[l].forward(pool_->forward(h));
+  }
+  for (size_t l = 0; l < up_->size(); ++l) {
+    Var u = (*up_)[l].forward(h);
+    h = (*decoder_)[l].forward(ad::concat({u, skips.back()}, 1));
+    skips.pop_back();
+  }
+  return head_->forward(h);
+}
+
+std::string UNet::describe() const {
+  std::ostringstream os;
+  os << "UNet(" << opts_.dims << "-d, in=" << opts_.in_channels << ", out=" << opts_.out_channels
+     << ", depth=" << opts_.depth << ", width=" << opts_.width
+     << ", activation=" << opts_.activation.str()
+     << ", norm=" << (opts_.norm == Norm::Batch ? "batch" : "none") << ")";
+  return os.str();
+}
+
+}  // namespace dfx::nn
