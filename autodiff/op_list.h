@@ -15,6 +15,7 @@ inline const std::vector<std::string_view>& primitive_ops() {
       "sum", "amax", "amin", "sum_to", "matmul", "reshape", "permute", "narrow", "unnarrow",
       "expand", "contiguous", "concat",
       // convolutions (autodiff/nn_conv.cpp)
+      "conv", "conv_transpose", "conv_weight_grad", "conv_bias_grad",
       // pooling and upsampling (autodiff/nn_pool.cpp)
       "max_pool", "pool_gather", "pool_scatter", "avg_pool", "avg_pool_adjoint", "upsample", "upsample_adjoint",
       // normalisation (autodiff/nn_norm.cpp)

@@ -1,0 +1,156 @@
+// kernels/conv.cpp — shape rules and checks of the convolution family, then device dispatch to
+// kernels/cpu/conv.cpp (kernels/cuda/conv.cu once it exists). Backends receive validated,
+// contiguous operands.
+#include "kernels/conv.h"
+
+#include <sstream>
+
+#include "config.h"
+#include "kernels/cpu/conv.h"
+
+namespace dfx::kernels {
+namespace {
+
+Shape spatial(const Shape& s) { return Shape(s.begin() + 2, s.end()); }
+
+void check_operands(const char* op, const Tensor& a, const char* an, const Tensor& b,
+                    const char* bn) {
+  DFX_CHECK(a.defined() && b.defined(), op, ": undefined operand (", an, " ", a.describe(), ", ",
+            bn, " ", b.describe(), ")");
+  DFX_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ: ", an, " ", a.describe(), ", ", bn, " ",
+            b.describe(), "; expected one float dtype");
+  DFX_CHECK(a.dtype() == DType::Float32 || a.dtype() == DType::Float64, op,
+            ": expected float32 or float64, got ", an, " ", a.describe());
+  DFX_CHECK(a.device() == b.device(), op, ": operands on different devices: ", an, " ",
+            a.describe(), ", ", bn, " ", b.describe());
+}
+
+void check_bias(const char* op, const Tensor& bias, const Tensor& like, int64_t channels) {
+  if (!bias.defined()) return;
+  check_operands(op, like, "input", bias, "bias");
+  DFX_CHECK(bias.dim() == 1 && bias.size(0) == channels, op, ": bias ", bias.describe(),
+            " does not match the ", channels, " output channels; expected [", channels, "]");
+}
+
+void check_rank(const char* op, const Shape& s, const char* what, const ConvGeometry& g,
+                const char* layout) {
+  DFX_CHECK(static_cast<int>(s.size()) == g.nd + 2, op, ": ", what, " ", s, " has rank ",
+            s.size(), "; expected ", g.nd + 2, " dims ", layout, " for ", g.nd,
+            " spatial dim(s)");
+}
+
+[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
+  DFX_FAIL(op, ": no CUDA kernel for ", t.describe(),
+           DFX_HAVE_CUDA ? " yet" : " (dfx was built without CUDA)");
+}
+
+}  // namespace
+
+ConvGeometry ConvGeometry::make(int nd, const std::vector<int64_t>& stride,
+                                const std::vector<int64_t>& padding,
+                                const std::vector<int64_t>& dilation, const char* op) {
+  DFX_CHECK(nd >= 1 && nd <= 3, op, ": ", nd, " spatial dims; expected 1, 2 or 3");
+  ConvGeometry g;
+  g.nd = nd;
+  auto fill = [&](const std::vector<int64_t>& v, std::array<int64_t, 3>& out, const char* name,
+                  int64_t min) {
+    DFX_CHECK(v.size() == 1 || static_cast<int>(v.size()) == nd, op, ": ", name, " ", v,
+              " has ", v.size(), " values; expected 1 or ", nd, " (one per spatial dim)");
+    for (int d = 0; d < nd; ++d) {
+      out[d] = v.size() == 1 ? v[0] : v[d];
+      DFX_CHECK(out[d] >= min, op, ": ", name, " ", v, "; expected every value >= ", min);
+    }
+  };
+  fill(stride, g.stride, "stride", 1);
+  fill(padding, g.padding, "padding", 0);
+  fill(dilation, g.dilation, "dilation", 1);
+  return g;
+}
+
+std::string ConvGeometry::str() const {
+  auto part = [&](const std::array<int64_t, 3>& v) { return Shape(v.begin(), v.begin() + nd); };
+  std::ostringstream os;
+  os << "stride " << part(stride) << ", padding " << part(padding) << ", dilation "
+     << part(dilation);
+  return os.str();
+}
+
+Shape conv_output_size(const Shape& in, const Shape& k, const ConvGeometry& g, const char* op) {
+  DFX_CHECK(static_cast<int>(in.size()) == g.nd && static_cast<int>(k.size()) == g.nd, op,
+            ": spatial sizes ", in, " and kernel ", k, " do not have ", g.nd, " dims");
+  Shape out(g.nd);
+  for (int d = 0; d < g.nd; ++d) {
+    const int64_t span = g.dilation[d] * (k[d] - 1) + 1;
+    const int64_t padded = in[d] + 2 * g.padding[d];
+    DFX_CHECK(k[d] >= 1 && span <= padded, op, ": kernel ", k, " (dilated extent ", span,
+              " in spatial dim ", d, ") is larger than the padded input ", in, " (", padded,
+              " with ", g.str(), "); expected a kernel that fits");
+    out[d] = (padded - span) / g.stride[d] + 1;
+  }
+  return out;
+}
+
+Shape conv_output_shape(const Shape& x, const Shape& w, const ConvGeometry& g, const char* op) {
+  check_rank(op, x, "input", g, "[N, Cin, *S]");
+  check_rank(op, w, "weight", g, "[Cout, Cin, *K]");
+  DFX_CHECK(x[1] == w[1], op, ": input ", x, " has ", x[1], " channels but weight ", w,
+            " expects ", w[1], " (weight is [Cout, Cin, *K])");
+  Shape out{x[0], w[0]};
+  for (int64_t s : conv_output_size(spatial(x), spatial(w), g, op)) out.push_back(s);
+  return out;
+}
+
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeometry& g) {
+  check_operands("conv", x, "input", w, "weight");
+  Shape ys = conv_output_shape(x.shape(), w.shape(), g, "conv");
+  check_bias("conv", bias, x, w.size(0));
+  if (x.device().is_cuda()) no_cuda("conv", x);
+  return cpu::conv(x.contiguous(), w.contiguous(),
+                   bias.defined() ? bias.contiguous() : Tensor(), ys, g);
+}
+
+Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
+                      const ConvGeometry& g) {
+  check_operands("conv_transpose", y, "input", w, "weight");
+  check_rank("conv_transpose", y.shape(), "input", g, "[N, Cout, *S']");
+  check_rank("conv_transpose", x_shape, "output shape", g, "[N, Cin, *S]");
+  check_rank("conv_transpose", w.shape(), "weight", g, "[Cout, Cin, *K]");
+  DFX_CHECK(y.size(1) == w.size(0), "conv_transpose: input ", y.describe(), " has ", y.size(1),
+            " channels but weight ", w.shape(), " expects ", w.size(0),
+            " (weight is [Cout, Cin, *K], the layout of the conv it transposes)");
+  DFX_CHECK(x_shape[0] == y.size(0) && x_shape[1] == w.size(1), "conv_transpose: output shape ",
+            x_shape, " does not match batch ", y.size(0), " and ", w.size(1),
+            " weight input channels; expected [", y.size(0), ", ", w.size(1), ", ...]");
+  Shape back = conv_output_size(spatial(x_shape), spatial(w.shape()), g, "conv_transpose");
+  DFX_CHECK(back == spatial(y.shape()), "conv_transpose: output shape ", x_shape,
+            " convolved with kernel ", spatial(w.shape()), " (", g.str(), ") gives spatial ",
+            back, ", not the input's ", spatial(y.shape()),
+            "; expected an output size whose convolution is the input size "
+            "(output_padding must be < stride)");
+  check_bias("conv_transpose", bias, y, w.size(1));
+  if (y.device().is_cuda()) no_cuda("conv_transpose", y);
+  return cpu::conv_transpose(y.contiguous(), w.contiguous(),
+                             bias.defined() ? bias.contiguous() : Tensor(), x_shape, g);
+}
+
+Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
+                        const ConvGeometry& g) {
+  check_operands("conv_weight_grad", y, "output gradient", x, "input");
+  Shape ys = conv_output_shape(x.shape(), w_shape, g, "conv_weight_grad");
+  DFX_CHECK(ys == y.shape(), "conv_weight_grad: output gradient ", y.describe(),
+            " does not match the conv of input ", x.shape(), " with weight ", w_shape, " (",
+            g.str(), "), which gives ", ys);
+  if (y.device().is_cuda()) no_cuda("conv_weight_grad", y);
+  return cpu::conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g);
+}
+
+Tensor conv_bias_grad(const Tensor& y) {
+  DFX_CHECK(y.defined() && y.dim() >= 2, "conv_bias_grad: expected [N, C, ...], got ",
+            y.describe());
+  DFX_CHECK(y.dtype() == DType::Float32 || y.dtype() == DType::Float64,
+            "conv_bias_grad: expected float32 or float64, got ", y.describe());
+  if (y.device().is_cuda()) no_cuda("conv_bias_grad", y);
+  return cpu::conv_bias_grad(y.contiguous());
+}
+
+}  // namespace dfx::kernels

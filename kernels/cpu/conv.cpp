@@ -1,0 +1,446 @@
+// kernels/cpu/conv.cpp — convolutions on the CPU as im2col/vol2col + BLAS GEMM. A sample's
+// receptive fields unrolled into col [Cin*K, S'] give y_n = W [Cout, Cin*K] @ col; the transpose
+// computes W^T @ y_n and scatters it back (col2im); the weight gradient sums y_n @ col^T over the
+// batch.
+// 1x1 kernels with stride 1 and no padding skip the unrolling (x_n already is the column matrix).
+//
+// Work is cut into fixed column blocks of S' whose width depends only on the shapes; every GEMM
+// runs single-threaded on one block, and every sum runs in a fixed order. OpenMP threads then take
+// (sample, block) items in any arrangement and the bits never depend on the thread count (OpenBLAS
+// itself does not promise that: its threaded GEMM can round differently from its serial one).
+// Measured on 2 cores, this beats a threaded GEMM per sample and one GEMM with the batch folded in.
+#include "kernels/cpu/conv.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/dispatch.h"
+
+namespace dfx::kernels::cpu {
+namespace {
+
+constexpr int64_t kParallelMin = 32768;  // work below which threads cost more than they save
+constexpr int64_t kBlockBytes = 512 * 1024;      // one column block of col (fits in L2)
+constexpr int64_t kPartialElems = 8 << 20;       // budget for weight-gradient partial sums
+constexpr int64_t kMaxPartials = 64;
+
+// The geometry with 1-3 spatial dims padded to 3 by leading size-1 dims, so one loop nest serves
+// conv1d, conv2d and conv3d.
+struct Geo3 {
+  int64_t n = 0, c = 0, o = 0;  // batch, channels of x (conv's input), channels of y
+  int64_t in[3] = {1, 1, 1}, k[3] = {1, 1, 1}, out[3] = {1, 1, 1};
+  int64_t s[3] = {1, 1, 1}, p[3] = {0, 0, 0}, d[3] = {1, 1, 1};
+
+  int64_t in_size() const { return in[0] * in[1] * in[2]; }
+  int64_t k_size() const { return k[0] * k[1] * k[2]; }
+  int64_t out_size() const { return out[0] * out[1] * out[2]; }
+  int64_t rows() const { return c * k_size(); }  // rows of the column matrix
+  // The column matrix of x_n is x_n itself.
+  bool pointwise() const {
+    for (int i = 0; i < 3; ++i)
+      if (k[i] != 1 || s[i] != 1 || p[i] != 0) return false;
+    return true;
+  }
+};
+
+Geo3 make_geo(const Shape& x, const Shape& w, const Shape& y, const ConvGeometry& g) {
+  Geo3 r;
+  r.n = x[0];
+  r.c = x[1];
+  r.o = w[0];
+  const int off = 3 - g.nd;
+  for (int i = 0; i < g.nd; ++i) {
+    r.in[off + i] = x[2 + i];
+    r.k[off + i] = w[2 + i];
+    r.out[off + i] = y[2 + i];
+    r.s[off + i] = g.stride[i];
+    r.p[off + i] = g.padding[i];
+    r.d[off + i] = g.dilation[i];
+  }
+  return r;
+}
+
+// Column blocks of S': `width` columns each (the last one shorter), from the shapes alone.
+struct Blocks {
+  int64_t width = 1, count = 0, total = 0;
+  Blocks(const Geo3& g, size_t itemsize) : total(g.out_size()) {
+    const int64_t row_bytes = g.rows() * static_cast<int64_t>(itemsize);
+    const int64_t fit = kBlockBytes / std::max<int64_t>(1, row_bytes);
+    width = std::min(total, std::max<int64_t>(256, fit / 64 * 64));
+    width = std::max<int64_t>(width, 1);
+    count = (total + width - 1) / width;
+  }
+  int64_t begin(int64_t b) const { return b * width; }
+  int64_t end(int64_t b) const { return std::min(total, (b + 1) * width); }
+  // Item `it` of the (sample, block) grid: sample n, columns [j0, j1).
+  void item(int64_t it, int64_t& n, int64_t& j0, int64_t& j1) const {
+    n = it / count;
+    j0 = begin(it % count);
+    j1 = end(it % count);
+  }
+};
+
+// One kernel offset (kd, kh, kw) of row r: input offsets per dim and the valid ow range.
+struct Tap {
+  int64_t off[3];
+  int64_t lo, hi;  // ow in [lo, hi) reads inside the input along the last dim
+  Tap(const Geo3& g, int64_t kk) {
+    const int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
+    off[0] = kd * g.d[0] - g.p[0];
+    off[1] = kh * g.d[1] - g.p[1];
+    off[2] = kw * g.d[2] - g.p[2];
+    const int64_t s = g.s[2], n = g.in[2], out = g.out[2];
+    lo = off[2] >= 0 ? 0 : (-off[2] + s - 1) / s;
+    hi = off[2] > n - 1 ? 0 : (n - 1 - off[2]) / s + 1;
+    lo = std::min(lo, out);
+    hi = std::max(lo, std::min(hi, out));
+  }
+};
+
+// Calls f(row_in_input or -1, ow0, ow1, j) for the pieces of output rows (od, oh) that columns
+// [j0, j1) cover: output positions ow0..ow1 of that row sit at column j. row_in_input is the
+// offset of input row (id, ih) within a channel, or -1 when it lies in the padding.
+template <class F>
+void for_each_segment(const Geo3& g, const Tap& t, int64_t j0, int64_t j1, F&& f) {
+  const int64_t ow_n = g.out[2];
+  for (int64_t j = j0; j < j1;) {
+    const int64_t orow = j / ow_n, ow0 = j % ow_n, ow1 = std::min(ow_n, ow0 + (j1 - j));
+    const int64_t id = (orow / g.out[1]) * g.s[0] + t.off[0];
+    const int64_t ih = (orow % g.out[1]) * g.s[1] + t.off[1];
+    const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+    f(inside ? (id * g.in[1] + ih) * g.in[2] : -1, ow0, ow1, j);
+    j += ow1 - ow0;
+  }
+}
+
+// col[r, j - j0] (row stride ld) for columns [j0, j1) of x_n's column matrix: row (c, kd, kh, kw),
+// column (od, oh, ow) holds x_n[c, od*s + kd*d - p, ...], zero in the padding.
+template <class T>
+void im2col_block(const T* x, T* col, int64_t ld, const Geo3& g, int64_t j0, int64_t j1) {
+  const int64_t K = g.k_size(), in_sz = g.in_size(), sw = g.s[2];
+  for (int64_t r = 0; r < g.rows(); ++r) {
+    const Tap t(g, r % K);
+    const T* xc = x + (r / K) * in_sz;
+    for_each_segment(g, t, j0, j1, [&](int64_t row, int64_t ow0, int64_t ow1, int64_t j) {
+      T* d = col + r * ld + (j - j0);  // d[ow - ow0] for ow in [ow0, ow1)
+      if (row < 0) {
+        std::fill(d, d + (ow1 - ow0), T(0));
+        return;
+      }
+      const int64_t a = std::clamp(t.lo, ow0, ow1), b = std::clamp(t.hi, a, ow1);
+      std::fill(d, d + (a - ow0), T(0));
+      if (b > a) {
+        const T* src = xc + row + a * sw + t.off[2];  // input at ow = a
+        if (sw == 1) {
+          std::copy(src, src + (b - a), d + (a - ow0));
+        } else {
+          for (int64_t i = 0; i < b - a; ++i) d[a - ow0 + i] = src[i * sw];
+        }
+      }
+      std::fill(d + (b - ow0), d + (ow1 - ow0), T(0));
+    });
+  }
+}
+
+// x_n[c] += the scatter of columns [j0, j1) of col (row stride ld) for channels [c0, c1): the
+// adjoint of im2col_block. Per element, terms arrive in (block, kernel offset, column) order
+// whichever way blocks and channels are spread over threads.
+template <class T>
+void col2im_block(const T* col, int64_t ld, T* x, const Geo3& g, int64_t j0, int64_t j1,
+                  int64_t c0, int64_t c1) {
+  const int64_t K = g.k_size(), in_sz = g.in_size(), sw = g.s[2];
+  for (int64_t c = c0; c < c1; ++c) {
+    T* xc = x + c * in_sz;
+    for (int64_t kk = 0; kk < K; ++kk) {
+      const Tap t(g, kk);
+      const T* src_row = col + (c * K + kk) * ld;
+      for_each_segment(g, t, j0, j1, [&](int64_t row, int64_t ow0, int64_t ow1, int64_t j) {
+        const int64_t a = std::clamp(t.lo, ow0, ow1), b = std::clamp(t.hi, a, ow1);
+        if (row < 0 || b == a) return;
+        const T* src = src_row + (j - j0) + (a - ow0);  // column of ow = a
+        T* dst = xc + row + a * sw + t.off[2];          // input at ow = a
+        if (sw == 1) {
+#pragma omp simd
+          for (int64_t i = 0; i < b - a; ++i) dst[i] += src[i];
+        } else {
+          for (int64_t i = 0; i < b - a; ++i) dst[i * sw] += src[i];
+        }
+      });
+    }
+  }
+}
+
+// Row-major C [M, N] = op(A) @ op(B) + beta C.
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+              N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* a, int64_t lda,
+               const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+              N, K, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Every GEMM here must run on its caller's thread. OpenBLAS's OpenMP build does that by itself
+// inside a parallel region; its pthread build would hand each call to its own pool (and serialise
+// concurrent calls on one lock), so its thread count is 1 for the duration, then restored.
+class SerialBlasScope {
+ public:
+  SerialBlasScope() {
+#if defined(OPENBLAS_VERSION)
+    if (openblas_get_parallel() == 1 && openblas_get_num_threads() > 1) {
+      saved_ = openblas_get_num_threads();
+      openblas_set_num_threads(1);
+    }
+#endif
+  }
+  ~SerialBlasScope() {
+#if defined(OPENBLAS_VERSION)
+    if (saved_ > 0) openblas_set_num_threads(saved_);
+#endif
+  }
+  SerialBlasScope(const SerialBlasScope&) = delete;
+  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
+// Threads a loop of `work` flops may use (1 inside another parallel region or when tiny).
+int threads_for(int64_t work) {
+  if (omp_in_parallel() || work < kParallelMin) return 1;
+  return omp_get_max_threads();
+}
+
+template <class T>
+void add_bias_rows(T* y, int64_t ld, const T* bias, int64_t rows, int64_t len) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T b = bias[r];
+    T* row = y + r * ld;
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) row[i] += b;
+  }
+}
+
+template <class T>
+void fill_bias_rows(T* y, const T* bias, int64_t rows, int64_t len) {
+  for (int64_t r = 0; r < rows; ++r)
+    std::fill(y + r * len, y + (r + 1) * len, bias ? bias[r] : T(0));
+}
+
+template <class T>
+void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
+  const int64_t S = g.out_size(), R = g.rows(), in_sz = g.in_size();
+  const bool pointwise = g.pointwise();
+  const Blocks blk(g, sizeof(T));
+  const int64_t items = g.n * blk.count;
+  const int threads = threads_for(g.n * g.o * S * R);
+  Tensor cols = pointwise ? Tensor() : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
+  SerialBlasScope serial;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t it = 0; it < items; ++it) {
+    int64_t n, j0, j1;
+    blk.item(it, n, j0, j1);
+    const T* xn = x + n * g.c * in_sz;
+    T* yb = y + n * g.o * S + j0;  // y_n[:, j0:j1], row stride S
+    if (pointwise) {
+      blas_gemm(false, false, g.o, j1 - j0, R, w, R, xn + j0, S, T(0), yb, S);
+    } else {
+      T* col = cols.data<T>() + omp_get_thread_num() * R * blk.width;
+      im2col_block(xn, col, j1 - j0, g, j0, j1);
+      blas_gemm(false, false, g.o, j1 - j0, R, w, R, col, j1 - j0, T(0), yb, S);
+    }
+    if (bias) add_bias_rows(yb, S, bias, g.o, j1 - j0);
+  }
+}
+
+template <class T>
+void conv_transpose_impl(const T* y, const T* w, const T* bias, T* x, const Geo3& g) {
+  const int64_t S = g.out_size(), R = g.rows(), in_sz = g.in_size();
+  const Blocks blk(g, sizeof(T));
+  const int threads = threads_for(g.n * g.o * S * R);
+  SerialBlasScope serial;
+  if (g.pointwise()) {  // x_n[:, block] = W^T y_n[:, block] (+ bias), no scatter
+    const int64_t items = g.n * blk.count;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int64_t it = 0; it < items; ++it) {
+      int64_t n, j0, j1;
+      blk.item(it, n, j0, j1);
+      T* xb = x + n * g.c * in_sz + j0;
+      blas_gemm(true, false, R, j1 - j0, g.o, w, R, y + n * g.o * S + j0, S, T(0), xb, S);
+      if (bias) add_bias_rows(xb, S, bias, g.c, j1 - j0);
+    }
+    return;
+  }
+  // Whole rounds of `threads` samples: one sample per thread, block by block (GEMM into a small
+  // buffer, then scatter). The rest: all threads on one group, GEMM blocks in parallel into full
+  // columns, then the scatter split by channel. Both add the same terms in the same order.
+  const int64_t rounds = threads > 1 ? g.n / threads * threads : g.n;
+  if (rounds > 0) {
+    Tensor cols = Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int64_t n = 0; n < rounds; ++n) {
+      T* col = cols.data<T>() + omp_get_thread_num() * R * blk.width;
+      T* xn = x + n * g.c * in_sz;
+      fill_bias_rows(xn, bias, g.c, in_sz);
+      for (int64_t b = 0; b < blk.count; ++b) {
+        const int64_t j0 = blk.begin(b), j1 = blk.end(b);
+        blas_gemm(true, false, R, j1 - j0, g.o, w, R, y + n * g.o * S + j0, S, T(0), col, j1 - j0);
+        col2im_block(col, j1 - j0, xn, g, j0, j1, 0, g.c);
+      }
+    }
+  }
+  const int64_t rest = g.n - rounds;
+  if (rest == 0) return;
+  Tensor cols = Tensor::empty({rest, R, S}, dtype_of<T>::value);
+  T* pc = cols.data<T>();
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < rest * blk.count; ++it) {
+      int64_t i, j0, j1;
+      blk.item(it, i, j0, j1);
+      blas_gemm(true, false, R, j1 - j0, g.o, w, R, y + (rounds + i) * g.o * S + j0, S, T(0),
+                pc + i * R * S + j0, S);
+    }
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < rest * g.c; ++it) {
+      const int64_t i = it / g.c, c = it % g.c;
+      T* xn = x + (rounds + i) * g.c * in_sz;
+      fill_bias_rows(xn + c * in_sz, bias ? bias + c : nullptr, 1, in_sz);
+      for (int64_t b = 0; b < blk.count; ++b)
+        col2im_block(pc + i * R * S + blk.begin(b), S, xn, g, blk.begin(b), blk.end(b), c, c + 1);
+    }
+  }
+}
+
+template <class T>
+void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
+  const int64_t S = g.out_size(), R = g.rows(), in_sz = g.in_size(), W = g.o * R;
+  const bool pointwise = g.pointwise();
+  const Blocks blk(g, sizeof(T));
+  const int64_t items = g.n * blk.count;
+  // Items (sample, block) are cut into `parts` consecutive runs fixed by the shapes; each run is
+  // summed in order into its own partial, and the partials are added in order at the end.
+  const int64_t parts = std::clamp<int64_t>(kPartialElems / std::max<int64_t>(W, 1), 1,
+                                            std::min(items, kMaxPartials));
+  const int threads =
+      static_cast<int>(std::min<int64_t>(threads_for(items * W * blk.width), parts));
+  Tensor cols = pointwise ? Tensor() : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
+  Tensor partials = parts > 1 ? Tensor::empty({parts, W}, dtype_of<T>::value) : Tensor();
+  T* part = parts > 1 ? partials.data<T>() : dw;
+  SerialBlasScope serial;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t pi = 0; pi < parts; ++pi) {
+    T* col = pointwise ? nullptr : cols.data<T>() + omp_get_thread_num() * R * blk.width;
+    for (int64_t it = items * pi / parts; it < items * (pi + 1) / parts; ++it) {
+      int64_t n, j0, j1;
+      blk.item(it, n, j0, j1);
+      const T* xn = x + n * g.c * in_sz;
+      const T* b = xn + j0;
+      int64_t ldb = S;
+      if (!pointwise) {
+        im2col_block(xn, col, j1 - j0, g, j0, j1);
+        b = col;
+        ldb = j1 - j0;
+      }
+      const bool first = it == items * pi / parts;
+      blas_gemm(false, true, g.o, R, j1 - j0, y + n * g.o * S + j0, S, b, ldb,
+                first ? T(0) : T(1), part + pi * W, R);
+    }
+  }
+  if (parts == 1) return;
+#pragma omp parallel for schedule(static) if (parts * W >= kParallelMin)
+  for (int64_t i = 0; i < W; ++i) {
+    typename acc<T>::type s = part[i];
+    for (int64_t pi = 1; pi < parts; ++pi) s += part[pi * W + i];
+    dw[i] = static_cast<T>(s);
+  }
+}
+
+bool empty_shape(const Shape& s) { return shape_numel(s) == 0; }
+
+}  // namespace
+
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y_shape,
+            const ConvGeometry& g) {
+  Tensor y = Tensor::empty(y_shape, x.dtype());
+  if (empty_shape(y_shape)) return y;
+  Geo3 geo = make_geo(x.shape(), w.shape(), y_shape, g);
+  dispatch_float(x.dtype(), "conv", [&](auto z) {
+    using T = decltype(z);
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+    if (geo.rows() == 0) {  // no input channels: the output is the bias alone
+      for (int64_t n = 0; n < geo.n; ++n)
+        fill_bias_rows(y.data<T>() + n * geo.o * geo.out_size(), pb, geo.o, geo.out_size());
+      return;
+    }
+    conv_impl<T>(x.data<T>(), w.data<T>(), pb, y.data<T>(), geo);
+  });
+  return y;
+}
+
+Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
+                      const ConvGeometry& g) {
+  Tensor x = Tensor::empty(x_shape, y.dtype());
+  if (empty_shape(x_shape)) return x;
+  Geo3 geo = make_geo(x_shape, w.shape(), y.shape(), g);
+  dispatch_float(y.dtype(), "conv_transpose", [&](auto z) {
+    using T = decltype(z);
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+    if (geo.o == 0) {  // nothing to scatter: the output is the bias alone
+      for (int64_t n = 0; n < geo.n; ++n)
+        fill_bias_rows(x.data<T>() + n * geo.c * geo.in_size(), pb, geo.c, geo.in_size());
+      return;
+    }
+    conv_transpose_impl<T>(y.data<T>(), w.data<T>(), pb, x.data<T>(), geo);
+  });
+  return x;
+}
+
+Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
+                        const ConvGeometry& g) {
+  Tensor dw = Tensor::empty(w_shape, y.dtype());
+  if (empty_shape(w_shape)) return dw;
+  Geo3 geo = make_geo(x.shape(), w_shape, y.shape(), g);
+  dispatch_float(y.dtype(), "conv_weight_grad", [&](auto z) {
+    using T = decltype(z);
+    if (geo.n == 0) {
+      std::fill(dw.data<T>(), dw.data<T>() + dw.numel(), T(0));
+      return;
+    }
+    conv_weight_grad_impl<T>(y.data<T>(), x.data<T>(), dw.data<T>(), geo);
+  });
+  return dw;
+}
+
+Tensor conv_bias_grad(const Tensor& y) {
+  const int64_t N = y.size(0), C = y.size(1);
+  const int64_t S = N * C > 0 ? y.numel() / (N * C) : 0;
+  Tensor out = Tensor::empty({C}, y.dtype());
+  dispatch_float(y.dtype(), "conv_bias_grad", [&](auto z) {
+    using T = decltype(z);
+    using A = typename acc<T>::type;
+    const T* py = y.data<T>();
+    T* po = out.data<T>();
+    // One thread per channel, samples in order: the sum does not depend on the thread count.
+#pragma omp parallel for schedule(static) if (y.numel() >= kParallelMin && C > 1)
+    for (int64_t c = 0; c < C; ++c) {
+      A total = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* row = py + (n * C + c) * S;
+        A part = 0;
+#pragma omp simd reduction(+ : part)
+        for (int64_t i = 0; i < S; ++i) part += static_cast<A>(row[i]);
+        total += part;
+      }
+      po[c] = static_cast<T>(total);
+    }
+  });
+  return out;
+}
+
+}  // namespace dfx::kernels::cpu

@@ -1,0 +1,16 @@
+// kernels/cpu/conv.h — CPU implementations behind kernels/conv.h. Operands arrive validated and
+// contiguous, with the output shape already computed by the dispatcher.
+#pragma once
+#include "kernels/conv.h"
+
+namespace dfx::kernels::cpu {
+
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y_shape,
+            const ConvGeometry& g);
+Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
+                      const ConvGeometry& g);
+Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
+                        const ConvGeometry& g);
+Tensor conv_bias_grad(const Tensor& y);
+
+}  // namespace dfx::kernels::cpu
