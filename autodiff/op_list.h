@@ -1,6 +1,6 @@
 // autodiff/op_list.h — every primitive op with its own backward rule, by the name it records on
 // the tape. Composite ops (mean, var, dot, square, ...) are built from these and need no rule.
-// tests/autodiff/test_gradcheck.cpp fails if any name here lacks a first- and second-order check,
+// tests/autodiff/test_ops_grad.cpp fails if any name here lacks a first- and second-order check,
 // and later layers (nn, pde) append their primitives here.
 #pragma once
 #include <string_view>
@@ -20,6 +20,8 @@ inline const std::vector<std::string_view>& primitive_ops() {
       "max_pool", "pool_gather", "pool_scatter", "avg_pool", "avg_pool_adjoint", "upsample", "upsample_adjoint",
       // normalisation (autodiff/nn_norm.cpp)
       "batch_norm", "channel_sum", "channel_bcast",
+      // finite-element stencils (autodiff/fem_ops.cpp)
+      "fem_energy", "fem_apply", "fem_bilinear",
   };
   return ops;
 }
