@@ -1,0 +1,22 @@
+// pde/burgers_loss.h — the W3 training loss for u_t + u u_x = visc u_xx on [0,1] x [0,1]:
+// the mean squared finite-difference residual over interior nodes plus boundary_factor times
+// the mean squared mismatch on the initial row (u = b(x)) and the two x-boundaries (u = 0).
+//
+// Discretisation (our choice where W3 is silent): backward difference in t (causal, no odd-even
+// decoupling in time), central differences in x, on the N x N output grid (t along height).
+#pragma once
+#include "autodiff/var.h"
+
+namespace dfx::pde {
+
+struct BurgersLossParts {
+  ad::Var residual;  // sum over the batch of per-sample mean squared residuals
+  ad::Var boundary;  // sum over the batch of per-sample mean squared boundary mismatch
+  ad::Var total;     // (residual + boundary_factor * boundary) / global_count
+};
+
+// u [B, 1, N, N] network output, b [B, 1, 1, N] or [B, N] initial condition.
+BurgersLossParts burgers_loss(const ad::Var& u, const Tensor& b, double visc,
+                              double boundary_factor = 64.0, int64_t global_count = 0);
+
+}  // namespace dfx::pde
