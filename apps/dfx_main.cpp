@@ -16,6 +16,10 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"train", dfx::app::cmd_train, "train a U-Net on a PDE loss (data-free); works under mpiexec"},
+    {"eval", dfx::app::cmd_eval, "relative L2 error of a checkpoint against the reference solver"},
+    {"solve", dfx::app::cmd_solve, "reference solution of one field (.npy in, .npy out)"},
+    {"bench", dfx::app::cmd_bench, "step time, samples/s, peak memory and HVP cost of a workload"},
     {"info", dfx::app::cmd_info, "version, built parts (CUDA, cuDNN, NCCL, MPI) and devices"},
     {"demo", dfx::app::cmd_demo, "fit a small network with the tape, printing the loss"},
 };
@@ -38,7 +42,9 @@ int main(int argc, char** argv) {
     try {
       return c.run(args);
     } catch (const dfx::Error& e) {
-      std::fprintf(stderr, "dfx %s: error: %s\n", c.name, e.what());
+      // Messages from option parsing already start with "dfx <command>:".
+      if (std::strncmp(e.what(), "dfx ", 4) == 0) std::fprintf(stderr, "error: %s\n", e.what());
+      else std::fprintf(stderr, "dfx %s: error: %s\n", c.name, e.what());
       return 2;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "dfx %s: unexpected error: %s\n", c.name, e.what());

@@ -1,0 +1,120 @@
+// apps/cmd_bench.cpp — `dfx bench`: the end-to-end step-time runner on the canonical workloads
+// (WORKLOADS.md): forward + loss + backward + optimiser update, median of --steps after --warmup,
+// samples/s, peak memory, and optionally the Hessian-vector product time against a step.
+// Prints a table line and, with --json, one JSON object for scripts (bench/compare.py).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "apps/commands.h"
+#include "apps/run_common.h"
+#include "autodiff/ops.h"
+#include "core/rng.h"
+#include "pde/sampler.h"
+
+namespace dfx::app {
+using T = OptionSpec::Type;
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+double max_rss_gib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB
+}
+}  // namespace
+
+int cmd_bench(const Args& args) {
+  std::vector<OptionSpec> specs = run_option_specs();
+  specs.insert(specs.end(), {
+      {"steps", T::Int, "10", "timed steps"},
+      {"warmup", T::Int, "3", "untimed steps first"},
+      {"hvp", T::Bool, "false", "also time Hessian-vector products (double backward)"},
+      {"json", T::Bool, "false", "print one JSON object instead of the table line"},
+  });
+  Options o("bench", "times training steps of a workload (WORKLOADS.md)", specs);
+  if (!o.parse(args)) return 0;
+  apply_threads(o.i("threads"));
+  const Device device = run_device(o);
+  auto problem = make_problem(problem_options(o));
+  auto model = build_model(o, problem->dims());
+  model->train();
+  auto params = model->parameters();
+  auto opt = build_optimizer(o, params);
+  const int64_t B = o.i("batch");
+  DFX_CHECK(B >= 1 && o.i("steps") >= 1 && o.i("warmup") >= 0, "dfx bench: need --batch >= 1, --steps >= 1, --warmup >= 0");
+  const DType dtype = run_dtype(o);
+  std::vector<uint64_t> idx = pde::train_indices(static_cast<uint64_t>(B));
+  Tensor x = problem->input(idx, dtype);
+
+  auto step = [&] {
+    opt->zero_grad();
+    ad::Var loss = problem->loss((*model)(ad::Var(x)), x, B);
+    loss.backward();
+    opt->step();
+    return loss.item();
+  };
+  reset_peak_memory(device);
+  for (int64_t i = 0; i < o.i("warmup"); ++i) step();
+  std::vector<double> times;
+  double last_loss = 0;
+  for (int64_t i = 0; i < o.i("steps"); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    last_loss = step();
+    times.push_back(seconds_since(t0));
+  }
+  const double step_s = median(times);
+  const double peak_gib = static_cast<double>(memory_stats(device).peak_bytes) / (1024.0 * 1024.0 * 1024.0);
+
+  double hvp_s = 0, grad_s = 0;
+  if (o.b("hvp")) {
+    std::vector<Tensor> v;
+    for (size_t i = 0; i < params.size(); ++i)
+      v.push_back(uniform(params[i].shape(), -1, 1, 12345, i, 0, dtype));
+    auto loss_fn = [&] { return problem->loss((*model)(ad::Var(x)), x, B); };
+    std::vector<double> th, tg;
+    for (int64_t i = 0; i < o.i("warmup") + o.i("steps"); ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      ad::grad({loss_fn()}, params);
+      double g = seconds_since(t0);
+      t0 = std::chrono::steady_clock::now();
+      ad::hvp(loss_fn, params, v);
+      double h = seconds_since(t0);
+      if (i >= o.i("warmup")) {
+        tg.push_back(g);
+        th.push_back(h);
+      }
+    }
+    hvp_s = median(th);
+    grad_s = median(tg);
+  }
+
+  if (o.b("json")) {
+    nlohmann::json j = {{"engine", "dfx"}, {"problem", o.s("problem")}, {"res", o.i("res")},
+                        {"batch", B}, {"step_ms", step_s * 1e3}, {"samples_per_s", B / step_s},
+                        {"peak_gib", peak_gib}, {"max_rss_gib", max_rss_gib()}, {"loss", last_loss},
+                        {"threads", o.i("threads")}, {"parameters", model->num_parameters()}};
+    if (o.b("hvp")) {
+      j["hvp_ms"] = hvp_s * 1e3;
+      j["grad_ms"] = grad_s * 1e3;
+      j["hvp_over_grad"] = hvp_s / grad_s;
+      j["hvp_over_step"] = hvp_s / step_s;
+    }
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%-10s N=%-5lld batch %-3lld  step %9.2f ms  %8.2f samples/s  peak %.3f GiB (RSS %.3f GiB)",
+                o.s("problem").c_str(), (long long)o.i("res"), (long long)B, step_s * 1e3, B / step_s,
+                peak_gib, max_rss_gib());
+    if (o.b("hvp")) std::printf("  HVP %.2f ms = %.2f x grad, %.2f x step", hvp_s * 1e3, hvp_s / grad_s, hvp_s / step_s);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace dfx::app

@@ -1,0 +1,203 @@
+// apps/cmd_train.cpp — `dfx train`: data-free training of a U-Net on a PDE loss, on one process
+// or under mpiexec (exact sharding, bucketed all-reduce, SyncBatchNorm; only rank 0 prints and
+// writes). Writes config.json, metrics.jsonl, atomic safetensors checkpoints and, at the end, a
+// held-out evaluation with PNG panels and the loss curve.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "apps/commands.h"
+#include "apps/report.h"
+#include "apps/run_common.h"
+#include "autodiff/ops.h"
+#include "core/rng.h"
+#include "dist/data_parallel.h"
+#include "pde/sampler.h"
+
+namespace dfx::app {
+using T = OptionSpec::Type;
+
+namespace {
+
+// The training order of epoch e: a permutation of [0, n) keyed by (seed, epoch) alone, so every
+// rank computes the same one without communicating.
+std::vector<uint64_t> epoch_order(uint64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<uint64_t> p(n);
+  for (uint64_t i = 0; i < n; ++i) p[i] = i;
+  for (uint64_t i = n; i > 1; --i) {
+    uint64_t j = static_cast<uint64_t>(philox_uniform(seed ^ 0x5eedull, 1000 + epoch, i) * i);
+    std::swap(p[i - 1], p[std::min(j, i - 1)]);
+  }
+  return p;
+}
+
+}  // namespace
+
+int cmd_train(const Args& args) {
+  std::vector<OptionSpec> specs = run_option_specs();
+  specs.insert(specs.end(), {
+      {"steps", T::Int, "0", "optimiser steps (0: use --epochs)"},
+      {"epochs", T::Int, "1", "passes over --samples training fields"},
+      {"samples", T::Int, "256", "training fields per epoch"},
+      {"out", T::String, "runs/latest", "run directory"},
+      {"checkpoint_every", T::Int, "0", "steps between checkpoints (0: only at the end)"},
+      {"resume", T::String, "", "continue from this checkpoint (weights, optimiser state, step)"},
+      {"eval_samples", T::Int, "8", "held-out fields evaluated at the end (0: none)"},
+      {"panels", T::Int, "3", "held-out fields drawn in panels.png"},
+      {"log_every", T::Int, "10", "steps between plain progress lines (not on a terminal)"},
+      {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
+      {"sync_bn", T::Bool, "true", "batch-norm moments over the global batch under MPI"},
+  });
+  Options o("train", "trains a U-Net on a PDE loss, data-free", specs);
+  if (!o.parse(args)) return 0;
+
+  auto comm = dist::make_default();
+  const bool root = comm->rank() == 0;
+  apply_threads(o.i("threads"));
+  run_device(o);
+  const std::string out = o.s("out");
+  // Every rank checks; only rank 0 writes.
+  if (root) ensure_directory(out);
+  if (!o.s("resume").empty()) {
+    // Architecture and problem come from the checkpoint unless given again on this command line.
+    LoadedCheckpoint meta = read_checkpoint_metadata(o.s("resume"));
+    for (const char* k : {"problem", "res", "depth", "width", "dtype", "seed"})
+      if (!o.given(k) && meta.config.contains(k)) o.apply_json(nlohmann::json{{k, meta.config[k]}}, "the checkpoint");
+  }
+  auto problem = make_problem(problem_options(o));
+  const int64_t B = o.i("batch"), samples = o.i("samples");
+  DFX_CHECK(B >= 1, "--batch must be >= 1, got ", B);
+  DFX_CHECK(samples >= 1, "--samples must be >= 1, got ", samples);
+  const int64_t steps_per_epoch = (samples + B - 1) / B;
+  const int64_t total_steps = o.i("steps") > 0 ? o.i("steps") : o.i("epochs") * steps_per_epoch;
+  DFX_CHECK(total_steps >= 1, "nothing to do: --steps and --epochs are both 0");
+
+  auto model = build_model(o, problem->dims());
+  model->train();
+  auto params = model->parameters();
+  auto opt = build_optimizer(o, params);
+  int64_t start_step = 0;
+  if (!o.s("resume").empty()) {
+    start_step = load_run_checkpoint(o.s("resume"), *model, opt.get()).step;
+    DFX_CHECK(start_step < total_steps, "--resume: the checkpoint is at step ", start_step,
+              ", at or past the requested ", total_steps, " steps; raise --steps or --epochs");
+  }
+  std::vector<Tensor> state;
+  for (auto& [name, t] : model->state_dict()) state.push_back(t);
+  dist::broadcast_tensors(*comm, state);  // rank 0's weights everywhere
+  if (comm->size() > 1 && o.b("sync_bn"))
+    for (auto& [name, m] : model->named_modules())
+      if (auto* bn = dynamic_cast<nn::BatchNorm*>(m)) bn->set_all_reduce(dist::channel_all_reduce(comm));
+  dist::GradReducer reducer(comm, params, static_cast<size_t>(o.f("bucket_mb") * 1048576.0));
+
+  nlohmann::json config = o.to_json();
+  config["ranks"] = comm->size();
+  std::ofstream metrics;
+  if (root) {
+    write_text_atomic(out + "/config.json", config.dump(2) + "\n");
+    metrics.open(out + "/metrics.jsonl", start_step > 0 ? std::ios::app : std::ios::trunc);
+    DFX_CHECK(metrics.good(), "cannot write '", out, "/metrics.jsonl'");
+    ensure_directory(out + "/checkpoints");
+    std::printf("dfx train: %s N=%lld, U-Net depth %lld width %lld (%s parameters), batch %lld on %d rank%s, %lld steps\n",
+                o.s("problem").c_str(), (long long)o.i("res"), (long long)o.i("depth"),
+                (long long)o.i("width"), nn::format_count(model->num_parameters()).c_str(),
+                (long long)B, comm->size(), comm->size() > 1 ? "s" : "", (long long)total_steps);
+  }
+  const bool tty = root && ::isatty(STDOUT_FILENO);
+  const DType dtype = run_dtype(o);
+  const std::string last_ckpt = out + "/checkpoints/last.safetensors";
+  std::string last_good = o.s("resume");
+  std::vector<double> curve_x, curve_y;
+  auto t_start = std::chrono::steady_clock::now();
+  int status = 0;
+  int64_t step = start_step;
+  for (; step < total_steps; ++step) {
+    const int64_t epoch = step / steps_per_epoch, k = step % steps_per_epoch;
+    std::vector<uint64_t> order = epoch_order(static_cast<uint64_t>(samples), static_cast<uint64_t>(o.i("seed")), epoch);
+    const int64_t begin = k * B, count = std::min(B, samples - begin);
+    std::vector<int64_t> global(count);
+    for (int64_t i = 0; i < count; ++i) global[i] = static_cast<int64_t>(order[begin + i]);
+    std::vector<int64_t> mine = dist::shard_indices(global, comm->rank(), comm->size());
+    std::vector<uint64_t> local(mine.begin(), mine.end());
+
+    auto t0 = std::chrono::steady_clock::now();
+    opt->zero_grad();
+    Tensor loss_sum = zeros({}, DType::Float64);
+    if (!local.empty()) {
+      Tensor x = problem->input(local, dtype);
+      ad::Var loss = problem->loss((*model)(ad::Var(x)), x, count);
+      loss.backward();
+      loss_sum = loss.data().to(DType::Float64).clone();
+    } else if (comm->size() > 1 && o.b("sync_bn")) {
+      // An empty shard still takes part in SyncBatchNorm's collectives.
+      Tensor x = Tensor::empty(problem->field_shape(0), dtype);
+      ad::Var loss = problem->loss((*model)(ad::Var(x)), x, count);
+      loss.backward();
+    }
+    reducer.finish();
+    comm->all_reduce(loss_sum);
+    const double loss = loss_sum.item();
+    if (!std::isfinite(loss)) {
+      if (root)
+        std::fprintf(stderr, "%sdfx train: the loss became %s at step %lld; stopping. Last good checkpoint: %s\n",
+                     tty ? "\n" : "", std::isnan(loss) ? "NaN" : "Inf", (long long)(step + 1),
+                     last_good.empty() ? "(none written yet)" : last_good.c_str());
+      status = 3;
+      break;
+    }
+    opt->step();
+    const double dt = seconds_since(t0), elapsed = seconds_since(t_start);
+    const double sps = static_cast<double>(count) / dt;
+    if (root) {
+      nlohmann::json row = {{"step", step + 1}, {"epoch", epoch}, {"loss", loss}, {"time_s", dt},
+                            {"elapsed_s", elapsed}, {"samples_per_s", sps}, {"lr", opt->lr()}};
+      metrics << row.dump() << "\n";
+      metrics.flush();
+      curve_x.push_back(static_cast<double>(step + 1));
+      curve_y.push_back(loss);
+      const double eta = elapsed / static_cast<double>(step + 1 - start_step) * static_cast<double>(total_steps - step - 1);
+      char line[200];
+      std::snprintf(line, sizeof line, "step %lld/%lld  epoch %lld  loss %.5e  %.1f samples/s  ETA %s",
+                    (long long)(step + 1), (long long)total_steps, (long long)epoch, loss, sps,
+                    format_duration(eta).c_str());
+      if (tty) {
+        std::printf("\r%-90s", line);
+        std::fflush(stdout);
+      } else if ((step + 1) % std::max<int64_t>(o.i("log_every"), 1) == 0 || step + 1 == total_steps || step == start_step) {
+        std::printf("%s\n", line);
+        std::fflush(stdout);
+      }
+    }
+    const int64_t every = o.i("checkpoint_every");
+    if (every > 0 && (step + 1) % every == 0 && step + 1 < total_steps) {
+      if (root) {
+        char name[64];
+        std::snprintf(name, sizeof name, "/checkpoints/step_%06lld.safetensors", (long long)(step + 1));
+        save_run_checkpoint(out + name, *model, opt.get(), config, step + 1, epoch);
+        save_run_checkpoint(last_ckpt, *model, opt.get(), config, step + 1, epoch);
+        last_good = last_ckpt;
+      }
+    }
+  }
+  if (tty) std::printf("\n");
+  if (status != 0) return status;
+  if (root) {
+    save_run_checkpoint(last_ckpt, *model, opt.get(), config, total_steps, (total_steps - 1) / steps_per_epoch);
+    std::printf("checkpoint: %s\n", last_ckpt.c_str());
+    write_loss_curve(out + "/loss.png", curve_x, curve_y, o.s("problem"));
+    const int64_t n_eval = o.i("eval_samples");
+    if (n_eval > 0) {
+      EvalResult r = evaluate(*model, *problem, n_eval, dtype);
+      std::printf("held-out relative L2 error over %lld fields: mean %.4e, max %.4e\n",
+                  (long long)n_eval, r.summary.mean, r.summary.max);
+      write_eval_summary(out + "/eval.json", r, config);
+      write_panels(out + "/panels", r, *problem, std::min(o.i("panels"), n_eval));
+    }
+  }
+  return 0;
+}
+
+}  // namespace dfx::app

@@ -1,0 +1,183 @@
+// apps/run_common.cpp — shared pieces of the run commands (see run_common.h).
+#include "apps/run_common.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "models/checkpoint.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace dfx::app {
+using T = OptionSpec::Type;
+
+std::vector<OptionSpec> run_option_specs() {
+  return {
+      {"problem", T::String, "poisson2d", "workload", {"poisson2d", "poisson3d", "burgers"}},
+      {"res", T::Int, "64", "grid nodes per side (divisible by 2^(depth-1))"},
+      {"depth", T::Int, "4", "U-Net levels"},
+      {"width", T::Int, "16", "U-Net base width C"},
+      {"batch", T::Int, "8", "global batch size (split over MPI ranks)"},
+      {"optimizer", T::String, "adam", "optimiser", {"adam", "adamw", "sgd"}},
+      {"lr", T::Float, "0.001", "learning rate"},
+      {"momentum", T::Float, "0.9", "SGD momentum"},
+      {"weight_decay", T::Float, "0", "weight decay (decoupled for adamw)"},
+      {"seed", T::Int, "0", "seed of the weights and of the sampled fields"},
+      {"device", T::String, "cpu", "cpu or cuda[:N]"},
+      {"dtype", T::String, "float32", "parameter and activation precision", {"float32", "float64"}},
+      {"threads", T::Int, "0", "CPU threads per process (0: OpenMP default)"},
+      {"visc", T::Float, "0.01", "Burgers viscosity (0 = inviscid)"},
+      {"boundary_factor", T::Float, "64", "Burgers boundary-loss weight"},
+  };
+}
+
+ProblemOptions problem_options(const Options& o) {
+  ProblemOptions p;
+  p.name = o.s("problem");
+  p.res = o.i("res");
+  p.seed = static_cast<uint64_t>(o.i("seed"));
+  p.visc = o.f("visc");
+  p.boundary_factor = o.f("boundary_factor");
+  DFX_CHECK(p.visc >= 0, "--visc must be >= 0, got ", p.visc);
+  return p;
+}
+
+DType run_dtype(const Options& o) { return o.s("dtype") == "float64" ? DType::Float64 : DType::Float32; }
+
+Device run_device(const Options& o) {
+  Device d = Device::parse(o.s("device"));
+  DFX_CHECK(d.is_cpu(), "--device ", d.str(), ": the CUDA training path is not available in this "
+            "build yet; use --device cpu");
+  return d;
+}
+
+void apply_threads(int64_t threads) {
+  DFX_CHECK(threads >= 0, "--threads must be >= 0, got ", threads);
+  if (threads == 0) return;
+  omp_set_num_threads(static_cast<int>(threads));
+  openblas_set_num_threads(static_cast<int>(threads));
+}
+
+std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
+  nn::UNetOptions u;
+  u.dims = dims;
+  u.depth = static_cast<int>(o.i("depth"));
+  u.width = o.i("width");
+  u.dtype = run_dtype(o);
+  u.seed = static_cast<uint64_t>(o.i("seed"));
+  DFX_CHECK(u.depth >= 1 && u.depth <= 8, "--depth must be in 1..8, got ", u.depth);
+  DFX_CHECK(u.width >= 1, "--width must be >= 1, got ", u.width);
+  const int64_t div = int64_t{1} << (u.depth - 1);
+  DFX_CHECK(o.i("res") % div == 0, "--res ", o.i("res"), " is not divisible by 2^(depth-1) = ", div,
+            " (the U-Net halves the grid depth-1 times); pick a multiple of ", div);
+  return std::make_shared<nn::UNet>(u);
+}
+
+std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params) {
+  const std::string& name = o.s("optimizer");
+  if (name == "sgd") {
+    optim::SGDOptions s;
+    s.lr = o.f("lr");
+    s.momentum = o.f("momentum");
+    s.weight_decay = o.f("weight_decay");
+    return std::make_unique<optim::SGD>(std::move(params), s);
+  }
+  optim::AdamOptions a;
+  a.lr = o.f("lr");
+  a.weight_decay = o.f("weight_decay");
+  a.decoupled_weight_decay = name == "adamw";
+  return std::make_unique<optim::Adam>(std::move(params), a);
+}
+
+void save_run_checkpoint(const std::string& path, const nn::Module& model,
+                         const optim::Optimizer* opt, const nlohmann::json& config, int64_t step,
+                         int64_t epoch) {
+  nn::Named<Tensor> tensors = model.state_dict();
+  if (opt)
+    for (const auto& [k, t] : opt->state()) tensors.emplace_back("optim." + k, t);
+  nn::Metadata meta;
+  meta["config"] = config.dump();
+  meta["step"] = std::to_string(step);
+  meta["epoch"] = std::to_string(epoch);
+  meta["format"] = "dfx run checkpoint 1";
+  nn::save_safetensors(path, tensors, meta);
+}
+
+static LoadedCheckpoint parse_meta(const std::string& path, const nn::Metadata& meta) {
+  auto it = meta.find("config");
+  DFX_CHECK(it != meta.end(), "checkpoint '", path, "' has no run configuration in its metadata; "
+            "expected a file written by dfx train");
+  LoadedCheckpoint c;
+  try {
+    c.config = nlohmann::json::parse(it->second);
+    c.step = std::stoll(meta.at("step"));
+    c.epoch = std::stoll(meta.at("epoch"));
+  } catch (const std::exception& e) {
+    DFX_FAIL("checkpoint '", path, "' has corrupt metadata: ", e.what());
+  }
+  return c;
+}
+
+LoadedCheckpoint read_checkpoint_metadata(const std::string& path) {
+  nn::Metadata meta;
+  nn::load_safetensors(path, &meta);
+  return parse_meta(path, meta);
+}
+
+LoadedCheckpoint load_run_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
+  nn::Metadata meta;
+  nn::Named<Tensor> all = nn::load_safetensors(path, &meta);
+  LoadedCheckpoint c = parse_meta(path, meta);
+  nn::Named<Tensor> weights;
+  std::map<std::string, Tensor> optim_state;
+  for (auto& [k, t] : all) {
+    if (k.rfind("optim.", 0) == 0) optim_state[k.substr(6)] = t;
+    else weights.emplace_back(k, t);
+  }
+  nn::load_state_dict(model, weights, true, "checkpoint '" + path + "'");
+  if (opt && !optim_state.empty()) opt->load_state(optim_state);
+  return c;
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    DFX_CHECK(out.good(), "cannot write '", path, "' (opening ", tmp, " failed)");
+    out << text;
+    out.flush();
+    DFX_CHECK(out.good(), "writing '", tmp, "' failed (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    DFX_FAIL("cannot rename '", tmp, "' to '", path, "'");
+  }
+}
+
+void ensure_directory(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  DFX_CHECK(!ec && std::filesystem::is_directory(dir), "cannot create output directory '", dir,
+            "': ", ec ? ec.message() : "not a directory");
+  DFX_CHECK(::access(dir.c_str(), W_OK) == 0, "output directory '", dir, "' is not writable");
+}
+
+double seconds_since(const std::chrono::steady_clock::time_point& t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string format_duration(double s) {
+  if (!(s >= 0) || s > 1e7) return "--:--";
+  char buf[32];
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
+  else std::snprintf(buf, sizeof buf, "%02lld:%02lld", (long long)(t / 60), (long long)(t % 60));
+  return buf;
+}
+
+}  // namespace dfx::app

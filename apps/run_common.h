@@ -1,0 +1,48 @@
+// apps/run_common.h — what train, eval and bench share: the options of a run, the model and
+// optimiser they describe, checkpoints holding both (plus the resolved config), threads, and
+// small file helpers (atomic JSON writes).
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/options.h"
+#include "apps/problem.h"
+#include "models/unet.h"
+#include "optim/optimizer.h"
+
+namespace dfx::app {
+
+// Options describing the problem, the network and the optimiser (train, eval, bench).
+std::vector<OptionSpec> run_option_specs();
+ProblemOptions problem_options(const Options& o);
+DType run_dtype(const Options& o);
+Device run_device(const Options& o);
+void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaults
+
+std::shared_ptr<nn::UNet> build_model(const Options& o, int dims);
+std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params);
+
+// Model state (PyTorch state_dict names), optimiser state under "optim.", and metadata
+// {"config": resolved options JSON, "step", "epoch"}, written atomically.
+void save_run_checkpoint(const std::string& path, const nn::Module& model,
+                         const optim::Optimizer* opt, const nlohmann::json& config, int64_t step,
+                         int64_t epoch);
+struct LoadedCheckpoint {
+  nlohmann::json config;
+  int64_t step = 0, epoch = 0;
+};
+// Reads only the metadata (to rebuild the model before loading weights).
+LoadedCheckpoint read_checkpoint_metadata(const std::string& path);
+// Loads weights into `model` (strict: names, shapes) and, when given, the optimiser state.
+LoadedCheckpoint load_run_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt);
+
+void write_text_atomic(const std::string& path, const std::string& text);
+void ensure_directory(const std::string& dir);  // creates it (and parents); throws if not writable
+
+double seconds_since(const std::chrono::steady_clock::time_point& t0);
+std::string format_duration(double seconds);
+
+}  // namespace dfx::app
