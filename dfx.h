@@ -27,6 +27,7 @@
 #include "pde/poisson_solver.h"
 #include "pde/sampler.h"
 #include "optim/optimizer.h"
+#include "optim/schedule.h"
 
 namespace dfx {
 using ad::Var;

@@ -46,6 +46,7 @@ int cmd_train(const Args& args) {
       {"checkpoint_every", T::Int, "0", "steps between checkpoints (0: only at the end)"},
       {"resume", T::String, "", "continue from this checkpoint (weights, optimiser state, step)"},
       {"eval_samples", T::Int, "8", "held-out fields evaluated at the end (0: none)"},
+      {"eval_every", T::Int, "0", "steps between held-out evaluations logged to metrics.jsonl (0: end only)"},
       {"panels", T::Int, "3", "held-out fields drawn in panels.png"},
       {"log_every", T::Int, "10", "steps between plain progress lines (not on a terminal)"},
       {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
@@ -79,6 +80,7 @@ int cmd_train(const Args& args) {
   model->train();
   auto params = model->parameters();
   auto opt = build_optimizer(o, params);
+  const optim::Schedule schedule = build_schedule(o, total_steps);
   int64_t start_step = 0;
   if (!o.s("resume").empty()) {
     start_step = load_run_checkpoint(o.s("resume"), *model, opt.get()).step;
@@ -107,6 +109,12 @@ int cmd_train(const Args& args) {
                 (long long)B, comm->size(), comm->size() > 1 ? "s" : "", (long long)total_steps);
   }
   const bool tty = root && ::isatty(STDOUT_FILENO);
+  // Held-out fields and their reference solutions, once: periodic evaluations only run the model.
+  const int64_t n_eval = o.i("eval_samples");
+  DFX_CHECK(n_eval >= 0, "--eval-samples must be >= 0, got ", n_eval);
+  EvalResult held_out;
+  if (root && n_eval > 0) held_out = prepare_eval(*problem, n_eval, run_dtype(o));
+  double eval_seconds = 0;  // excluded from the reported training time
   const DType dtype = run_dtype(o);
   const std::string last_ckpt = out + "/checkpoints/last.safetensors";
   std::string last_good = o.s("resume");
@@ -148,8 +156,9 @@ int cmd_train(const Args& args) {
       status = 3;
       break;
     }
+    opt->set_lr(schedule.lr(step));
     opt->step();
-    const double dt = seconds_since(t0), elapsed = seconds_since(t_start);
+    const double dt = seconds_since(t0), elapsed = seconds_since(t_start) - eval_seconds;
     const double sps = static_cast<double>(count) / dt;
     if (root) {
       nlohmann::json row = {{"step", step + 1}, {"epoch", epoch}, {"loss", loss}, {"time_s", dt},
@@ -171,6 +180,19 @@ int cmd_train(const Args& args) {
         std::fflush(stdout);
       }
     }
+    const int64_t eval_every = o.i("eval_every");
+    if (root && n_eval > 0 && eval_every > 0 && (step + 1) % eval_every == 0) {
+      auto te = std::chrono::steady_clock::now();
+      run_eval(*model, *problem, held_out);
+      eval_seconds += seconds_since(te);
+      nlohmann::json row = {{"step", step + 1}, {"train_time_s", elapsed},
+                            {"eval_rel_l2_mean", held_out.summary.mean},
+                            {"eval_rel_l2_max", held_out.summary.max}};
+      metrics << row.dump() << "\n";
+      metrics.flush();
+      if (!tty) std::printf("step %lld: held-out relative L2 error mean %.4e (after %s of training)\n",
+                            (long long)(step + 1), held_out.summary.mean, format_duration(elapsed).c_str());
+    }
     const int64_t every = o.i("checkpoint_every");
     if (every > 0 && (step + 1) % every == 0 && step + 1 < total_steps) {
       if (root) {
@@ -188,13 +210,16 @@ int cmd_train(const Args& args) {
     save_run_checkpoint(last_ckpt, *model, opt.get(), config, total_steps, (total_steps - 1) / steps_per_epoch);
     std::printf("checkpoint: %s\n", last_ckpt.c_str());
     write_loss_curve(out + "/loss.png", curve_x, curve_y, o.s("problem"));
-    const int64_t n_eval = o.i("eval_samples");
     if (n_eval > 0) {
-      EvalResult r = evaluate(*model, *problem, n_eval, dtype);
+      run_eval(*model, *problem, held_out);
       std::printf("held-out relative L2 error over %lld fields: mean %.4e, max %.4e\n",
-                  (long long)n_eval, r.summary.mean, r.summary.max);
-      write_eval_summary(out + "/eval.json", r, config);
-      write_panels(out + "/panels", r, *problem, std::min(o.i("panels"), n_eval));
+                  (long long)n_eval, held_out.summary.mean, held_out.summary.max);
+      write_eval_summary(out + "/eval.json", held_out, config);
+      const int64_t n_panels = std::min(o.i("panels"), n_eval);
+      write_panels(out + "/panels", held_out, *problem, n_panels);
+      if (n_panels > 0)
+        std::printf("pictures: %s/panels_0.png .. panels_%lld.png, %s/loss.png\n", out.c_str(),
+                    (long long)(n_panels - 1), out.c_str());
     }
   }
   return 0;

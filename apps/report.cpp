@@ -13,10 +13,17 @@
 
 namespace dfx::app {
 
-EvalResult evaluate(nn::Module& model, const Problem& problem, int64_t n, DType dtype) {
+EvalResult prepare_eval(const Problem& problem, int64_t n, DType dtype) {
   EvalResult r;
   r.samples = pde::held_out_indices(static_cast<uint64_t>(n));
   r.inputs = problem.input(r.samples, dtype);
+  auto t0 = std::chrono::steady_clock::now();
+  r.reference = problem.reference(r.inputs, r.samples).reshape(r.inputs.shape());
+  r.seconds_reference = seconds_since(t0);
+  return r;
+}
+
+void run_eval(nn::Module& model, const Problem& problem, EvalResult& r) {
   const bool was_training = model.is_training();
   model.eval();
   auto t0 = std::chrono::steady_clock::now();
@@ -27,11 +34,7 @@ EvalResult evaluate(nn::Module& model, const Problem& problem, int64_t n, DType 
   }
   r.seconds_predict = seconds_since(t0);
   model.train(was_training);
-  t0 = std::chrono::steady_clock::now();
-  r.reference = problem.reference(r.inputs, r.samples).reshape(r.predictions.shape());
-  r.seconds_reference = seconds_since(t0);
   r.summary = pde::relative_l2_summary(r.predictions, r.reference);
-  return r;
 }
 
 void write_eval_summary(const std::string& path, const EvalResult& r, const nlohmann::json& config) {

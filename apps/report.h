@@ -21,8 +21,16 @@ struct EvalResult {
   double seconds_predict = 0, seconds_reference = 0;
 };
 
-// The model in eval mode (running BN statistics) on held-out samples 0..n-1; restores the mode.
-EvalResult evaluate(nn::Module& model, const Problem& problem, int64_t n, DType dtype);
+// Held-out samples 0..n-1 with their reference solutions (computed once, reused by every
+// evaluation of a run).
+EvalResult prepare_eval(const Problem& problem, int64_t n, DType dtype);
+// The model in eval mode (running BN statistics) on the prepared samples; restores the mode.
+void run_eval(nn::Module& model, const Problem& problem, EvalResult& r);
+inline EvalResult evaluate(nn::Module& model, const Problem& problem, int64_t n, DType dtype) {
+  EvalResult r = prepare_eval(problem, n, dtype);
+  run_eval(model, problem, r);
+  return r;
+}
 void write_eval_summary(const std::string& path, const EvalResult& r, const nlohmann::json& config);
 void write_eval_arrays(const std::string& dir, const EvalResult& r);
 // <path_stem>_<i>.png for the first `rows` samples: input, prediction, reference and |error|

@@ -24,7 +24,14 @@ std::vector<OptionSpec> run_option_specs() {
       {"width", T::Int, "16", "U-Net base width C"},
       {"batch", T::Int, "8", "global batch size (split over MPI ranks)"},
       {"optimizer", T::String, "adam", "optimiser", {"adam", "adamw", "sgd"}},
-      {"lr", T::Float, "0.001", "learning rate"},
+      {"lr", T::Float, "0.001", "learning rate (the schedule's base rate)"},
+      {"schedule", T::String, "constant", "learning-rate schedule",
+       {"constant", "cosine", "step", "multistep", "exponential"}},
+      {"warmup_steps", T::Int, "0", "linear learning-rate warm-up steps"},
+      {"lr_min", T::Float, "0", "cosine schedule's final rate"},
+      {"gamma", T::Float, "0.1", "step/multistep factor, or exponential per-step factor"},
+      {"step_size", T::Int, "1000", "steps between step-schedule decays"},
+      {"milestones", T::String, "", "multistep decay steps, comma separated (e.g. 1000,1500)"},
       {"momentum", T::Float, "0.9", "SGD momentum"},
       {"weight_decay", T::Float, "0", "weight decay (decoupled for adamw)"},
       {"seed", T::Int, "0", "seed of the weights and of the sampled fields"},
@@ -92,6 +99,31 @@ std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<
   a.weight_decay = o.f("weight_decay");
   a.decoupled_weight_decay = name == "adamw";
   return std::make_unique<optim::Adam>(std::move(params), a);
+}
+
+optim::Schedule build_schedule(const Options& o, int64_t total_steps) {
+  optim::Schedule s;
+  s.kind = optim::Schedule::parse_kind(o.s("schedule"));
+  s.base_lr = o.f("lr");
+  s.total_steps = total_steps;
+  s.min_lr = o.f("lr_min");
+  s.gamma = o.f("gamma");
+  s.step_size = o.i("step_size");
+  s.warmup_steps = o.i("warmup_steps");
+  DFX_CHECK(s.warmup_steps >= 0 && s.step_size >= 1, "--warmup-steps must be >= 0 and --step-size >= 1");
+  const std::string& m = o.s("milestones");
+  size_t pos = 0;
+  while (pos < m.size()) {
+    size_t comma = m.find(',', pos);
+    std::string item = m.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    try {
+      s.milestones.push_back(std::stoll(item));
+    } catch (...) {
+      DFX_FAIL("--milestones: '", item, "' is not a step number; expected e.g. 1000,1500");
+    }
+    pos = comma == std::string::npos ? m.size() : comma + 1;
+  }
+  return s;
 }
 
 void save_run_checkpoint(const std::string& path, const nn::Module& model,

@@ -12,6 +12,7 @@
 #include "apps/problem.h"
 #include "models/unet.h"
 #include "optim/optimizer.h"
+#include "optim/schedule.h"
 
 namespace dfx::app {
 
@@ -24,6 +25,7 @@ void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaul
 
 std::shared_ptr<nn::UNet> build_model(const Options& o, int dims);
 std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params);
+optim::Schedule build_schedule(const Options& o, int64_t total_steps);
 
 // Model state (PyTorch state_dict names), optimiser state under "optim.", and metadata
 // {"config": resolved options JSON, "step", "epoch"}, written atomically.

@@ -6,6 +6,7 @@
 
 #include "dfx.h"
 #include "optim/optimizer.h"
+#include "optim/schedule.h"
 
 using namespace dfx;
 
@@ -100,5 +101,36 @@ TEST_CASE("optimiser state round-trips: a restored run continues bit for bit") {
   std::map<std::string, Tensor> bad = copy;
   bad["exp_avg.0"] = zeros({5}, DType::Float64);
   CHECK_THROWS_AS(B.load_state(bad), Error);
+}
+}
+
+TEST_SUITE("optim") {
+TEST_CASE("learning-rate schedules follow PyTorch's formulas, with linear warm-up") {
+  optim::Schedule s;
+  s.base_lr = 0.1;
+  s.kind = optim::Schedule::Kind::Cosine;
+  s.total_steps = 110;
+  s.warmup_steps = 10;
+  s.min_lr = 0.001;
+  CHECK(s.lr(0) == doctest::Approx(0.01));
+  CHECK(s.lr(9) == doctest::Approx(0.1));
+  CHECK(s.lr(10) == doctest::Approx(0.1));
+  CHECK(s.lr(60) == doctest::Approx(0.001 + 0.5 * 0.099));
+  CHECK(s.lr(110) == doctest::Approx(0.001));
+  s.warmup_steps = 0;
+  s.kind = optim::Schedule::Kind::Step;
+  s.step_size = 30;
+  s.gamma = 0.5;
+  CHECK(s.lr(29) == doctest::Approx(0.1));
+  CHECK(s.lr(30) == doctest::Approx(0.05));
+  CHECK(s.lr(95) == doctest::Approx(0.0125));
+  s.kind = optim::Schedule::Kind::MultiStep;
+  s.milestones = {5, 12};
+  CHECK(s.lr(4) == doctest::Approx(0.1));
+  CHECK(s.lr(12) == doctest::Approx(0.025));
+  s.kind = optim::Schedule::Kind::Exponential;
+  s.gamma = 0.9;
+  CHECK(s.lr(3) == doctest::Approx(0.1 * 0.729));
+  CHECK_THROWS_AS(optim::Schedule::parse_kind("wiggly"), Error);
 }
 }
