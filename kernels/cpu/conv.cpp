@@ -1,20 +1,22 @@
 // kernels/cpu/conv.cpp — convolutions on the CPU as im2col/vol2col + BLAS GEMM. A sample's
 // receptive fields unrolled into col [Cin*K, S'] give y_n = W [Cout, Cin*K] @ col; the transpose
 // computes W^T @ y_n and scatters it back (col2im); the weight gradient sums y_n @ col^T over the
-// batch.
-// 1x1 kernels with stride 1 and no padding skip the unrolling (x_n already is the column matrix).
+// batch. 1x1 kernels with stride 1 and no padding skip the unrolling (x_n is its own col).
 //
 // Work is cut into fixed column blocks of S' whose width depends only on the shapes; every GEMM
 // runs single-threaded on one block, and every sum runs in a fixed order. OpenMP threads then take
 // (sample, block) items in any arrangement and the bits never depend on the thread count (OpenBLAS
 // itself does not promise that: its threaded GEMM can round differently from its serial one).
-// Measured on 2 cores, this beats a threaded GEMM per sample and one GEMM with the batch folded in.
+// On 2 cores at W1's x [8, 16, 128, 128] * w [16, 16, 3, 3] the forward runs at 95 GFLOP/s, against
+// 40 with a threaded GEMM per sample, 71 with whole samples per thread (col out of L2) and 28 with
+// the batch folded into one GEMM (OpenBLAS with its SkylakeX kernels).
 #include "kernels/cpu/conv.h"
 
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "kernels/cpu/dispatch.h"
 
@@ -186,27 +188,41 @@ void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* 
 
 // Every GEMM here must run on its caller's thread. OpenBLAS's OpenMP build does that by itself
 // inside a parallel region; its pthread build would hand each call to its own pool (and serialise
-// concurrent calls on one lock), so its thread count is 1 for the duration, then restored.
+// concurrent calls on one lock), so its thread count is 1 while any conv runs, then restored.
+// Scopes nest and may overlap across user threads: the first in saves, the last out restores.
 class SerialBlasScope {
  public:
   SerialBlasScope() {
 #if defined(OPENBLAS_VERSION)
-    if (openblas_get_parallel() == 1 && openblas_get_num_threads() > 1) {
-      saved_ = openblas_get_num_threads();
+    std::lock_guard<std::mutex> lock(state().mutex);
+    if (state().depth++ == 0 && openblas_get_parallel() == 1 && openblas_get_num_threads() > 1) {
+      state().saved = openblas_get_num_threads();
       openblas_set_num_threads(1);
     }
 #endif
   }
   ~SerialBlasScope() {
 #if defined(OPENBLAS_VERSION)
-    if (saved_ > 0) openblas_set_num_threads(saved_);
+    std::lock_guard<std::mutex> lock(state().mutex);
+    if (--state().depth == 0 && state().saved > 0) {
+      openblas_set_num_threads(state().saved);
+      state().saved = 0;
+    }
 #endif
   }
   SerialBlasScope(const SerialBlasScope&) = delete;
   SerialBlasScope& operator=(const SerialBlasScope&) = delete;
 
  private:
-  int saved_ = 0;
+  struct State {
+    std::mutex mutex;
+    int depth = 0;
+    int saved = 0;
+  };
+  static State& state() {
+    static State s;
+    return s;
+  }
 };
 
 // Threads a loop of `work` flops may use (1 inside another parallel region or when tiny).

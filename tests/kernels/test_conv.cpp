@@ -308,6 +308,28 @@ TEST_CASE("results are bitwise identical with 1 and 2 OpenMP threads") {
   }
 }
 
+TEST_CASE("convs called from inside a user's parallel region give the same bits") {
+  // Each call then runs on its own thread; OpenBLAS's thread setting is shared between them.
+  k::ConvGeometry g = k::ConvGeometry::make(2, {1}, {1}, {1});
+  Tensor x = rnd({3, 64, 20, 20}, 0, DType::Float32), w = rnd({8, 64, 3, 3}, 1, DType::Float32);
+  Tensor gy = rnd({3, 8, 20, 20}, 2, DType::Float32);
+  const Tensor ref[3] = {k::conv(x, w, Tensor(), g),
+                         k::conv_transpose(gy, w, Tensor(), x.shape(), g),
+                         k::conv_weight_grad(gy, x, w.shape(), g)};
+  Tensor out[2][3];
+#pragma omp parallel for num_threads(2)
+  for (int t = 0; t < 2; ++t) {
+    out[t][0] = k::conv(x, w, Tensor(), g);
+    out[t][1] = k::conv_transpose(gy, w, Tensor(), x.shape(), g);
+    out[t][2] = k::conv_weight_grad(gy, x, w.shape(), g);
+  }
+  for (int t = 0; t < 2; ++t)
+    for (int i = 0; i < 3; ++i) {
+      CAPTURE(i);
+      CHECK(bitwise_equal(out[t][i], ref[i]));
+    }
+}
+
 TEST_CASE("conv errors name the op, the shapes and what was expected") {
   k::ConvGeometry g2 = k::ConvGeometry::make(2, {1}, {1}, {1});
   Tensor x = rnd({2, 3, 5, 5}, 0);
