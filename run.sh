@@ -7,4 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 tools/setup.sh
 tools/build.sh build >/dev/null
+source tools/blas_env.sh
 exec build/apps/dfx train --config configs/w1_n64.json "$@"

@@ -6,6 +6,9 @@
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 
+extern "C" char* openblas_get_corename(void);
+extern "C" char* openblas_get_config(void);
+
 namespace dfx::app {
 
 int cmd_info(const Args& args) {
@@ -20,6 +23,7 @@ int cmd_info(const Args& args) {
   std::printf("parts: CUDA %s, cuDNN %s, NCCL %s, MPI %s\n", DFX_HAVE_CUDA ? "on" : "off",
               DFX_HAVE_CUDNN ? "on" : "off", DFX_HAVE_NCCL ? "on" : "off",
               DFX_HAVE_MPI ? "on" : "off");
+  std::printf("BLAS: %s, kernels for %s\n", openblas_get_config(), openblas_get_corename());
   const int n = cuda::device_count();
   std::printf("CUDA devices: %d%s\n", n, cuda::is_built() ? "" : " (built without CUDA)");
   for (int i = 0; i < n; ++i) std::printf("  cuda:%d %s\n", i, cuda::device_name(i).c_str());
