@@ -51,6 +51,7 @@ int cmd_train(const Args& args) {
       {"log_every", T::Int, "10", "steps between plain progress lines (not on a terminal)"},
       {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
       {"sync_bn", T::Bool, "true", "batch-norm moments over the global batch under MPI"},
+      {"overlap", T::Bool, "true", "start gradient all-reduces during backward (false: after it)"},
   });
   Options o("train", "trains a U-Net on a PDE loss, data-free", specs);
   if (!o.parse(args)) return 0;
@@ -93,7 +94,9 @@ int cmd_train(const Args& args) {
   if (comm->size() > 1 && o.b("sync_bn"))
     for (auto& [name, m] : model->named_modules())
       if (auto* bn = dynamic_cast<nn::BatchNorm*>(m)) bn->set_all_reduce(dist::channel_all_reduce(comm));
-  dist::GradReducer reducer(comm, params, static_cast<size_t>(o.f("bucket_mb") * 1048576.0));
+  dist::GradReducer reducer(comm, params, static_cast<size_t>(o.f("bucket_mb") * 1048576.0),
+                            o.b("overlap"));
+  double wait_total = 0, step_total = 0;
 
   nlohmann::json config = o.to_json();
   config["ranks"] = comm->size();
@@ -160,9 +163,12 @@ int cmd_train(const Args& args) {
     opt->step();
     const double dt = seconds_since(t0), elapsed = seconds_since(t_start) - eval_seconds;
     const double sps = static_cast<double>(count) / dt;
+    wait_total += reducer.last_wait_seconds();
+    step_total += dt;
     if (root) {
       nlohmann::json row = {{"step", step + 1}, {"epoch", epoch}, {"loss", loss}, {"time_s", dt},
-                            {"elapsed_s", elapsed}, {"samples_per_s", sps}, {"lr", opt->lr()}};
+                            {"elapsed_s", elapsed}, {"samples_per_s", sps}, {"lr", opt->lr()},
+                            {"comm_wait_s", reducer.last_wait_seconds()}};
       metrics << row.dump() << "\n";
       metrics.flush();
       curve_x.push_back(static_cast<double>(step + 1));
@@ -206,6 +212,10 @@ int cmd_train(const Args& args) {
   }
   if (tty) std::printf("\n");
   if (status != 0) return status;
+  if (root && comm->size() > 1)
+    std::printf("time blocked on gradient all-reduce: %.1f%% of step time (%s overlap, %zu buckets)\n",
+                100.0 * wait_total / std::max(step_total, 1e-12), o.b("overlap") ? "with" : "without",
+                reducer.bucket_count());
   if (root) {
     save_run_checkpoint(last_ckpt, *model, opt.get(), config, total_steps, (total_steps - 1) / steps_per_epoch);
     std::printf("checkpoint: %s\n", last_ckpt.c_str());

@@ -188,6 +188,7 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  DFX_CHECK(dim() > 0, "narrow: a 0-d tensor has no dim to narrow");
   int a = wrap_dim(d, dim(), "narrow");
   if (start < 0) start += shape_[a];
   DFX_CHECK(start >= 0 && length >= 0 && start + length <= shape_[a], "narrow: [", start, ", ",
@@ -198,6 +199,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  DFX_CHECK(dim() > 0, "slice: a 0-d tensor has no dim to slice");
   int a = wrap_dim(d, dim(), "slice");
   DFX_CHECK(step > 0, "slice: step must be positive, got ", step);
   int64_t n = shape_[a];
@@ -212,6 +214,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  DFX_CHECK(dim() > 0, "select: a 0-d tensor has no dim to select");
   int a = wrap_dim(d, dim(), "select");
   if (index < 0) index += shape_[a];
   DFX_CHECK(index >= 0 && index < shape_[a], "select: index ", index, " out of range for dim ", a,

@@ -108,12 +108,61 @@ def make(name, net, dims, n, batch, modes, seed, out_dir):
           f"{os.path.getsize(path) / 1e6:.2f} MB")
 
 
+def load_safetensors(path):
+    """name -> torch tensor, and the metadata, from a safetensors file (read by hand)."""
+    import json
+    import struct
+    dtypes = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for name, info in header.items():
+        a, b = info["data_offsets"]
+        t = torch.frombuffer(bytearray(data[a:b]), dtype=dtypes[info["dtype"]])
+        out[name] = t.reshape(info["shape"]).clone()
+    return out, meta
+
+
+def check_checkpoint(ckpt, eval_dir):
+    """Loads a dfx training checkpoint into the PyTorch peer (strict: every key and shape must
+    match) and, given `dfx eval --out DIR` arrays, compares PyTorch's predictions with dfx's."""
+    import json
+    import numpy as np
+    tensors, meta = load_safetensors(ckpt)
+    cfg = json.loads(meta.get("config", "{}"))
+    dims = 3 if cfg.get("problem") == "poisson3d" else 2
+    net = torch_unet.UNet(dims=dims, depth=cfg.get("depth", 4), width=cfg.get("width", 16))
+    state = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
+    net.load_state_dict(state, strict=True)
+    print(f"{ckpt}: {len(state)} tensors loaded into the PyTorch U-Net (strict)")
+    if eval_dir:
+        x = torch.from_numpy(np.load(os.path.join(eval_dir, "inputs.npy"))).to(torch.float64)
+        want = np.load(os.path.join(eval_dir, "predictions.npy"))
+        net = net.double().eval()
+        with torch.no_grad():
+            u = net(x)
+        u[..., 0] = 1.0
+        u[..., -1] = 0.0
+        err = np.linalg.norm(u.numpy() - want) / np.linalg.norm(want)
+        print(f"PyTorch vs dfx predictions on {x.shape[0]} held-out fields: relative difference {err:.3e}")
+        assert err < 1e-4, err
+
+
 def main():
     assert sys.byteorder == "little", "safetensors data are little-endian"
     ap = argparse.ArgumentParser(description=__doc__)
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures"))
+    ap.add_argument("--check-checkpoint", metavar="CKPT",
+                    help="instead: load a dfx checkpoint into the PyTorch peer and check it")
+    ap.add_argument("--eval-dir", help="with --check-checkpoint: a `dfx eval --out` directory")
     args = ap.parse_args()
+    if args.check_checkpoint:
+        check_checkpoint(args.check_checkpoint, args.eval_dir)
+        return
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(20240601)
     make("unet2d", torch_unet.w1(), dims=2, n=32, batch=2, modes=4, seed=1, out_dir=args.out)
