@@ -60,8 +60,8 @@ run_script() {
 run_doctest unit "$BUILD/tests/dfx_unit"
 run_doctest gpu "$BUILD/tests/dfx_gpu"
 for np in 1 2 3 4; do
-  if [[ -x "$BUILD/tests/dfx_mpi" ]]; then
-    run_doctest "mpi np=$np" mpiexec -n "$np" "$BUILD/tests/dfx_mpi"
+  if [[ -x "$BUILD/tests/mpi/dfx_mpi" ]]; then
+    run_doctest "mpi np=$np" mpiexec -n "$np" "$BUILD/tests/mpi/dfx_mpi"
   fi
 done
 for t in tests/scripts/*.sh; do
