@@ -1,5 +1,6 @@
 // tests/optim/test_second_order.cpp — L-BFGS on Rosenbrock (strong-Wolfe steps), Newton-CG and
-// AdaHessian on quadratics with a known Hessian, the Hutchinson diagonal, and state round trips.
+// AdaHessian on quadratics with a known Hessian, the Hutchinson diagonal, LAMB/LARS against hand
+// computed steps, and state round trips.
 // Gradients come from the tape (ad::grad) and HVPs from ad::hvp, so the real path is exercised.
 #include <doctest/doctest.h>
 
@@ -8,6 +9,7 @@
 
 #include "core/rng.h"
 #include "dfx.h"
+#include "optim/first_order_extra.h"
 #include "optim/second_order.h"
 
 using namespace dfx;
@@ -302,5 +304,75 @@ TEST_CASE("Newton-CG state round-trips the radius and preconditioner") {
   for (int s = 0; s < 3; ++s) B.step(closure_for(b, f), hvp_for(b, f));
   CHECK(A.radius() == B.radius());
   for (int64_t i = 0; i < kN; ++i) CHECK(a.data().get({i}) == b.data().get({i}));
+}
+
+TEST_CASE("LAMB and LARS follow the PyTorch community formulas; state round-trips") {
+  const double x0[3] = {0.7, -1.3, 2.0};
+  const double grads[3][3] = {{0.5, -0.1, 2.0}, {0.4, 0.3, -1.0}, {-0.2, 0.05, 0.5}};
+  auto set = [](Var& p, const double* g) {
+    p.set_grad(Var(from_vector<double>({g[0], g[1], g[2]}, {3})));
+  };
+  auto nrm = [](const double* v) { return std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]); };
+  for (bool debias : {false, true}) {
+    CAPTURE(debias);
+    Var p(from_vector<double>({x0[0], x0[1], x0[2]}, {3}), true);
+    optim::LAMB opt({p}, {.lr = 0.01, .weight_decay = 0.1, .clamp_value = 2.0, .debias = debias});
+    double x[3] = {x0[0], x0[1], x0[2]}, m[3] = {}, v[3] = {};
+    for (int s = 1; s <= 3; ++s) {
+      set(p, grads[s - 1]);
+      opt.step();
+      double u[3];
+      for (int i = 0; i < 3; ++i) {
+        const double g = grads[s - 1][i];
+        m[i] = 0.9 * m[i] + 0.1 * g;
+        v[i] = 0.999 * v[i] + 0.001 * g * g;
+        u[i] = m[i] / (std::sqrt(v[i]) + 1e-6) + 0.1 * x[i];
+      }
+      const double trust = std::min(nrm(x), 2.0) / nrm(u);
+      const double lr = debias ? 0.01 * std::sqrt(1 - std::pow(0.999, s)) / (1 - std::pow(0.9, s))
+                               : 0.01;
+      for (int i = 0; i < 3; ++i) {
+        x[i] -= lr * trust * u[i];
+        CHECK(p.data().get({i}) == doctest::Approx(x[i]).epsilon(1e-13));
+      }
+    }
+  }
+  {
+    Var p(from_vector<double>({x0[0], x0[1], x0[2]}, {3}), true);
+    optim::LARS opt({p}, {.lr = 0.5, .momentum = 0.9, .weight_decay = 0.01});
+    double x[3] = {x0[0], x0[1], x0[2]}, buf[3] = {};
+    for (int s = 0; s < 3; ++s) {
+      set(p, grads[s]);
+      opt.step();
+      const double local = 1e-3 * nrm(x) / (nrm(grads[s]) + 0.01 * nrm(x) + 1e-8);
+      for (int i = 0; i < 3; ++i) {
+        const double d = (grads[s][i] + 0.01 * x[i]) * local * 0.5;
+        buf[i] = s == 0 ? d : 0.9 * buf[i] + d;
+        x[i] -= buf[i];
+        CHECK(p.data().get({i}) == doctest::Approx(x[i]).epsilon(1e-13));
+      }
+    }
+  }
+  // Round trip: LAMB's moments and LARS's momentum live in the base slots.
+  Var a(from_vector<double>({x0[0], x0[1], x0[2]}, {3}), true);
+  Var c(from_vector<double>({x0[0], x0[1], x0[2]}, {3}), true);
+  optim::LAMB A({a}, {.debias = true});
+  optim::LARS C({c}, {});
+  for (int s = 0; s < 2; ++s) set(a, grads[s]), A.step(), set(c, grads[s]), C.step();
+  auto sa = deep_copy(A.state()), sc = deep_copy(C.state());
+  Tensor xa = a.data().clone(), xc = c.data().clone();
+  set(a, grads[2]), A.step(), set(c, grads[2]), C.step();
+  Var b(xa, true), d(xc, true);
+  optim::LAMB B({b}, {.debias = true});
+  optim::LARS D({d}, {});
+  B.load_state(sa);
+  D.load_state(sc);
+  set(b, grads[2]), B.step(), set(d, grads[2]), D.step();
+  for (int64_t i = 0; i < 3; ++i) {
+    CHECK(a.data().get({i}) == b.data().get({i}));
+    CHECK(c.data().get({i}) == d.data().get({i}));
+  }
+  CHECK_THROWS_AS(optim::LAMB({a}, {.eps = 0.0}), Error);
+  CHECK_THROWS_AS(optim::LARS({a}, {.trust_coefficient = 0.0}), Error);
 }
 }
