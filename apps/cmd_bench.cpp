@@ -40,6 +40,7 @@ int cmd_bench(const Args& args) {
   });
   Options o("bench", "times training steps of a workload (WORKLOADS.md)", specs);
   if (!o.parse(args)) return 0;
+  apply_optimizer_defaults(o);
   apply_threads(o.i("threads"));
   const Device device = run_device(o);
   auto problem = make_problem(problem_options(o));

@@ -15,6 +15,7 @@
 #include "autodiff/ops.h"
 #include "core/rng.h"
 #include "dist/data_parallel.h"
+#include "optim/second_order.h"
 #include "pde/sampler.h"
 
 namespace dfx::app {
@@ -55,6 +56,7 @@ int cmd_train(const Args& args) {
   });
   Options o("train", "trains a U-Net on a PDE loss, data-free", specs);
   if (!o.parse(args)) return 0;
+  apply_optimizer_defaults(o);
 
   auto comm = dist::make_default();
   const bool root = comm->rank() == 0;
@@ -135,22 +137,53 @@ int cmd_train(const Args& args) {
     std::vector<uint64_t> local(mine.begin(), mine.end());
 
     auto t0 = std::chrono::steady_clock::now();
-    opt->zero_grad();
-    Tensor loss_sum = zeros({}, DType::Float64);
-    if (!local.empty()) {
-      Tensor x = problem->input(local, dtype);
-      ad::Var loss = problem->loss((*model)(ad::Var(x)), x, count);
-      loss.backward();
-      loss_sum = loss.data().to(DType::Float64).clone();
-    } else if (comm->size() > 1 && o.b("sync_bn")) {
-      // An empty shard still takes part in SyncBatchNorm's collectives.
-      Tensor x = Tensor::empty(problem->field_shape(0), dtype);
-      ad::Var loss = problem->loss((*model)(ad::Var(x)), x, count);
-      loss.backward();
+    // This rank's share of the global loss (sum of its per-sample losses / global count). An
+    // empty shard still runs the network when SyncBatchNorm needs its collectives.
+    auto local_loss = [&]() -> ad::Var {
+      if (local.empty() && !(comm->size() > 1 && o.b("sync_bn"))) return ad::Var();
+      Tensor x = local.empty() ? Tensor::empty(problem->field_shape(0), dtype) : problem->input(local, dtype);
+      return problem->loss((*model)(ad::Var(x)), x, count);
+    };
+    // The global loss; with need_grad the global gradient is left in every parameter's .grad().
+    auto closure = [&](bool need_grad) -> double {
+      Tensor sum = zeros({}, DType::Float64);
+      if (need_grad) {
+        opt->zero_grad();
+        ad::Var l = local_loss();
+        if (l.defined()) {
+          l.backward();
+          if (!local.empty()) sum = l.data().to(DType::Float64).clone();
+        }
+        reducer.finish();
+      } else {
+        ad::NoGradGuard ng;
+        ad::Var l = local_loss();
+        if (l.defined() && !local.empty()) sum = l.data().to(DType::Float64).clone();
+      }
+      comm->all_reduce(sum);
+      return sum.item();
+    };
+    // The global Hessian-vector product at the current parameters (the sum of local HVPs).
+    auto hvp_fn = [&](const std::vector<Tensor>& v) -> std::vector<Tensor> {
+      ad::Var l = local_loss();
+      if (l.defined()) return dist::hvp(*comm, l, params, v);
+      std::vector<Tensor> zeros_v;
+      for (const Tensor& t : v) {
+        Tensor z = zeros_like(t);
+        comm->all_reduce(z);
+        zeros_v.push_back(z);
+      }
+      return zeros_v;
+    };
+    double loss = 0;
+    opt->set_lr(schedule.lr(step));
+    if (auto* lbfgs = dynamic_cast<optim::LBFGS*>(opt.get())) {
+      loss = lbfgs->step(closure);
+    } else if (auto* ncg = dynamic_cast<optim::NewtonCG*>(opt.get())) {
+      loss = ncg->step(closure, hvp_fn);
+    } else {
+      loss = closure(true);
     }
-    reducer.finish();
-    comm->all_reduce(loss_sum);
-    const double loss = loss_sum.item();
     if (!std::isfinite(loss)) {
       if (root)
         std::fprintf(stderr, "%sdfx train: the loss became %s at step %lld; stopping. Last good checkpoint: %s\n",
@@ -159,8 +192,8 @@ int cmd_train(const Args& args) {
       status = 3;
       break;
     }
-    opt->set_lr(schedule.lr(step));
-    opt->step();
+    if (auto* ada = dynamic_cast<optim::AdaHessian*>(opt.get())) ada->step(hvp_fn);
+    else if (!dynamic_cast<optim::LBFGS*>(opt.get()) && !dynamic_cast<optim::NewtonCG*>(opt.get())) opt->step();
     const double dt = seconds_since(t0), elapsed = seconds_since(t_start) - eval_seconds;
     const double sps = static_cast<double>(count) / dt;
     wait_total += reducer.last_wait_seconds();

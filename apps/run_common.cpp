@@ -10,6 +10,8 @@
 #include <fstream>
 
 #include "models/checkpoint.h"
+#include "optim/first_order_extra.h"
+#include "optim/second_order.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -23,7 +25,14 @@ std::vector<OptionSpec> run_option_specs() {
       {"depth", T::Int, "4", "U-Net levels"},
       {"width", T::Int, "16", "U-Net base width C"},
       {"batch", T::Int, "8", "global batch size (split over MPI ranks)"},
-      {"optimizer", T::String, "adam", "optimiser", {"adam", "adamw", "sgd"}},
+      {"optimizer", T::String, "adam", "optimiser",
+       {"adam", "adamw", "sgd", "lamb", "lars", "lbfgs", "newton-cg", "adahessian"}},
+      {"history_size", T::Int, "10", "L-BFGS history"},
+      {"cg_iters", T::Int, "20", "Newton-CG: CG iterations per step"},
+      {"trust_radius", T::Float, "1", "Newton-CG: initial trust radius"},
+      {"precondition", T::Bool, "false", "Newton-CG: Jacobi preconditioner from a Hutchinson diagonal"},
+      {"hessian_every", T::Int, "1", "AdaHessian: steps between Hessian-diagonal estimates"},
+      {"hessian_power", T::Float, "1", "AdaHessian: Hessian power k"},
       {"lr", T::Float, "0.001", "learning rate (the schedule's base rate)"},
       {"schedule", T::String, "constant", "learning-rate schedule",
        {"constant", "cosine", "step", "multistep", "exponential"}},
@@ -85,6 +94,15 @@ std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
   return std::make_shared<nn::UNet>(u);
 }
 
+void apply_optimizer_defaults(Options& o) {
+  // Each method's customary rate when the user gave none (Adam's 1e-3 would stall L-BFGS).
+  if (o.given("lr")) return;
+  const std::string& name = o.s("optimizer");
+  if (name == "lbfgs") o.set("lr", "1");
+  else if (name == "adahessian") o.set("lr", "0.15");
+  else if (name == "sgd" || name == "lars") o.set("lr", "0.01");
+}
+
 std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params) {
   const std::string& name = o.s("optimizer");
   if (name == "sgd") {
@@ -93,6 +111,42 @@ std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<
     s.momentum = o.f("momentum");
     s.weight_decay = o.f("weight_decay");
     return std::make_unique<optim::SGD>(std::move(params), s);
+  }
+  if (name == "lamb") {
+    optim::LAMBOptions l;
+    l.lr = o.f("lr");
+    l.weight_decay = o.f("weight_decay");
+    return std::make_unique<optim::LAMB>(std::move(params), l);
+  }
+  if (name == "lars") {
+    optim::LARSOptions l;
+    l.lr = o.f("lr");
+    l.momentum = o.f("momentum");
+    l.weight_decay = o.f("weight_decay");
+    return std::make_unique<optim::LARS>(std::move(params), l);
+  }
+  if (name == "lbfgs") {
+    optim::LBFGSOptions l;
+    l.lr = o.f("lr");
+    l.history_size = static_cast<int>(o.i("history_size"));
+    return std::make_unique<optim::LBFGS>(std::move(params), l);
+  }
+  if (name == "newton-cg") {
+    optim::NewtonCGOptions n;
+    n.initial_radius = o.f("trust_radius");
+    n.max_cg_iter = static_cast<int>(o.i("cg_iters"));
+    n.precondition = o.b("precondition");
+    n.seed = static_cast<uint64_t>(o.i("seed"));
+    return std::make_unique<optim::NewtonCG>(std::move(params), n);
+  }
+  if (name == "adahessian") {
+    optim::AdaHessianOptions h;
+    h.lr = o.f("lr");
+    h.weight_decay = o.f("weight_decay");
+    h.hessian_power = o.f("hessian_power");
+    h.update_every = static_cast<int>(o.i("hessian_every"));
+    h.seed = static_cast<uint64_t>(o.i("seed"));
+    return std::make_unique<optim::AdaHessian>(std::move(params), h);
   }
   optim::AdamOptions a;
   a.lr = o.f("lr");

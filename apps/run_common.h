@@ -24,6 +24,7 @@ Device run_device(const Options& o);
 void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaults
 
 std::shared_ptr<nn::UNet> build_model(const Options& o, int dims);
+void apply_optimizer_defaults(Options& o);  // --lr default per method when not given
 std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params);
 optim::Schedule build_schedule(const Options& o, int64_t total_steps);
 
