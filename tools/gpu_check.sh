@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# tools/gpu_check.sh — the one script to run on a lent H100 (see the device tool's README):
+# configure with that machine's cuDNN/NCCL (inside PyTorch's venv), build for sm_90, run the GPU
+# suite (and compute-sanitizer memcheck on a short subset), then W1 at N = 256 and 1024, batch 8,
+# for dfx (once its CUDA training path exists) and the PyTorch peer side by side, and print a
+# short table last. Budget: under 8 minutes, so a second run fits in a 15-minute lease.
+#   run: bash tools/gpu_check.sh   (timeout_s ~ 480)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s)
+VENV_NV=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
+PY=${PY:-/opt/torch/.venv/bin/python}
+export PATH="/usr/local/cuda/bin:/opt/torch/.venv/bin:$PATH"
+export LD_LIBRARY_PATH="$VENV_NV/cudnn/lib:$VENV_NV/nccl/lib:${LD_LIBRARY_PATH:-}"
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+summary=()
+
+if [[ ! -f build-gpu/build.ninja ]]; then
+  meson setup build-gpu --buildtype=release -Dsm_arch=90 -Dcuda=enabled \
+    -Dcudnn_root="$VENV_NV/cudnn" -Dnccl_root="$VENV_NV/nccl" -Dtests=true >"$OUT/configure.log" 2>&1 \
+    || { tail -30 "$OUT/configure.log"; exit 1; }
+fi
+ninja -C build-gpu >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$OUT/build.log" | head -60; exit 1; }
+summary+=("build: ok ($(( $(date +%s) - T0 )) s)")
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+timeout 240 build-gpu/tests/dfx_gpu >"$OUT/gpu_tests.log" 2>&1
+summary+=("dfx_gpu: $(grep -E 'test cases:' "$OUT/gpu_tests.log" | tail -1)")
+if command -v compute-sanitizer >/dev/null; then
+  timeout 120 compute-sanitizer --tool memcheck build-gpu/tests/dfx_gpu -tc='*copy*,*unary*' \
+    >"$OUT/memcheck.log" 2>&1
+  summary+=("memcheck: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)")
+fi
+
+for N in 256 1024; do
+  if build-gpu/apps/dfx bench --res $N --batch 8 --device cuda --steps 10 --warmup 3 --json \
+       >"$OUT/dfx_$N.json" 2>"$OUT/dfx_$N.err"; then
+    summary+=("dfx   W1 N=$N fp32: $(cat "$OUT/dfx_$N.json")")
+  else
+    summary+=("dfx   W1 N=$N: $(head -c 200 "$OUT/dfx_$N.err")")
+  fi
+  for mode in "" "--tf32" "--tf32 --compile"; do
+    if timeout 150 $PY bench/torch_ref.py --res $N --batch 8 --device cuda --steps 10 --warmup 3 \
+         --json $mode >"$OUT/torch_$N.json" 2>"$OUT/torch_$N.err"; then
+      summary+=("torch W1 N=$N ${mode:-fp32}: $(tail -1 "$OUT/torch_$N.json")")
+    else
+      summary+=("torch W1 N=$N ${mode:-fp32}: failed: $(tail -c 200 "$OUT/torch_$N.err")")
+    fi
+  done
+done
+
+echo
+echo "==== gpu_check summary ($(( $(date +%s) - T0 )) s) ===="
+printf '%s\n' "${summary[@]}"
