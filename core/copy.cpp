@@ -3,21 +3,11 @@
 #include "core/copy.h"
 
 #include "core/cuda_runtime.h"
+#include "core/dispatch.h"
 #include "core/strided_loop.h"
 
 namespace dfx {
 namespace {
-
-template <class F>
-void dispatch_cpu(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::Float32: f(float{}); break;
-    case DType::Float64: f(double{}); break;
-    case DType::Int64: f(int64_t{}); break;
-    case DType::Bool: f(bool{}); break;
-    default: DFX_FAIL(op, ": dtype ", dtype_name(t), " has no CPU kernel yet");
-  }
-}
 
 template <class D, class S>
 inline D convert(S v) {
@@ -27,9 +17,9 @@ inline D convert(S v) {
 
 void copy_cpu(const Tensor& dst, const Tensor& src) {
   Tensor s = src.expand(dst.shape());
-  dispatch_cpu(dst.dtype(), "copy_", [&](auto dz) {
+  dispatch_all(dst.dtype(), "copy_", [&](auto dz) {
     using D = decltype(dz);
-    dispatch_cpu(s.dtype(), "copy_", [&](auto sz) {
+    dispatch_all(s.dtype(), "copy_", [&](auto sz) {
       using S = decltype(sz);
       D* d = static_cast<D*>(dst.raw_data());
       const S* p = static_cast<const S*>(s.raw_data());
@@ -80,7 +70,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
 void fill_(const Tensor& dst, double value) {
   DFX_CHECK(dst.defined(), "fill_: undefined tensor");
   if (dst.device().is_cuda()) return cuda::fill(dst, value);
-  dispatch_cpu(dst.dtype(), "fill_", [&](auto z) {
+  dispatch_all(dst.dtype(), "fill_", [&](auto z) {
     using D = decltype(z);
     D v = convert<D>(value);
     D* d = static_cast<D*>(dst.raw_data());

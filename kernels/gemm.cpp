@@ -2,6 +2,8 @@
 // of the 2-d gemm, with device dispatch.
 #include "kernels/gemm.h"
 
+#include <algorithm>
+
 #include "config.h"
 #include "kernels/cpu/gemm.h"
 #if DFX_HAVE_CUDA
@@ -9,6 +11,22 @@
 #endif
 
 namespace dfx::kernels {
+
+bool blas_layout(const Tensor& m, bool& trans, int64_t& ld) {
+  const int64_t r = m.shape()[0], c = m.shape()[1];
+  const int64_t s0 = m.strides()[0], s1 = m.strides()[1];
+  if ((s1 == 1 || c == 1) && (s0 >= std::max<int64_t>(c, 1) || r == 1)) {
+    trans = false;
+    ld = r == 1 ? std::max<int64_t>(c, 1) : s0;
+    return true;
+  }
+  if ((s0 == 1 || r == 1) && (s1 >= std::max<int64_t>(r, 1) || c == 1)) {
+    trans = true;
+    ld = c == 1 ? std::max<int64_t>(r, 1) : s1;
+    return true;
+  }
+  return false;
+}
 
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta,
           const Tensor& c) {

@@ -13,4 +13,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta,
           const Tensor& c);
 
+// How a 2-d view looks to a row-major BLAS: unit stride along one axis (trans = false: rows;
+// true: columns) with leading dimension `ld`. False when the view needs a contiguous copy first.
+// Shared by the OpenBLAS and cuBLAS paths.
+bool blas_layout(const Tensor& m, bool& trans, int64_t& ld);
+
 }  // namespace dfx::kernels

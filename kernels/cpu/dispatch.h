@@ -1,41 +1,14 @@
-// kernels/cpu/dispatch.h — calls f(T{}) with the C++ type of a dtype, or throws naming the op.
+// kernels/cpu/dispatch.h — dtype dispatch (core/dispatch.h) and accumulator types for CPU kernels.
 #pragma once
 #include <cstdint>
 
-#include "core/error.h"
-#include "core/dtype.h"
+#include "core/dispatch.h"
 
 namespace dfx::kernels::cpu {
 
-template <class F>
-void dispatch_float(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::Float32: f(float{}); break;
-    case DType::Float64: f(double{}); break;
-    default: DFX_FAIL(op, ": expected float32 or float64, got ", dtype_name(t));
-  }
-}
-
-template <class F>
-void dispatch_numeric(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::Float32: f(float{}); break;
-    case DType::Float64: f(double{}); break;
-    case DType::Int64: f(int64_t{}); break;
-    default: DFX_FAIL(op, ": expected float32, float64 or int64, got ", dtype_name(t));
-  }
-}
-
-template <class F>
-void dispatch_all(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::Float32: f(float{}); break;
-    case DType::Float64: f(double{}); break;
-    case DType::Int64: f(int64_t{}); break;
-    case DType::Bool: f(bool{}); break;
-    default: DFX_FAIL(op, ": dtype ", dtype_name(t), " has no CPU kernel yet");
-  }
-}
+using dfx::dispatch_all;
+using dfx::dispatch_float;
+using dfx::dispatch_numeric;
 
 // Accumulator type: float64 for float32 sums, so reductions are accurate and order-stable.
 template <class T> struct acc { using type = T; };

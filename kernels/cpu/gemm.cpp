@@ -7,27 +7,6 @@
 #include "kernels/cpu/dispatch.h"
 
 namespace dfx::kernels::cpu {
-namespace {
-
-// BLAS view of a 2-d tensor: (transposed?, leading dimension), or false if it needs a copy.
-bool blas_layout(const Tensor& m, bool& trans, int64_t& ld) {
-  const int64_t r = m.shape()[0], c = m.shape()[1];
-  const int64_t s0 = m.strides()[0], s1 = m.strides()[1];
-  if ((s1 == 1 || c == 1) && (s0 >= std::max<int64_t>(c, 1) || r == 1)) {
-    trans = false;
-    ld = r == 1 ? std::max<int64_t>(c, 1) : s0;
-    return true;
-  }
-  if ((s0 == 1 || r == 1) && (s1 >= std::max<int64_t>(r, 1) || c == 1)) {
-    trans = true;
-    ld = c == 1 ? std::max<int64_t>(r, 1) : s1;
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tensor& b0,
           double beta, const Tensor& c) {
   Tensor a = trans_a ? a0.t() : a0;  // now a is [M, K], b is [K, N] logically

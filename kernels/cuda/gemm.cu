@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/gemm.cuh"
+#include "kernels/gemm.h"
 
 namespace dfx::kernels::cuda {
 namespace {
@@ -29,21 +30,6 @@ cublasHandle_t handle_for(int device) {
   return h;
 }
 
-bool layout(const Tensor& m, bool& trans, int64_t& ld) {
-  const int64_t r = m.shape()[0], c = m.shape()[1];
-  const int64_t s0 = m.strides()[0], s1 = m.strides()[1];
-  if ((s1 == 1 || c == 1) && (s0 >= std::max<int64_t>(c, 1) || r == 1)) {
-    trans = false;
-    ld = r == 1 ? std::max<int64_t>(c, 1) : s0;
-    return true;
-  }
-  if ((s0 == 1 || r == 1) && (s1 >= std::max<int64_t>(r, 1) || c == 1)) {
-    trans = true;
-    ld = c == 1 ? std::max<int64_t>(r, 1) : s1;
-    return true;
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -55,15 +41,15 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tens
   if (M == 0 || N == 0) return;
   bool ta, tb, tc;
   int64_t lda, ldb, ldc;
-  if (!layout(a, ta, lda)) {
+  if (!blas_layout(a, ta, lda)) {
     a = a.contiguous();
-    layout(a, ta, lda);
+    blas_layout(a, ta, lda);
   }
-  if (!layout(b, tb, ldb)) {
+  if (!blas_layout(b, tb, ldb)) {
     b = b.contiguous();
-    layout(b, tb, ldb);
+    blas_layout(b, tb, ldb);
   }
-  DFX_CHECK(layout(c, tc, ldc) && !tc, "gemm (cuda): output must be row-major, got strides ",
+  DFX_CHECK(blas_layout(c, tc, ldc) && !tc, "gemm (cuda): output must be row-major, got strides ",
             c.strides());
   cublasHandle_t h = handle_for(c.device().index);
   const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
