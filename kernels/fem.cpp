@@ -80,30 +80,30 @@ void check_pair(const Tensor& a, const Tensor& b, const char* op) {
   DFX_CHECK(a.device().is_cpu(), op, ": no CUDA kernel for ", a.describe(), " yet");
 }
 
+// Checks a pair of operands and returns the cached element matrix for their grid.
+Tensor prepare(const Tensor& a, const Tensor& b, const char* op) {
+  check_pair(a, b, op);
+  return stiffness_for(a, field_dims(a, op), op);
+}
+
 }  // namespace
 
 Tensor fem_energy(const Tensor& u, const Tensor& nu) {
-  check_pair(u, nu, "fem_energy");
-  const int d = field_dims(u, "fem_energy");
-  Tensor K = stiffness_for(u, d, "fem_energy");
+  Tensor K = prepare(u, nu, "fem_energy");
   Tensor out = Tensor::empty({u.shape()[0]}, u.dtype(), u.device());
   cpu::fem_energy(u.contiguous(), nu.contiguous(), K, out);
   return out;
 }
 
 Tensor fem_apply(const Tensor& nu, const Tensor& u) {
-  check_pair(u, nu, "fem_apply");
-  const int d = field_dims(u, "fem_apply");
-  Tensor K = stiffness_for(u, d, "fem_apply");
+  Tensor K = prepare(u, nu, "fem_apply");
   Tensor out = empty_like(u);
   cpu::fem_apply(nu.contiguous(), u.contiguous(), K, out);
   return out;
 }
 
 Tensor fem_bilinear(const Tensor& a, const Tensor& b) {
-  check_pair(a, b, "fem_bilinear");
-  const int d = field_dims(a, "fem_bilinear");
-  Tensor K = stiffness_for(a, d, "fem_bilinear");
+  Tensor K = prepare(a, b, "fem_bilinear");
   Tensor out = empty_like(a);
   cpu::fem_bilinear(a.contiguous(), b.contiguous(), K, out);
   return out;

@@ -28,6 +28,28 @@ bool blas_layout(const Tensor& m, bool& trans, int64_t& ld) {
   return false;
 }
 
+GemmOperands gemm_operands(bool trans_a, bool trans_b, const Tensor& a0, const Tensor& b0,
+                           const Tensor& c, const char* op) {
+  GemmOperands g;
+  g.a = trans_a ? a0.t() : a0;  // now a is [M, K], b is [K, N] logically
+  g.b = trans_b ? b0.t() : b0;
+  g.M = g.a.shape()[0];
+  g.K = g.a.shape()[1];
+  g.N = g.b.shape()[1];
+  if (!blas_layout(g.a, g.ta, g.lda)) {
+    g.a = g.a.contiguous();
+    blas_layout(g.a, g.ta, g.lda);
+  }
+  if (!blas_layout(g.b, g.tb, g.ldb)) {
+    g.b = g.b.contiguous();
+    blas_layout(g.b, g.tb, g.ldb);
+  }
+  bool tc = false;
+  DFX_CHECK(blas_layout(c, tc, g.ldc) && !tc, op, ": output must be row-major, got strides ",
+            c.strides());
+  return g;
+}
+
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta,
           const Tensor& c) {
   DFX_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2, "gemm: expected 2-d operands, got ",

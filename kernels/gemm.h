@@ -18,4 +18,14 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tenso
 // Shared by the OpenBLAS and cuBLAS paths.
 bool blas_layout(const Tensor& m, bool& trans, int64_t& ld);
 
+// The operands of c = op(a) op(b) as a row-major BLAS takes them: a is [M, K], b is [K, N], each
+// with its transpose flag and leading dimension (copied contiguous only when its view needs it).
+struct GemmOperands {
+  Tensor a, b;
+  int64_t M = 0, N = 0, K = 0, lda = 0, ldb = 0, ldc = 0;
+  bool ta = false, tb = false;
+};
+GemmOperands gemm_operands(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b,
+                           const Tensor& c, const char* op);
+
 }  // namespace dfx::kernels

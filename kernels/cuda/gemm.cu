@@ -30,27 +30,16 @@ cublasHandle_t handle_for(int device) {
   return h;
 }
 
-
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tensor& b0,
           double beta, const Tensor& c) {
-  Tensor a = trans_a ? a0.t() : a0;
-  Tensor b = trans_b ? b0.t() : b0;
-  const int64_t M = a.shape()[0], K = a.shape()[1], N = b.shape()[1];
-  if (M == 0 || N == 0) return;
-  bool ta, tb, tc;
-  int64_t lda, ldb, ldc;
-  if (!blas_layout(a, ta, lda)) {
-    a = a.contiguous();
-    blas_layout(a, ta, lda);
-  }
-  if (!blas_layout(b, tb, ldb)) {
-    b = b.contiguous();
-    blas_layout(b, tb, ldb);
-  }
-  DFX_CHECK(blas_layout(c, tc, ldc) && !tc, "gemm (cuda): output must be row-major, got strides ",
-            c.strides());
+  if ((trans_a ? a0.shape()[1] : a0.shape()[0]) == 0 || (trans_b ? b0.shape()[0] : b0.shape()[1]) == 0)
+    return;
+  const GemmOperands g = gemm_operands(trans_a, trans_b, a0, b0, c, "gemm (cuda)");
+  const Tensor &a = g.a, &b = g.b;
+  const int64_t M = g.M, N = g.N, K = g.K, lda = g.lda, ldb = g.ldb, ldc = g.ldc;
+  const bool ta = g.ta, tb = g.tb;
   cublasHandle_t h = handle_for(c.device().index);
   const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
