@@ -3,7 +3,11 @@
 
 #include <algorithm>
 
+#include "config.h"
 #include "kernels/cpu/reduce.h"
+#if DFX_HAVE_CUDA
+#include "kernels/cuda/reduce.cuh"
+#endif
 
 namespace dfx::kernels {
 
@@ -31,16 +35,30 @@ Shape reduced_shape(const Shape& in, const std::vector<int>& dims, bool keepdim)
 }
 
 namespace {
-void cpu_only(const Tensor& x, const char* op) {
+void check_input(const Tensor& x, const char* op) {
   DFX_CHECK(x.defined(), op, ": undefined input");
-  DFX_CHECK(x.device().is_cpu(), op, ": no CUDA kernel for ", x.describe(), " yet");
+  DFX_CHECK(x.device().is_cpu() || DFX_HAVE_CUDA, op, ": no CUDA kernel for ", x.describe(),
+            " (dfx was built without CUDA)");
 }
 }  // namespace
+
+// The same call on the backend of x's device (kernels/cuda/reduce.cu for CUDA tensors).
+#if DFX_HAVE_CUDA
+#define DFX_REDUCE_BACKEND(x, call) \
+  do {                              \
+    if ((x).device().is_cuda())     \
+      cuda::call;                   \
+    else                            \
+      cpu::call;                    \
+  } while (0)
+#else
+#define DFX_REDUCE_BACKEND(x, call) cpu::call
+#endif
 
 Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   static const char* names[] = {"sum", "mean", "max", "min"};
   const char* name = names[static_cast<int>(op)];
-  cpu_only(x, name);
+  check_input(x, name);
   std::vector<int> d = normalize_dims(dims, x.dim(), name);
   Shape kept = reduced_shape(x.shape(), d, false);
   if (x.dim() == 0) {
@@ -48,27 +66,27 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bo
     return keepdim ? out : out.reshape({});
   }
   Tensor out = Tensor::empty(kept, x.dtype(), x.device());
-  cpu::reduce(op, x, d, out);
+  DFX_REDUCE_BACKEND(x, reduce(op, x, d, out));
   return keepdim ? out.view(reduced_shape(x.shape(), d, true)) : out;
 }
 
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction, bool keepdim) {
-  cpu_only(x, "var");
+  check_input(x, "var");
   std::vector<int> d = normalize_dims(dims, x.dim(), "var");
   Tensor xx = x.dim() == 0 ? x.reshape({1}) : x;
   if (x.dim() == 0) d = {0};
   Tensor out = Tensor::empty(reduced_shape(xx.shape(), d, false), x.dtype(), x.device());
-  cpu::var(xx, d, correction, out);
+  DFX_REDUCE_BACKEND(x, var(xx, d, correction, out));
   // A 0-d input gives a 0-d result with or without keepdim, as in reduce().
   return keepdim && x.dim() > 0 ? out.view(reduced_shape(xx.shape(), d, true)) : out;
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
-  cpu_only(x, "argmax");
+  check_input(x, "argmax");
   int d = wrap_dim(dim, x.dim(), "argmax");
   if (x.dim() == 0) return zeros({}, DType::Int64, x.device());  // the only element
   Tensor out = Tensor::empty(reduced_shape(x.shape(), {d}, false), DType::Int64, x.device());
-  cpu::argmax(x, d, out);
+  DFX_REDUCE_BACKEND(x, argmax(x, d, out));
   return keepdim ? out.view(reduced_shape(x.shape(), {d}, true)) : out;
 }
 
