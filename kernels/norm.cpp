@@ -5,14 +5,16 @@
 
 #include "config.h"
 #include "kernels/cpu/norm.h"
+#if DFX_HAVE_CUDA
+#include "kernels/cuda/norm.cuh"
+#endif
 
 namespace dfx::kernels {
 
 namespace {
 
 [[noreturn]] void no_cuda(const char* op, const Tensor& x) {
-  DFX_FAIL(op, ": no CUDA kernel for ", x.describe(),
-           DFX_HAVE_CUDA ? " yet" : " (dfx was built without CUDA)");
+  DFX_FAIL(op, ": no CUDA kernel for ", x.describe(), " (dfx was built without CUDA)");
 }
 
 // x as [N, C, S] (S = 1 without spatial dims).
@@ -21,7 +23,7 @@ void split_dims(const Tensor& x, const char* op, int64_t& n, int64_t& c, int64_t
   DFX_CHECK(x.dim() >= 2, op, ": expected [N, C, *S], got ", x.describe());
   DFX_CHECK(x.dtype() == DType::Float32 || x.dtype() == DType::Float64, op,
             ": expected float32 or float64, got ", x.describe());
-  if (x.device().is_cuda()) no_cuda(op, x);
+  if (x.device().is_cuda() && !DFX_HAVE_CUDA) no_cuda(op, x);
   n = x.shape()[0];
   c = x.shape()[1];
   s = 1;
@@ -48,11 +50,24 @@ void check_like(const Tensor& g, const Tensor& x, const char* op) {
 
 }  // namespace
 
+// The same call on the backend of x's device (kernels/cuda/norm.cu for CUDA tensors).
+#if DFX_HAVE_CUDA
+#define DFX_NORM_BACKEND(x, call) \
+  do {                            \
+    if ((x).device().is_cuda())   \
+      cuda::call;                 \
+    else                          \
+      cpu::call;                  \
+  } while (0)
+#else
+#define DFX_NORM_BACKEND(x, call) cpu::call
+#endif
+
 Tensor channel_sums(const Tensor& x) {
   int64_t n, c, s;
   split_dims(x, "channel_sums", n, c, s);
   Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
-  cpu::channel_sums(x.contiguous(), n, c, s, out);
+  DFX_NORM_BACKEND(x, channel_sums(x.contiguous(), n, c, s, out));
   return out;
 }
 
@@ -66,7 +81,7 @@ Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const
   Tensor ga = per_channel(gamma, x, c, 1, "bn_apply", "gamma");
   Tensor be = per_channel(beta, x, c, 0, "bn_apply", "beta");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::bn_apply(x.contiguous(), n, c, s, m, is, ga, be, y);
+  DFX_NORM_BACKEND(x, bn_apply(x.contiguous(), n, c, s, m, is, ga, be, y));
   return y;
 }
 
@@ -79,7 +94,7 @@ Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
   Tensor m = per_channel(mean, x, c, 0, "bn_backward_reduce", "mean");
   Tensor is = per_channel(invstd, x, c, 1, "bn_backward_reduce", "invstd");
   Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
-  cpu::bn_backward_reduce(g.contiguous(), x.contiguous(), n, c, s, m, is, out);
+  DFX_NORM_BACKEND(x, bn_backward_reduce(g.contiguous(), x.contiguous(), n, c, s, m, is, out));
   return out;
 }
 
@@ -97,7 +112,8 @@ Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, c
   Tensor ga = per_channel(gamma, x, c, 1, "bn_backward_apply", "gamma");
   Tensor sm = sums.to(DType::Float64).contiguous();
   Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::bn_backward_apply(g.contiguous(), x.contiguous(), n, c, s, m, is, ga, sm, count, gx);
+  DFX_NORM_BACKEND(x, bn_backward_apply(g.contiguous(), x.contiguous(), n, c, s, m, is, ga, sm,
+                                         count, gx));
   return gx;
 }
 

@@ -1,0 +1,208 @@
+// kernels/cuda/norm.cu — batch-norm kernels on the GPU. The per-channel sums are two-level and
+// deterministic: every plane (n, c) is cut into fixed chunks of kChunk elements, one block reduces
+// a chunk into a float64 pair (warp shuffles, fixed tree), then one block per channel reduces its
+// N * chunks partials in a fixed tree. The chunking depends only on the shape, so a given shape
+// always sums in the same order; no atomics. The apply passes are elementwise, one thread per
+// element, with the same per-channel constants (folded in float64) as the CPU kernels.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/norm.cuh"
+
+namespace dfx::kernels::cuda {
+namespace {
+
+constexpr int64_t kChunk = 4096;
+
+int64_t chunks_of(int64_t s) { return s > 0 ? (s + kChunk - 1) / kChunk : 1; }
+
+// kMode 0: (sum x, sum x^2). kMode 1: (sum g, sum g * (x - mean[c])).
+template <class T, int kMode>
+__global__ void plane_partials_kernel(const T* __restrict__ x, const T* __restrict__ g,
+                                      const double* __restrict__ mean, int64_t c, int64_t s,
+                                      int64_t per, Double2* __restrict__ part) {
+  __shared__ Double2 smem[32];
+  const int64_t q = blockIdx.x;  // (plane, chunk)
+  const int64_t plane = q / per, k = q % per;
+  const int64_t lo = k * kChunk, hi = min(s, lo + kChunk);
+  const T* xp = x + plane * s;
+  Double2 acc{0.0, 0.0};
+  if constexpr (kMode == 0) {
+    for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+      const double v = static_cast<double>(xp[i]);
+      acc.a += v;
+      acc.b += v * v;
+    }
+  } else {
+    const T* gp = g + plane * s;
+    const double m = mean[plane % c];
+    for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+      const double gv = static_cast<double>(gp[i]);
+      acc.a += gv;
+      acc.b += gv * (static_cast<double>(xp[i]) - m);
+    }
+  }
+  acc = block_reduce(acc, [](Double2 u, Double2 v) { return u + v; }, smem);
+  if (threadIdx.x == 0) part[q] = acc;
+}
+
+// Block ch reduces partials (i * c + ch) * per + k over i < n, k < per; out is [2, C]. With
+// `scale_b`, the second row is multiplied by scale_b[ch] (invstd for the backward sums).
+__global__ void channel_combine_kernel(const Double2* __restrict__ part, int64_t n, int64_t c,
+                                       int64_t per, const double* __restrict__ scale_b,
+                                       double* __restrict__ out) {
+  __shared__ Double2 smem[32];
+  const int64_t ch = blockIdx.x;
+  Double2 acc{0.0, 0.0};
+  const int64_t total = n * per;
+  for (int64_t t = threadIdx.x; t < total; t += blockDim.x) {
+    const int64_t i = t / per, k = t % per;
+    const Double2 v = part[(i * c + ch) * per + k];
+    acc.a += v.a;
+    acc.b += v.b;
+  }
+  acc = block_reduce(acc, [](Double2 u, Double2 v) { return u + v; }, smem);
+  if (threadIdx.x == 0) {
+    out[ch] = acc.a;
+    out[c + ch] = scale_b ? acc.b * scale_b[ch] : acc.b;
+  }
+}
+
+template <class T, class Index>
+__global__ void bn_apply_kernel(const T* __restrict__ x, Index total, Index c, Index s,
+                                const double* __restrict__ mean, const double* __restrict__ invstd,
+                                const double* __restrict__ gamma, const double* __restrict__ beta,
+                                T* __restrict__ y) {
+  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
+    const Index ch = (i / s) % c;
+    // (x - mean) * a + beta, with a = invstd * gamma folded in float64, as on the CPU.
+    const T m = static_cast<T>(mean[ch]), a = static_cast<T>(invstd[ch] * gamma[ch]);
+    const T be = static_cast<T>(beta[ch]);
+    y[i] = (x[i] - m) * a + be;
+  }
+}
+
+template <class T, class Index>
+__global__ void bn_backward_apply_kernel(const T* __restrict__ g, const T* __restrict__ x,
+                                         Index total, Index c, Index s,
+                                         const double* __restrict__ mean,
+                                         const double* __restrict__ invstd,
+                                         const double* __restrict__ gamma,
+                                         const double* __restrict__ sums, double count,
+                                         T* __restrict__ gx) {
+  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
+    const Index ch = (i / s) % c;
+    const double is = invstd[ch];
+    const T k = static_cast<T>(gamma[ch] * is);
+    const T mg = static_cast<T>(sums[ch] / count);
+    const T q = static_cast<T>(is * sums[c + ch] / count);
+    const T m = static_cast<T>(mean[ch]);
+    gx[i] = k * (g[i] - mg - (x[i] - m) * q);
+  }
+}
+
+void check_all(const char* op, std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) check_cuda_tensor(*t, op, "operand");
+}
+
+// Sums of kMode over [n, c, s] into out [2, c].
+template <class T, int kMode>
+void channel_reduce(const Tensor& x, const Tensor* g, const Tensor* mean, const Tensor* invstd,
+                    int64_t n, int64_t c, int64_t s, const Tensor& out, const char* op) {
+  if (c == 0) return;
+  double* po = out.data<double>();
+  const int64_t per = chunks_of(s);
+  const int64_t items = n * c * per;
+  const std::string name = ::dfx::detail::cat(op, "<", dtype_name(x.dtype()), ">");
+  if (n == 0 || s == 0) {  // an empty batch gives zero sums (the rank still joins all-reduces)
+    DFX_CUDA_CHECK(cudaMemset(po, 0, sizeof(double) * 2 * c));
+    return;
+  }
+  DFX_CHECK(items <= 0x7fffffff, op, ": ", items, " chunks exceed the grid limit for ",
+            x.describe());
+  Tensor part = scratch_bytes(sizeof(Double2) * items, x.device());
+  Double2* pp = static_cast<Double2*>(part.raw_data());
+  const int threads = s >= 2048 ? 256 : (s >= 256 ? 128 : 64);
+  plane_partials_kernel<T, kMode><<<static_cast<unsigned>(items), threads>>>(
+      x.data<T>(), g ? g->data<T>() : nullptr, mean ? mean->data<double>() : nullptr, c, s, per,
+      pp);
+  DFX_CUDA_CHECK_LAUNCH(name + " (plane_partials_kernel)", x.shape());
+  const int cthreads = n * per >= 256 ? 256 : 64;
+  channel_combine_kernel<<<static_cast<unsigned>(c), cthreads>>>(
+      pp, n, c, per, invstd ? invstd->data<double>() : nullptr, po);
+  DFX_CUDA_CHECK_LAUNCH(name + " (channel_combine_kernel)", x.shape());
+}
+
+}  // namespace
+
+void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& out) {
+  check_all("channel_sums", {&x, &out});
+  ::dfx::cuda::DeviceGuard guard(x.device().index);
+  dispatch_float_cuda(x, "channel_sums", [&](auto z) {
+    using T = decltype(z);
+    channel_reduce<T, 0>(x, nullptr, nullptr, nullptr, n, c, s, out, "channel_sums");
+  });
+}
+
+void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
+                        const Tensor& mean, const Tensor& invstd, const Tensor& out) {
+  check_all("bn_backward_reduce", {&g, &x, &mean, &invstd, &out});
+  ::dfx::cuda::DeviceGuard guard(x.device().index);
+  dispatch_float_cuda(x, "bn_backward_reduce", [&](auto z) {
+    using T = decltype(z);
+    channel_reduce<T, 1>(x, &g, &mean, &invstd, n, c, s, out, "bn_backward_reduce");
+  });
+}
+
+void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
+              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y) {
+  check_all("bn_apply", {&x, &mean, &invstd, &gamma, &beta, &y});
+  const int64_t total = n * c * s;
+  if (total == 0) return;
+  ::dfx::cuda::DeviceGuard guard(x.device().index);
+  dispatch_float_cuda(x, "bn_apply", [&](auto z) {
+    using T = decltype(z);
+    const double *pm = mean.data<double>(), *pi = invstd.data<double>();
+    const double *pg = gamma.data<double>(), *pb = beta.data<double>();
+    if (fits_u32(total)) {
+      bn_apply_kernel<T, uint32_t><<<grid_for(total), kThreads>>>(
+          x.data<T>(), uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, pb, y.data<T>());
+    } else {
+      bn_apply_kernel<T, uint64_t><<<grid_for(total), kThreads>>>(
+          x.data<T>(), uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, pb, y.data<T>());
+    }
+    DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("bn_apply_kernel<", dtype_name(x.dtype()), ">"),
+                          x.shape());
+  });
+}
+
+void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
+                       const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
+                       const Tensor& sums, double count, const Tensor& gx) {
+  check_all("bn_backward_apply", {&g, &x, &mean, &invstd, &gamma, &sums, &gx});
+  const int64_t total = n * c * s;
+  if (total == 0) return;
+  ::dfx::cuda::DeviceGuard guard(x.device().index);
+  dispatch_float_cuda(x, "bn_backward_apply", [&](auto z) {
+    using T = decltype(z);
+    const double *pm = mean.data<double>(), *pi = invstd.data<double>();
+    const double *pg = gamma.data<double>(), *ps = sums.data<double>();
+    if (fits_u32(total)) {
+      bn_backward_apply_kernel<T, uint32_t><<<grid_for(total), kThreads>>>(
+          g.data<T>(), x.data<T>(), uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, ps,
+          count, gx.data<T>());
+    } else {
+      bn_backward_apply_kernel<T, uint64_t><<<grid_for(total), kThreads>>>(
+          g.data<T>(), x.data<T>(), uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, ps,
+          count, gx.data<T>());
+    }
+    DFX_CUDA_CHECK_LAUNCH(
+        ::dfx::detail::cat("bn_backward_apply_kernel<", dtype_name(x.dtype()), ">"), x.shape());
+  });
+}
+
+}  // namespace dfx::kernels::cuda

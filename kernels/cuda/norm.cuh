@@ -1,0 +1,18 @@
+// kernels/cuda/norm.cuh — the CUDA batch-norm kernels behind kernels/norm.h, with the signatures
+// of kernels/cpu/norm.h: x and g contiguous [N, C, S]; per-channel operands contiguous float64 [C]
+// on the same device. Plain C++ declarations so kernels/norm.cpp can include it.
+#pragma once
+#include "core/tensor.h"
+
+namespace dfx::kernels::cuda {
+
+void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& out);
+void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
+              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y);
+void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
+                        const Tensor& mean, const Tensor& invstd, const Tensor& out);
+void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
+                       const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
+                       const Tensor& sums, double count, const Tensor& gx);
+
+}  // namespace dfx::kernels::cuda
