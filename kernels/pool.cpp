@@ -7,22 +7,33 @@
 
 #include "config.h"
 #include "kernels/cpu/pool.h"
+#if DFX_HAVE_CUDA
+#include "kernels/cuda/pool.cuh"
+#endif
 
 namespace dfx::kernels {
 
 namespace {
 
-[[noreturn]] void no_cuda(const char* op, const Tensor& x) {
-  DFX_FAIL(op, ": no CUDA kernel for ", x.describe(),
-           DFX_HAVE_CUDA ? " yet" : " (dfx was built without CUDA)");
+void check_device(const char* op, const Tensor& x) {
+  DFX_CHECK(x.device().is_cpu() || DFX_HAVE_CUDA, op, ": no CUDA kernel for ", x.describe(),
+            " (dfx was built without CUDA)");
 }
+
+// The same call on the backend of t's device (kernels/cuda/pool.cu for CUDA tensors); an
+// expression, so it can return the backends' bool.
+#if DFX_HAVE_CUDA
+#define DFX_POOL_BACKEND(t, call) ((t).device().is_cuda() ? cuda::call : cpu::call)
+#else
+#define DFX_POOL_BACKEND(t, call) cpu::call
+#endif
 
 void check_input(const Tensor& x, const char* op) {
   DFX_CHECK(x.defined(), op, ": undefined input");
   DFX_CHECK(x.dim() >= 3 && x.dim() <= 5, op, ": expected [N, C, *S] with 1-3 spatial dims, got ",
             x.describe());
   DFX_CHECK(is_floating(x.dtype()), op, ": expected a floating tensor, got ", x.describe());
-  if (x.device().is_cuda()) no_cuda(op, x);
+  check_device(op, x);
 }
 
 // A per-dim parameter: one value for every spatial dim, or exactly one per spatial dim.
@@ -127,9 +138,9 @@ AxisMap upsample_map(int64_t in, int64_t s, UpsampleMode mode) {
 
 Tensor run_separable(const Tensor& x, const AxisMap (&maps)[3], double scale,
                      const Shape& out_shape, const char* op) {
-  if (x.device().is_cuda()) no_cuda(op, x);
+  check_device(op, x);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  cpu::separable(x.contiguous(), maps, scale, out_shape[0] * out_shape[1], out);
+  DFX_POOL_BACKEND(x, separable(x.contiguous(), maps, scale, out_shape[0] * out_shape[1], out));
   return out;
 }
 
@@ -169,7 +180,7 @@ MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w) {
   Shape os = with_spatial(x.shape(), g, true);
   MaxPoolResult r{Tensor::empty(os, x.dtype(), x.device()),
                   Tensor::empty(os, DType::Int64, x.device())};
-  cpu::max_pool(x.contiguous(), g, r.values, r.indices);
+  DFX_POOL_BACKEND(x, max_pool(x.contiguous(), g, r.values, r.indices));
   return r;
 }
 
@@ -195,9 +206,10 @@ Tensor pool_gather(const Tensor& x, const Tensor& indices) {
   check_indexed(x.shape(), indices, "pool_gather", planes, in_numel);
   DFX_CHECK(x.device() == indices.device(), "pool_gather: ", x.describe(), " and indices ",
             indices.describe(), " are on different devices");
-  if (x.device().is_cuda()) no_cuda("pool_gather", x);
+  check_device("pool_gather", x);
   Tensor out = Tensor::empty(indices.shape(), x.dtype(), x.device());
-  DFX_CHECK(cpu::pool_gather(x.contiguous(), indices.contiguous(), planes, in_numel, out),
+  DFX_CHECK(DFX_POOL_BACKEND(x, pool_gather(x.contiguous(), indices.contiguous(), planes,
+                                            in_numel, out)),
             "pool_gather: an index in ", indices.describe(), " is outside the planes of ",
             x.describe());
   return out;
@@ -211,9 +223,10 @@ Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shap
             " and indices ", indices.describe(), " differ in shape");
   DFX_CHECK(g.device() == indices.device(), "pool_scatter: ", g.describe(), " and indices ",
             indices.describe(), " are on different devices");
-  if (g.device().is_cuda()) no_cuda("pool_scatter", g);
+  check_device("pool_scatter", g);
   Tensor out = Tensor::empty(in_shape, g.dtype(), g.device());
-  DFX_CHECK(cpu::pool_scatter(g.contiguous(), indices.contiguous(), planes, in_numel, out),
+  DFX_CHECK(DFX_POOL_BACKEND(g, pool_scatter(g.contiguous(), indices.contiguous(), planes,
+                                             in_numel, out)),
             "pool_scatter: an index in ", indices.describe(), " is outside planes of shape ",
             in_shape);
   return out;

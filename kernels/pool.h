@@ -1,6 +1,6 @@
 // kernels/pool.h — pooling and upsampling over 1-3 spatial dims of [N, C, *S] tensors, with the
 // adjoint of every linear map (what autodiff needs for gradients of any order). Each entry point
-// dispatches by device to kernels/cpu/pool.cpp (kernels/cuda/pool.cu when it exists).
+// dispatches by device to kernels/cpu/pool.cpp or kernels/cuda/pool.cu.
 #pragma once
 #include <vector>
 
