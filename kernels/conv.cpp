@@ -1,5 +1,5 @@
 // kernels/conv.cpp — shape rules and checks of the convolution family, then device dispatch to
-// kernels/cpu/conv.cpp (kernels/cuda/conv.cu once it exists). Backends receive validated,
+// kernels/cpu/conv.cpp or kernels/cuda/conv.cu. Backends receive validated,
 // contiguous operands.
 #include "kernels/conv.h"
 
@@ -7,6 +7,9 @@
 
 #include "config.h"
 #include "kernels/cpu/conv.h"
+#if DFX_HAVE_CUDA
+#include "kernels/cuda/conv.cuh"
+#endif
 
 namespace dfx::kernels {
 namespace {
@@ -39,10 +42,17 @@ void check_rank(const char* op, const Shape& s, const char* what, const ConvGeom
             " spatial dim(s)");
 }
 
-[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
-  DFX_FAIL(op, ": no CUDA kernel for ", t.describe(),
-           DFX_HAVE_CUDA ? " yet" : " (dfx was built without CUDA)");
+void check_device(const char* op, const Tensor& t) {
+  DFX_CHECK(t.device().is_cpu() || DFX_HAVE_CUDA, op, ": no CUDA kernel for ", t.describe(),
+            " (dfx was built without CUDA)");
 }
+
+// The same call on the backend of t's device (kernels/cuda/conv.cu for CUDA tensors).
+#if DFX_HAVE_CUDA
+#define DFX_CONV_BACKEND(t, call) ((t).device().is_cuda() ? cuda::call : cpu::call)
+#else
+#define DFX_CONV_BACKEND(t, call) cpu::call
+#endif
 
 }  // namespace
 
@@ -104,9 +114,9 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   check_operands("conv", x, "input", w, "weight");
   Shape ys = conv_output_shape(x.shape(), w.shape(), g, "conv");
   check_bias("conv", bias, x, w.size(0));
-  if (x.device().is_cuda()) no_cuda("conv", x);
-  return cpu::conv(x.contiguous(), w.contiguous(),
-                   bias.defined() ? bias.contiguous() : Tensor(), ys, g);
+  check_device("conv", x);
+  return DFX_CONV_BACKEND(x, conv(x.contiguous(), w.contiguous(),
+                                  bias.defined() ? bias.contiguous() : Tensor(), ys, g));
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
@@ -128,9 +138,10 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
             "; expected an output size whose convolution is the input size "
             "(output_padding must be < stride)");
   check_bias("conv_transpose", bias, y, w.size(1));
-  if (y.device().is_cuda()) no_cuda("conv_transpose", y);
-  return cpu::conv_transpose(y.contiguous(), w.contiguous(),
-                             bias.defined() ? bias.contiguous() : Tensor(), x_shape, g);
+  check_device("conv_transpose", y);
+  return DFX_CONV_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(),
+                                            bias.defined() ? bias.contiguous() : Tensor(),
+                                            x_shape, g));
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
@@ -140,8 +151,8 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
   DFX_CHECK(ys == y.shape(), "conv_weight_grad: output gradient ", y.describe(),
             " does not match the conv of input ", x.shape(), " with weight ", w_shape, " (",
             g.str(), "), which gives ", ys);
-  if (y.device().is_cuda()) no_cuda("conv_weight_grad", y);
-  return cpu::conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g);
+  check_device("conv_weight_grad", y);
+  return DFX_CONV_BACKEND(y, conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g));
 }
 
 Tensor conv_bias_grad(const Tensor& y) {
@@ -149,8 +160,8 @@ Tensor conv_bias_grad(const Tensor& y) {
             y.describe());
   DFX_CHECK(y.dtype() == DType::Float32 || y.dtype() == DType::Float64,
             "conv_bias_grad: expected float32 or float64, got ", y.describe());
-  if (y.device().is_cuda()) no_cuda("conv_bias_grad", y);
-  return cpu::conv_bias_grad(y.contiguous());
+  check_device("conv_bias_grad", y);
+  return DFX_CONV_BACKEND(y, conv_bias_grad(y.contiguous()));
 }
 
 }  // namespace dfx::kernels

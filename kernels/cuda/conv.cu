@@ -1,0 +1,344 @@
+// kernels/cuda/conv.cu — convolutions on the GPU as implicit GEMM: no column matrix is
+// materialised; the GEMM's operand tiles are gathered straight from NC(D)HW tensors into shared
+// memory (64 x 16 tiles of A and B, 256 threads, a 4 x 4 register block per thread, FP32 or FP64
+// FMA; no tensor cores yet). The three products, batch folded into the GEMM's N or K dim:
+//   conv            Y[o, (n, j)]  = sum_r     W[o, r]          col_n[r, j]      (+ bias[o])
+//   conv_transpose  X[c, (n, i)]  = sum_(o,k) W[o, c, k]       Y[n, o, j(i, k)] (+ bias[c])
+//   weight grad     dW[o, r]      = sum_(n,j) Y[n, o, j]       col_n[r, j]
+// where r = (c, k), col_n[r, j] = x[n, c, j*s - p + k*d] (0 in the padding), and j(i, k) is the
+// output position that reads input i through tap k (0 when none does, so the transpose is a
+// gather: no atomics). The weight gradient's long reduction is split into a number of K chunks
+// that depends only on the shapes; each chunk writes its own partial, and a second kernel adds
+// the partials in chunk order (accumulating float32 in float64), so results are deterministic.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/conv.cuh"
+#include "kernels/cuda/reduce.cuh"
+
+namespace dfx::kernels::cuda {
+namespace {
+
+// The geometry with 1-3 spatial dims padded to 3 by leading size-1 dims (as kernels/cpu/conv.cpp).
+struct Geo3 {
+  int64_t n = 0, c = 0, o = 0;  // batch, channels of x (conv's input), channels of y
+  int64_t in[3] = {1, 1, 1}, k[3] = {1, 1, 1}, out[3] = {1, 1, 1};
+  int64_t s[3] = {1, 1, 1}, p[3] = {0, 0, 0}, d[3] = {1, 1, 1};
+  __host__ __device__ int64_t in_size() const { return in[0] * in[1] * in[2]; }
+  __host__ __device__ int64_t k_size() const { return k[0] * k[1] * k[2]; }
+  __host__ __device__ int64_t out_size() const { return out[0] * out[1] * out[2]; }
+  __host__ __device__ int64_t rows() const { return c * k_size(); }
+};
+
+Geo3 make_geo(const Shape& x, const Shape& w, const Shape& y, const ConvGeometry& g) {
+  Geo3 r;
+  r.n = x[0];
+  r.c = x[1];
+  r.o = w[0];
+  const int off = 3 - g.nd;
+  for (int i = 0; i < g.nd; ++i) {
+    r.in[off + i] = x[2 + i];
+    r.k[off + i] = w[2 + i];
+    r.out[off + i] = y[2 + i];
+    r.s[off + i] = g.stride[i];
+    r.p[off + i] = g.padding[i];
+    r.d[off + i] = g.dilation[i];
+  }
+  return r;
+}
+
+// col_n[r, j] of sample nb: x at output position j through tap k of channel c (0 in padding).
+template <class T>
+__device__ __forceinline__ T im2col_at(const T* __restrict__ x, const Geo3& g, int64_t nb,
+                                       int64_t r, int64_t j) {
+  const int64_t K = g.k_size();
+  const int64_t c = r / K, kk = r % K;
+  const int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
+  const int64_t od = j / (g.out[1] * g.out[2]), oh = (j / g.out[2]) % g.out[1], ow = j % g.out[2];
+  const int64_t id = od * g.s[0] - g.p[0] + kd * g.d[0];
+  const int64_t ih = oh * g.s[1] - g.p[1] + kh * g.d[1];
+  const int64_t iw = ow * g.s[2] - g.p[2] + kw * g.d[2];
+  if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) return T(0);
+  return x[((nb * g.c + c) * g.in[0] + id) * g.in[1] * g.in[2] + ih * g.in[2] + iw];
+}
+
+// ---- the three operand/epilogue sets ----
+template <class T>
+struct FwdOps {
+  const T* x;
+  const T* w;
+  const T* bias;
+  T* y;
+  Geo3 g;
+  __device__ T a(int64_t o, int64_t r) const { return w[o * g.rows() + r]; }
+  __device__ T b(int64_t r, int64_t col) const {
+    const int64_t S = g.out_size();
+    return im2col_at(x, g, col / S, r, col % S);
+  }
+  __device__ void store(int64_t o, int64_t col, T v, int64_t) const {
+    const int64_t S = g.out_size();
+    y[((col / S) * g.o + o) * S + col % S] = bias ? v + bias[o] : v;
+  }
+};
+
+template <class T>
+struct BwdDataOps {
+  const T* y;
+  const T* w;
+  const T* bias;
+  T* x;
+  Geo3 g;
+  __device__ T a(int64_t c, int64_t q) const {  // q = (o, k)
+    const int64_t K = g.k_size();
+    return w[((q / K) * g.c + c) * K + q % K];
+  }
+  __device__ T b(int64_t q, int64_t col) const {
+    const int64_t K = g.k_size(), I = g.in_size();
+    const int64_t o = q / K, kk = q % K, nb = col / I, i = col % I;
+    const int64_t kq[3] = {kk / (g.k[1] * g.k[2]), (kk / g.k[2]) % g.k[1], kk % g.k[2]};
+    const int64_t iq[3] = {i / (g.in[1] * g.in[2]), (i / g.in[2]) % g.in[1], i % g.in[2]};
+    int64_t j = 0;
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
+      const int64_t t = iq[a] + g.p[a] - kq[a] * g.d[a];
+      if (t < 0 || t % g.s[a] != 0) return T(0);
+      const int64_t oj = t / g.s[a];
+      if (oj >= g.out[a]) return T(0);
+      j = j * g.out[a] + oj;
+    }
+    return y[(nb * g.o + o) * g.out_size() + j];
+  }
+  __device__ void store(int64_t c, int64_t col, T v, int64_t) const {
+    const int64_t I = g.in_size();
+    x[((col / I) * g.c + c) * I + col % I] = bias ? v + bias[c] : v;
+  }
+};
+
+template <class T>
+struct WgradOps {
+  const T* y;
+  const T* x;
+  T* part;  // [splits, O, R]
+  Geo3 g;
+  __device__ T a(int64_t o, int64_t q) const {  // q = (n, j)
+    const int64_t S = g.out_size();
+    return y[((q / S) * g.o + o) * S + q % S];
+  }
+  __device__ T b(int64_t q, int64_t r) const {
+    const int64_t S = g.out_size();
+    return im2col_at(x, g, q / S, r, q % S);
+  }
+  __device__ void store(int64_t o, int64_t r, T v, int64_t split) const {
+    part[(split * g.o + o) * g.rows() + r] = v;
+  }
+};
+
+constexpr int kBM = 64, kBN = 64, kBK = 16, kGemmThreads = 256;
+
+// C[m, n] = sum_k A(m, k) B(k, n) over k in this block's chunk [z * kchunk, ...) of [0, K).
+// Thread (ty, tx) of a 16 x 16 grid owns rows ty + 16 i and columns tx + 16 j (i, j < 4), so
+// shared-memory reads are broadcasts or consecutive. The k loop runs in a fixed order.
+template <class T, class Ops>
+__global__ void __launch_bounds__(kGemmThreads)
+    igemm_kernel(int64_t M, int64_t N, int64_t K, int64_t kchunk, Ops ops) {
+  __shared__ T As[kBK][kBM];
+  __shared__ T Bs[kBK][kBN];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
+  const int64_t kbeg = static_cast<int64_t>(blockIdx.z) * kchunk;
+  const int64_t kend = min(K, kbeg + kchunk);
+  T acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = T(0);
+  for (int64_t k0 = kbeg; k0 < kend; k0 += kBK) {
+#pragma unroll
+    for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
+      const int e = tid + l * kGemmThreads;
+      const int kk = e / kBM, mm = e % kBM;
+      const int64_t m = m0 + mm, k = k0 + kk;
+      As[kk][mm] = (m < M && k < kend) ? ops.a(m, k) : T(0);
+    }
+#pragma unroll
+    for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
+      const int e = tid + l * kGemmThreads;
+      const int kk = e / kBN, nn = e % kBN;
+      const int64_t n = n0 + nn, k = k0 + kk;
+      Bs[kk][nn] = (n < N && k < kend) ? ops.b(k, n) : T(0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kBK; ++kk) {
+      T av[4], bv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) av[i] = As[kk][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + ty + 16 * i;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t n = n0 + tx + 16 * j;
+      if (n < N) ops.store(m, n, acc[i][j], blockIdx.z);
+    }
+  }
+}
+
+template <class T> struct AccOf { using type = T; };
+template <> struct AccOf<float> { using type = double; };
+
+// dw[i] = sum over splits z (in order) of part[z * W + i].
+template <class T>
+__global__ void split_sum_kernel(const T* __restrict__ part, int64_t splits, int64_t W,
+                                 T* __restrict__ dw) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < W;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    typename AccOf<T>::type s = part[i];
+    for (int64_t z = 1; z < splits; ++z) s += part[z * W + i];
+    dw[i] = static_cast<T>(s);
+  }
+}
+
+template <class T>
+__global__ void fill_bias_kernel(T* __restrict__ out, const T* __restrict__ bias, int64_t total,
+                                 int64_t channels, int64_t plane) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+    out[i] = bias ? bias[(i / plane) % channels] : T(0);
+}
+
+template <class T, class Ops>
+void launch_igemm(int64_t M, int64_t N, int64_t K, int64_t splits, const Ops& ops,
+                  const std::string& name, const Shape& shape) {
+  const int64_t gx = (N + kBN - 1) / kBN, gy = (M + kBM - 1) / kBM;
+  DFX_CHECK(gx <= 0x7fffffff && gy <= 65535 && splits <= 65535, name, ": GEMM of ", M, " x ", N,
+            " x ", K, " exceeds the grid limits for shape ", shape);
+  const int64_t kchunk = (K + splits - 1) / splits;
+  dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(splits));
+  igemm_kernel<T, Ops><<<grid, kGemmThreads>>>(M, N, K, kchunk, ops);
+  DFX_CUDA_CHECK_LAUNCH(name, shape);
+}
+
+template <class T>
+void fill_bias(const Tensor& out, const Tensor& bias, int64_t channels, int64_t plane,
+               const std::string& name) {
+  const int64_t total = out.numel();
+  if (total == 0) return;
+  fill_bias_kernel<T><<<grid_for(total), kThreads>>>(
+      out.data<T>(), bias.defined() ? bias.data<T>() : nullptr, total, channels, plane);
+  DFX_CUDA_CHECK_LAUNCH(name + " (fill_bias_kernel)", out.shape());
+}
+
+bool empty_shape(const Shape& s) { return shape_numel(s) == 0; }
+
+}  // namespace
+
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y_shape,
+            const ConvGeometry& g) {
+  check_cuda_tensor(x, "conv", "input");
+  check_cuda_tensor(w, "conv", "weight");
+  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
+  if (empty_shape(y_shape)) return y;
+  ::dfx::cuda::DeviceGuard guard(x.device().index);
+  const Geo3 geo = make_geo(x.shape(), w.shape(), y_shape, g);
+  dispatch_float_cuda(x, "conv", [&](auto z) {
+    using T = decltype(z);
+    const std::string name = ::dfx::detail::cat("conv igemm_kernel<", dtype_name(x.dtype()),
+                                                "> (", g.str(), ")");
+    if (geo.rows() == 0) return fill_bias<T>(y, bias, geo.o, geo.out_size(), name);
+    FwdOps<T> ops{x.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
+                  y.data<T>(), geo};
+    launch_igemm<T>(geo.o, geo.n * geo.out_size(), geo.rows(), 1, ops, name, x.shape());
+  });
+  return y;
+}
+
+Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
+                      const ConvGeometry& g) {
+  check_cuda_tensor(y, "conv_transpose", "input");
+  check_cuda_tensor(w, "conv_transpose", "weight");
+  Tensor x = Tensor::empty(x_shape, y.dtype(), y.device());
+  if (empty_shape(x_shape)) return x;
+  ::dfx::cuda::DeviceGuard guard(y.device().index);
+  const Geo3 geo = make_geo(x_shape, w.shape(), y.shape(), g);
+  dispatch_float_cuda(y, "conv_transpose", [&](auto z) {
+    using T = decltype(z);
+    const std::string name = ::dfx::detail::cat("conv_transpose igemm_kernel<",
+                                                dtype_name(y.dtype()), "> (", g.str(), ")");
+    if (geo.o == 0) return fill_bias<T>(x, bias, geo.c, geo.in_size(), name);
+    BwdDataOps<T> ops{y.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
+                      x.data<T>(), geo};
+    launch_igemm<T>(geo.c, geo.n * geo.in_size(), geo.o * geo.k_size(), 1, ops, name, y.shape());
+  });
+  return x;
+}
+
+Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
+                        const ConvGeometry& g) {
+  check_cuda_tensor(y, "conv_weight_grad", "output gradient");
+  check_cuda_tensor(x, "conv_weight_grad", "input");
+  Tensor dw = Tensor::empty(w_shape, y.dtype(), y.device());
+  if (empty_shape(w_shape)) return dw;
+  ::dfx::cuda::DeviceGuard guard(y.device().index);
+  const Geo3 geo = make_geo(x.shape(), w_shape, y.shape(), g);
+  dispatch_float_cuda(y, "conv_weight_grad", [&](auto z) {
+    using T = decltype(z);
+    const std::string name = ::dfx::detail::cat("conv_weight_grad igemm_kernel<",
+                                                dtype_name(y.dtype()), "> (", g.str(), ")");
+    const int64_t M = geo.o, N = geo.rows(), K = geo.n * geo.out_size(), W = M * N;
+    if (K == 0) {
+      DFX_CUDA_CHECK(cudaMemset(dw.raw_data(), 0, dw.nbytes()));
+      return;
+    }
+    // Split-K from the shapes alone: chunks of at least 4096 products, about 512 blocks in all,
+    // and partials within 16 Mi elements.
+    const int64_t tiles = ((M + kBM - 1) / kBM) * ((N + kBN - 1) / kBN);
+    int64_t splits = std::max<int64_t>(1, 512 / tiles);
+    splits = std::min<int64_t>(splits, (K + 4095) / 4096);
+    splits = std::min<int64_t>(splits, std::max<int64_t>(1, (int64_t{16} << 20) / W));
+    splits = std::clamp<int64_t>(splits, 1, 1024);
+    if (splits == 1) {
+      WgradOps<T> ops{y.data<T>(), x.data<T>(), dw.data<T>(), geo};
+      launch_igemm<T>(M, N, K, 1, ops, name, x.shape());
+      return;
+    }
+    Tensor part = Tensor::empty(Shape{splits, W}, y.dtype(), y.device());
+    WgradOps<T> ops{y.data<T>(), x.data<T>(), part.data<T>(), geo};
+    launch_igemm<T>(M, N, K, splits, ops, name, x.shape());
+    split_sum_kernel<T><<<grid_for(W), kThreads>>>(part.data<T>(), splits, W, dw.data<T>());
+    DFX_CUDA_CHECK_LAUNCH(name + " (split_sum_kernel)", x.shape());
+  });
+  return dw;
+}
+
+Tensor conv_bias_grad(const Tensor& y) {
+  check_cuda_tensor(y, "conv_bias_grad", "output gradient");
+  const int64_t N = y.size(0), C = y.size(1);
+  const int64_t S = N * C > 0 ? y.numel() / (N * C) : 0;
+  Tensor out = Tensor::empty(Shape{C}, y.dtype(), y.device());
+  if (C == 0) return out;
+  if (N == 0 || S == 0) {
+    ::dfx::cuda::DeviceGuard guard(y.device().index);
+    DFX_CUDA_CHECK(cudaMemset(out.raw_data(), 0, out.nbytes()));
+    return out;
+  }
+  // The deterministic reduction of kernels/cuda/reduce.cu over dims (0, 2) of [N, C, S].
+  reduce(ReduceOp::Sum, y.view(Shape{N, C, S}), {0, 2}, out);
+  return out;
+}
+
+}  // namespace dfx::kernels::cuda
