@@ -51,10 +51,11 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
   DFX_CHECK(a.device() == b.device(), op, ": operands on different devices: ", a.describe(),
             " and ", b.describe(), "; expected one device (move one with .to())");
 }
+#if !DFX_HAVE_CUDA
 [[noreturn]] void no_cuda(const char* op, const Tensor& x) {
-  DFX_FAIL(op, ": no CUDA kernel for ", x.describe(),
-           DFX_HAVE_CUDA ? " yet" : " (dfx was built without CUDA)");
+  DFX_FAIL(op, ": no CUDA kernel for ", x.describe(), " (dfx was built without CUDA)");
 }
+#endif
 }  // namespace
 
 Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
@@ -83,25 +84,49 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "compare");
-  if (a.device().is_cuda()) no_cuda("compare", a);
+  if (a.device().is_cuda()) {
+#if DFX_HAVE_CUDA
+    return cuda::compare(op, a, b);
+#else
+    no_cuda("compare", a);
+#endif
+  }
   return cpu::compare(op, a, b);
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "where");
   check_same_device(cond, a, "where");
-  if (a.device().is_cuda()) no_cuda("where", a);
+  if (a.device().is_cuda()) {
+#if DFX_HAVE_CUDA
+    return cuda::where(cond, a, b);
+#else
+    no_cuda("where", a);
+#endif
+  }
   return cpu::where(cond, a, b);
 }
 
 Tensor clamp(const Tensor& x, double lo, double hi) {
   DFX_CHECK(lo <= hi, "clamp: lo ", lo, " > hi ", hi);
-  if (x.device().is_cuda()) no_cuda("clamp", x);
+  if (x.device().is_cuda()) {
+#if DFX_HAVE_CUDA
+    return cuda::clamp(x, lo, hi, false);
+#else
+    no_cuda("clamp", x);
+#endif
+  }
   return cpu::clamp(x, lo, hi, false);
 }
 
 Tensor clamp_mask(const Tensor& x, double lo, double hi) {
-  if (x.device().is_cuda()) no_cuda("clamp_mask", x);
+  if (x.device().is_cuda()) {
+#if DFX_HAVE_CUDA
+    return cuda::clamp(x, lo, hi, true);
+#else
+    no_cuda("clamp_mask", x);
+#endif
+  }
   return cpu::clamp(x, lo, hi, true);
 }
 

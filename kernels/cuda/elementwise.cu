@@ -1,4 +1,5 @@
-// kernels/cuda/elementwise.cu — elementwise unary and binary ops on the GPU (float32, float64).
+// kernels/cuda/elementwise.cu — elementwise unary and binary ops on the GPU (float32, float64),
+// and compare / where / clamp (every dtype the CPU kernels take).
 // Each op is a template parameter, so a launch runs one specialised loop: contiguous aligned inputs
 // take 16-byte vector loads (float4/double2), anything else goes through the strided indexer of
 // core/cuda_loop.cuh with NumPy broadcasting as stride-0 dims. Semantics follow the CPU kernels.
@@ -356,6 +357,193 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
     ::dfx::cuda::DeviceGuard guard(a.device().index);
     dispatch_binary<T>(op, out, a, b);
   });
+  return out;
+}
+
+
+// ---- compare, where, clamp: one strided kernel each over the broadcast output shape ----
+namespace {
+
+template <CompareOp OP, class T>
+__device__ __forceinline__ bool apply_compare(T x, T y) {
+  if constexpr (OP == CompareOp::Eq) return x == y;
+  else if constexpr (OP == CompareOp::Ne) return x != y;
+  else if constexpr (OP == CompareOp::Lt) return x < y;
+  else if constexpr (OP == CompareOp::Le) return x <= y;
+  else if constexpr (OP == CompareOp::Gt) return x > y;
+  else return x >= y;
+}
+
+template <CompareOp OP, class T, class Index>
+__global__ void compare_kernel(bool* __restrict__ out, const T* __restrict__ a,
+                               const T* __restrict__ b, StridedPlan<2> plan, Index n) {
+  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    int64_t off[2];
+    strided_offsets<Index, 2>(plan, i, off);
+    out[i] = apply_compare<OP, T>(a[off[0]], b[off[1]]);
+  }
+}
+
+template <class T, class Index>
+__global__ void where_kernel(T* __restrict__ out, const bool* __restrict__ c,
+                             const T* __restrict__ a, const T* __restrict__ b, StridedPlan<3> plan,
+                             Index n) {
+  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    int64_t off[3];
+    strided_offsets<Index, 3>(plan, i, off);
+    out[i] = c[off[0]] ? a[off[1]] : b[off[2]];
+  }
+}
+
+// The CPU's expressions: v < lo ? lo : (v > hi ? hi : v), and the mask lo <= v <= hi.
+template <bool kMask, class T, class Index>
+__global__ void clamp_kernel(T* __restrict__ out, const T* __restrict__ x, T lo, T hi,
+                             StridedPlan<1> plan, Index n) {
+  const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    int64_t off[1];
+    strided_offsets<Index, 1>(plan, i, off);
+    const T v = x[off[0]];
+    if constexpr (kMask) out[i] = (v >= lo && v <= hi) ? T(1) : T(0);
+    else out[i] = v < lo ? lo : (v > hi ? hi : v);
+  }
+}
+
+template <class F>
+void dispatch_all_cuda(const Tensor& t, const char* op, F&& f) {
+  switch (t.dtype()) {
+    case DType::Float32: f(float{}); break;
+    case DType::Float64: f(double{}); break;
+    case DType::Int64: f(int64_t{}); break;
+    case DType::Bool: f(bool{}); break;
+    default:
+      DFX_FAIL(op, ": the CUDA kernel supports float32, float64, int64 and bool, got ",
+               t.describe());
+  }
+}
+
+// Launches kernel<Index> over n elements with 32-bit indices when they suffice.
+template <class Launch>
+void launch_indexed(int64_t n, Launch&& launch) {
+  if (fits_u32(n)) launch(uint32_t{});
+  else launch(uint64_t{});
+}
+
+const char* compare_name(CompareOp op) {
+  switch (op) {
+    case CompareOp::Eq: return "eq";
+    case CompareOp::Ne: return "ne";
+    case CompareOp::Lt: return "lt";
+    case CompareOp::Le: return "le";
+    case CompareOp::Gt: return "gt";
+    case CompareOp::Ge: return "ge";
+  }
+  return "compare";
+}
+
+template <CompareOp OP, class T>
+void launch_compare(const Tensor& out, const Tensor& ea, const Tensor& eb) {
+  const int64_t n = out.numel();
+  StridedPlan<2> plan = make_strided_plan<2>(out.shape(), {&ea.strides(), &eb.strides()});
+  launch_indexed(n, [&](auto idx) {
+    using Index = decltype(idx);
+    compare_kernel<OP, T, Index><<<grid_for(n), kThreads>>>(
+        out.data<bool>(), static_cast<const T*>(ea.raw_data()),
+        static_cast<const T*>(eb.raw_data()), plan, static_cast<Index>(n));
+  });
+  DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("compare_kernel<", compare_name(OP), ", ",
+                                           dtype_name(ea.dtype()), ">"),
+                        out.shape());
+}
+
+}  // namespace
+
+Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
+  check_cuda_operand(a, "compare");
+  check_cuda_operand(b, "compare");
+  DFX_CHECK(a.device() == b.device() && a.dtype() == b.dtype(), "compare: operands ",
+            a.describe(), " and ", b.describe(), " differ; expected one dtype on one device");
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), "compare");
+  Tensor out = Tensor::empty(shape, DType::Bool, a.device());
+  if (out.numel() == 0) return out;
+  ::dfx::cuda::DeviceGuard guard(a.device().index);
+  const Tensor ea = a.expand(shape), eb = b.expand(shape);
+  dispatch_all_cuda(a, "compare", [&](auto z) {
+    using T = decltype(z);
+    switch (op) {
+      case CompareOp::Eq: return launch_compare<CompareOp::Eq, T>(out, ea, eb);
+      case CompareOp::Ne: return launch_compare<CompareOp::Ne, T>(out, ea, eb);
+      case CompareOp::Lt: return launch_compare<CompareOp::Lt, T>(out, ea, eb);
+      case CompareOp::Le: return launch_compare<CompareOp::Le, T>(out, ea, eb);
+      case CompareOp::Gt: return launch_compare<CompareOp::Gt, T>(out, ea, eb);
+      case CompareOp::Ge: return launch_compare<CompareOp::Ge, T>(out, ea, eb);
+    }
+  });
+  return out;
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_cuda_operand(cond, "where");
+  check_cuda_operand(a, "where");
+  check_cuda_operand(b, "where");
+  DFX_CHECK(cond.dtype() == DType::Bool, "where: condition must be bool, got ", cond.describe());
+  DFX_CHECK(a.dtype() == b.dtype(), "where: operands ", a.describe(), " and ", b.describe(),
+            " differ in dtype; expected the same dtype");
+  const Shape shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  const int64_t n = out.numel();
+  if (n == 0) return out;
+  ::dfx::cuda::DeviceGuard guard(a.device().index);
+  const Tensor ec = cond.expand(shape), ea = a.expand(shape), eb = b.expand(shape);
+  const StridedPlan<3> plan =
+      make_strided_plan<3>(shape, {&ec.strides(), &ea.strides(), &eb.strides()});
+  dispatch_all_cuda(a, "where", [&](auto z) {
+    using T = decltype(z);
+    launch_indexed(n, [&](auto idx) {
+      using Index = decltype(idx);
+      where_kernel<T, Index><<<grid_for(n), kThreads>>>(
+          out.data<T>(), static_cast<const bool*>(ec.raw_data()),
+          static_cast<const T*>(ea.raw_data()), static_cast<const T*>(eb.raw_data()), plan,
+          static_cast<Index>(n));
+    });
+    DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("where_kernel<", dtype_name(a.dtype()), ">"), shape);
+  });
+  return out;
+}
+
+Tensor clamp(const Tensor& x, double lo, double hi, bool mask) {
+  const char* name = mask ? "clamp_mask" : "clamp";
+  check_cuda_operand(x, name);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const int64_t n = out.numel();
+  if (n == 0) return out;
+  ::dfx::cuda::DeviceGuard guard(x.device().index);
+  const StridedPlan<1> plan = make_strided_plan<1>(x.shape(), {&x.strides()});
+  auto run = [&](auto z) {
+    using T = decltype(z);
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+    launch_indexed(n, [&](auto idx) {
+      using Index = decltype(idx);
+      if (mask)
+        clamp_kernel<true, T, Index><<<grid_for(n), kThreads>>>(
+            out.data<T>(), static_cast<const T*>(x.raw_data()), l, h, plan, static_cast<Index>(n));
+      else
+        clamp_kernel<false, T, Index><<<grid_for(n), kThreads>>>(
+            out.data<T>(), static_cast<const T*>(x.raw_data()), l, h, plan, static_cast<Index>(n));
+    });
+    DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat(name, "_kernel<", dtype_name(x.dtype()), ">"),
+                          x.shape());
+  };
+  switch (x.dtype()) {
+    case DType::Float32: run(float{}); break;
+    case DType::Float64: run(double{}); break;
+    case DType::Int64: run(int64_t{}); break;
+    default:
+      DFX_FAIL(name, ": the CUDA kernel supports float32, float64 and int64, got ", x.describe());
+  }
   return out;
 }
 

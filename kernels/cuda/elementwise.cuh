@@ -11,5 +11,10 @@ namespace dfx::kernels::cuda {
 Tensor unary(UnaryOp op, const Tensor& x, double alpha);
 // NumPy broadcasting of a and b (same dtype, same device); returns a new contiguous tensor.
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+// float32, float64, int64 and bool; broadcasting; -> bool / a's dtype, new and contiguous.
+Tensor compare(CompareOp op, const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// clamp to [lo, hi], or (mask) 1 where lo <= x <= hi else 0; float32, float64 and int64.
+Tensor clamp(const Tensor& x, double lo, double hi, bool mask);
 
 }  // namespace dfx::kernels::cuda
