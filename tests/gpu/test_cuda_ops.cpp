@@ -310,17 +310,20 @@ TEST_CASE("cuda ops: conv, conv_transpose and the weight and bias gradients matc
     check_close(k::conv_transpose(gpu(y), gpu(w), Tensor(), xs, g2),
                 k::conv_transpose(y, w, Tensor(), xs, g2), t, label("output padding", xs, dt));
     const Tensor base = rnd({2, 3, 12, 10}, seed++, dt);
-    check_close(k::conv(gpu(base).transpose(2, 3), gpu(w).transpose(0, 1).contiguous(), Tensor(), g2),
-                k::conv(base.transpose(2, 3), w.transpose(0, 1).contiguous(), Tensor(), g2), t,
-                label("conv transposed input", base.shape(), dt));
+    const Tensor wt = rnd({4, 3, 3, 3}, seed++, dt).transpose(2, 3);  // a non-contiguous weight
+    check_close(k::conv(gpu(base).transpose(2, 3), gpu(wt.contiguous()).transpose(2, 3), Tensor(),
+                        g2),
+                k::conv(base.transpose(2, 3), wt.contiguous().transpose(2, 3), Tensor(), g2), t,
+                label("conv transposed input and weight", base.shape(), dt));
   }
 }
 
 TEST_CASE("cuda ops: concat, stack and split work on the device") {
   const Tensor a = rnd({2, 3, 4}, 500, DType::Float32), b = rnd({2, 5, 4}, 501, DType::Float32);
   check_exact(k::concat({gpu(a), gpu(b)}, 1), k::concat({a, b}, 1), "concat dim 1");
-  check_exact(k::stack({gpu(a), gpu(a.transpose(0, 2).contiguous().transpose(0, 2))}, 0),
-              k::stack({a, a}, 0), "stack with a non-contiguous operand");
+  const Tensor at = gpu(a.transpose(0, 2).contiguous()).transpose(0, 2);  // a on the device, strided
+  check_exact(k::stack({gpu(a), at}, 0), k::stack({a, a}, 0), "stack with a non-contiguous operand");
+  check_exact(k::concat({at, gpu(b)}, 1), k::concat({a, b}, 1), "concat of a strided operand");
   const std::vector<Tensor> parts = k::split(gpu(b), {1, 4}, 1);
   const std::vector<Tensor> want = k::split(b, {1, 4}, 1);
   REQUIRE(parts.size() == 2);
