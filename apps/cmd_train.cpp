@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "apps/commands.h"
 #include "apps/report.h"
@@ -48,6 +49,7 @@ int cmd_train(const Args& args) {
       {"resume", T::String, "", "continue from this checkpoint (weights, optimiser state, step)"},
       {"eval_samples", T::Int, "8", "held-out fields evaluated at the end (0: none)"},
       {"eval_every", T::Int, "0", "steps between held-out evaluations logged to metrics.jsonl (0: end only)"},
+      {"max_time", T::Float, "0", "stop after this many seconds of training, evaluations excluded (0: no limit)"},
       {"panels", T::Int, "3", "held-out fields drawn in panels.png"},
       {"log_every", T::Int, "10", "steps between plain progress lines (not on a terminal)"},
       {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
@@ -144,10 +146,24 @@ int cmd_train(const Args& args) {
       Tensor x = local.empty() ? Tensor::empty(problem->field_shape(0), dtype) : problem->input(local, dtype);
       return problem->loss((*model)(ad::Var(x)), x, count);
     };
+    // Newton-CG, and AdaHessian on the steps it re-estimates the diagonal, need HVPs at the
+    // point where they take the gradient: that gradient is then taken differentiably and its
+    // graph kept (dist::Hessian), so each HVP costs one reverse pass instead of three.
+    auto* ncg = dynamic_cast<optim::NewtonCG*>(opt.get());
+    auto* ada = dynamic_cast<optim::AdaHessian*>(opt.get());
+    const bool want_hessian = ncg || (ada && ada->hessian_due());
+    std::optional<dist::Hessian> hessian;  // at the current parameters, or empty
     // The global loss; with need_grad the global gradient is left in every parameter's .grad().
     auto closure = [&](bool need_grad) -> double {
+      hessian.reset();  // the parameters may have moved since it was built
       Tensor sum = zeros({}, DType::Float64);
-      if (need_grad) {
+      if (need_grad && want_hessian) {
+        opt->zero_grad();
+        ad::Var l = local_loss();
+        hessian.emplace(*comm, l, params);
+        for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(ad::Var(hessian->gradient()[i]));
+        if (l.defined() && !local.empty()) sum = l.data().to(DType::Float64).clone();
+      } else if (need_grad) {
         opt->zero_grad();
         ad::Var l = local_loss();
         if (l.defined()) {
@@ -165,21 +181,14 @@ int cmd_train(const Args& args) {
     };
     // The global Hessian-vector product at the current parameters (the sum of local HVPs).
     auto hvp_fn = [&](const std::vector<Tensor>& v) -> std::vector<Tensor> {
-      ad::Var l = local_loss();
-      if (l.defined()) return dist::hvp(*comm, l, params, v);
-      std::vector<Tensor> zeros_v;
-      for (const Tensor& t : v) {
-        Tensor z = zeros_like(t);
-        comm->all_reduce(z);
-        zeros_v.push_back(z);
-      }
-      return zeros_v;
+      if (!hessian) hessian.emplace(*comm, local_loss(), params);
+      return hessian->apply(v);
     };
     double loss = 0;
     opt->set_lr(schedule.lr(step));
     if (auto* lbfgs = dynamic_cast<optim::LBFGS*>(opt.get())) {
       loss = lbfgs->step(closure);
-    } else if (auto* ncg = dynamic_cast<optim::NewtonCG*>(opt.get())) {
+    } else if (ncg) {
       loss = ncg->step(closure, hvp_fn);
     } else {
       loss = closure(true);
@@ -192,8 +201,9 @@ int cmd_train(const Args& args) {
       status = 3;
       break;
     }
-    if (auto* ada = dynamic_cast<optim::AdaHessian*>(opt.get())) ada->step(hvp_fn);
-    else if (!dynamic_cast<optim::LBFGS*>(opt.get()) && !dynamic_cast<optim::NewtonCG*>(opt.get())) opt->step();
+    if (ada) ada->step(hvp_fn);
+    else if (!dynamic_cast<optim::LBFGS*>(opt.get()) && !ncg) opt->step();
+    hessian.reset();
     const double dt = seconds_since(t0), elapsed = seconds_since(t_start) - eval_seconds;
     const double sps = static_cast<double>(count) / dt;
     wait_total += reducer.last_wait_seconds();
@@ -225,12 +235,24 @@ int cmd_train(const Args& args) {
       run_eval(*model, *problem, held_out);
       eval_seconds += seconds_since(te);
       nlohmann::json row = {{"step", step + 1}, {"train_time_s", elapsed},
+                            {"epochs", static_cast<double>((step + 1) * B) / static_cast<double>(samples)},
                             {"eval_rel_l2_mean", held_out.summary.mean},
                             {"eval_rel_l2_max", held_out.summary.max}};
       metrics << row.dump() << "\n";
       metrics.flush();
       if (!tty) std::printf("step %lld: held-out relative L2 error mean %.4e (after %s of training)\n",
                             (long long)(step + 1), held_out.summary.mean, format_duration(elapsed).c_str());
+    }
+    if (o.f("max_time") > 0) {
+      // Every rank stops at the same step: rank 0's clock decides.
+      Tensor stop = full({}, elapsed >= o.f("max_time") ? 1.0 : 0.0, DType::Float64);
+      dist::broadcast_tensors(*comm, {stop});
+      if (stop.item() > 0 && step + 1 < total_steps) {
+        if (root) std::printf("%sstopping after step %lld: --max-time %.0f s of training reached\n",
+                              tty ? "\n" : "", (long long)(step + 1), o.f("max_time"));
+        ++step;
+        break;
+      }
     }
     const int64_t every = o.i("checkpoint_every");
     if (every > 0 && (step + 1) % every == 0 && step + 1 < total_steps) {
@@ -245,12 +267,13 @@ int cmd_train(const Args& args) {
   }
   if (tty) std::printf("\n");
   if (status != 0) return status;
+  const int64_t steps_done = std::min(step, total_steps);
   if (root && comm->size() > 1)
     std::printf("time blocked on gradient all-reduce: %.1f%% of step time (%s overlap, %zu buckets)\n",
                 100.0 * wait_total / std::max(step_total, 1e-12), o.b("overlap") ? "with" : "without",
                 reducer.bucket_count());
   if (root) {
-    save_run_checkpoint(last_ckpt, *model, opt.get(), config, total_steps, (total_steps - 1) / steps_per_epoch);
+    save_run_checkpoint(last_ckpt, *model, opt.get(), config, steps_done, (steps_done - 1) / steps_per_epoch);
     std::printf("checkpoint: %s\n", last_ckpt.c_str());
     write_loss_curve(out + "/loss.png", curve_x, curve_y, o.s("problem"));
     if (n_eval > 0) {

@@ -3,8 +3,14 @@
 // release, grad() and Hessian-vector products.
 #include "autodiff/var.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <queue>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -78,6 +84,23 @@ Var record(const char* op, Tensor out, const std::vector<Var>& inputs, BackwardF
 }
 
 namespace {
+
+// DFX_TAPE_PROFILE=1: wall time of every backward rule, by op and pass kind, printed at exit.
+struct RuleProfile {
+  bool on = std::getenv("DFX_TAPE_PROFILE") != nullptr;
+  std::map<std::string, std::pair<double, long>> t;
+  ~RuleProfile() {
+    if (!on) return;
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (auto& [k, v] : t) rows.push_back({v.first, k}), total += v.first;
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "backward rules (DFX_TAPE_PROFILE): %.3f s total\n", total);
+    for (auto& [s, k] : rows)
+      std::fprintf(stderr, "  %-40s %9.3f s %5.1f%% %8ld calls\n", k.c_str(), s, 100 * s / total, t[k].second);
+  }
+};
+RuleProfile g_profile;
 
 void check_grad_shape(const Var& g, const Tensor& like, const char* where, const char* op) {
   DFX_CHECK(g.shape() == like.shape() && g.dtype() == like.dtype() && g.device() == like.device(),
@@ -157,7 +180,13 @@ void run_backward(const std::vector<Var>& roots, const std::vector<Var>& root_gr
     // Rules that use their output see it as part of the graph, so higher orders flow through it.
     Var out(n->saves_output ? n->saved_output : Tensor(),
             create_graph ? owner[n] : std::shared_ptr<Node>());
+    auto tr = std::chrono::steady_clock::now();
     std::vector<Var> gins = g.defined() ? n->backward(out, g) : std::vector<Var>(n->inputs.size());
+    if (g_profile.on) {
+      auto& e = g_profile.t[std::string(n->op) + (create_graph ? " [create_graph]" : "")];
+      e.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - tr).count();
+      e.second += 1;
+    }
     DFX_CHECK(gins.size() == n->inputs.size(), "backward: rule of '", n->op, "' returned ",
               gins.size(), " gradients for ", n->inputs.size(), " inputs");
     for (size_t i = 0; i < gins.size(); ++i) {
@@ -228,32 +257,43 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& i
   return captured;
 }
 
-std::vector<Tensor> hvp(const Var& loss, const std::vector<Var>& params,
-                        const std::vector<Tensor>& v, bool retain_graph) {
-  DFX_CHECK(v.size() == params.size(), "hvp: ", v.size(), " directions for ", params.size(),
+Hessian::Hessian(const Var& loss, const std::vector<Var>& params) : params_(params) {
+  DFX_CHECK(loss.defined() && loss.numel() == 1, "Hessian: the loss must be a scalar, got ",
+            loss.data().describe());
+  loss_ = loss.data().to(DType::Float64).item();
+  g_ = grad({loss}, params, {}, true, true);
+  for (const Var& g : g_) gradient_.push_back(g.data());
+}
+
+std::vector<Tensor> Hessian::apply(const std::vector<Tensor>& v) const {
+  DFX_CHECK(v.size() == params_.size(), "hvp: ", v.size(), " directions for ", params_.size(),
             " parameters");
-  std::vector<Var> g = grad({loss}, params, {}, true, true);
   Var gv;
-  for (size_t i = 0; i < params.size(); ++i) {
-    DFX_CHECK(v[i].shape() == params[i].shape(), "hvp: direction ", i, " is ", v[i].describe(),
-              " but parameter ", i, " is ", params[i].data().describe());
-    if (!g[i].requires_grad()) continue;  // gradient constant in the parameters: no contribution
-    Var term = dot(g[i], Var(v[i]));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    DFX_CHECK(v[i].shape() == params_[i].shape(), "hvp: direction ", i, " is ", v[i].describe(),
+              " but parameter ", i, " is ", params_[i].data().describe());
+    if (!g_[i].requires_grad()) continue;  // gradient constant in the parameters: no contribution
+    Var term = dot(g_[i], Var(v[i]));
     gv = gv.defined() ? add(gv, term) : term;
   }
   std::vector<Tensor> out;
   if (!gv.defined()) {
-    for (const Var& p : params) out.push_back(zeros_like(p.data()));
+    for (const Var& p : params_) out.push_back(zeros_like(p.data()));
     return out;
   }
-  std::vector<Var> hv = grad({gv}, params, {}, retain_graph, false);
+  std::vector<Var> hv = grad({gv}, params_, {}, true, false);
   for (Var& h : hv) out.push_back(h.data());
   return out;
 }
 
+std::vector<Tensor> hvp(const Var& loss, const std::vector<Var>& params,
+                        const std::vector<Tensor>& v) {
+  return Hessian(loss, params).apply(v);
+}
+
 std::vector<Tensor> hvp(const std::function<Var()>& loss_fn, const std::vector<Var>& params,
                         const std::vector<Tensor>& v) {
-  return hvp(loss_fn(), params, v, false);
+  return hvp(loss_fn(), params, v);
 }
 
 }  // namespace dfx::ad

@@ -117,8 +117,27 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& i
 // param), by double backward. The returned Tensors carry no graph.
 std::vector<Tensor> hvp(const std::function<Var()>& loss_fn, const std::vector<Var>& params,
                         const std::vector<Tensor>& v);
-// Same, from a loss already computed with its graph (kept when retain_graph).
+// Same, from a loss already computed with its graph (the graph is not released).
 std::vector<Tensor> hvp(const Var& loss, const std::vector<Var>& params,
-                        const std::vector<Tensor>& v, bool retain_graph = false);
+                        const std::vector<Tensor>& v);
+
+// The Hessian of a scalar loss at the current parameter values, as an operator. The forward and
+// the differentiable backward run once, here; every apply(v) is then one more reverse pass (about
+// two gradients' worth of work instead of three for a fresh hvp()), which is what Newton-CG's
+// inner iterations and Hutchinson probes at one point need. Stale once the parameters change.
+class Hessian {
+ public:
+  Hessian(const Var& loss, const std::vector<Var>& params);
+  // The gradient at this point (no graph).
+  const std::vector<Tensor>& gradient() const { return gradient_; }
+  double loss() const { return loss_; }
+  // H v, one Tensor per parameter (no graph); the gradient graph is kept for the next call.
+  std::vector<Tensor> apply(const std::vector<Tensor>& v) const;
+
+ private:
+  std::vector<Var> params_, g_;
+  std::vector<Tensor> gradient_;
+  double loss_ = 0;
+};
 
 }  // namespace dfx::ad

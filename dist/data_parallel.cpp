@@ -64,15 +64,35 @@ ad::ChannelAllReduce channel_all_reduce(std::shared_ptr<Communicator> comm) {
   };
 }
 
-std::vector<Tensor> hvp(Communicator& comm, const ad::Var& local_loss,
-                        const std::vector<ad::Var>& params, const std::vector<Tensor>& v,
-                        bool retain_graph) {
-  std::vector<Tensor> hv = ad::hvp(local_loss, params, v, retain_graph);
-  for (Tensor& t : hv) {
-    t = t.contiguous();
+namespace {
+// Sums over ranks into fresh tensors (the inputs may be values held by a graph).
+std::vector<Tensor> summed_over_ranks(Communicator& comm, std::vector<Tensor> ts) {
+  for (Tensor& t : ts) {
+    t = t.clone();
     comm.all_reduce(t);
   }
-  return hv;
+  return ts;
+}
+std::vector<Tensor> zeros_like_params(const std::vector<ad::Var>& params) {
+  std::vector<Tensor> z;
+  for (const ad::Var& p : params) z.push_back(zeros_like(p.data()));
+  return z;
+}
+}  // namespace
+
+std::vector<Tensor> hvp(Communicator& comm, const ad::Var& local_loss,
+                        const std::vector<ad::Var>& params, const std::vector<Tensor>& v) {
+  return Hessian(comm, local_loss, params).apply(v);
+}
+
+Hessian::Hessian(Communicator& comm, const ad::Var& local_loss, const std::vector<ad::Var>& params)
+    : comm_(comm), params_(params) {
+  if (local_loss.defined()) local_.emplace(local_loss, params);
+  gradient_ = summed_over_ranks(comm_, local_ ? local_->gradient() : zeros_like_params(params_));
+}
+
+std::vector<Tensor> Hessian::apply(const std::vector<Tensor>& v) const {
+  return summed_over_ranks(comm_, local_ ? local_->apply(v) : zeros_like_params(params_));
 }
 
 // ------------------------------------------------------------------------ GradReducer

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "autodiff/nn_ops.h"
@@ -40,8 +41,24 @@ ad::ChannelAllReduce channel_all_reduce(std::shared_ptr<Communicator> comm);
 // Hessian-vector product of the global loss: the sum over ranks of the local HVPs (each local
 // loss already divided by the global count). Every rank gets the same result.
 std::vector<Tensor> hvp(Communicator& comm, const ad::Var& local_loss,
-                        const std::vector<ad::Var>& params, const std::vector<Tensor>& v,
-                        bool retain_graph = false);
+                        const std::vector<ad::Var>& params, const std::vector<Tensor>& v);
+
+// The global Hessian at the current parameters as an operator (ad::Hessian across ranks): the
+// forward and the differentiable backward run once; gradient() and every apply(v) are summed over
+// ranks, so all ranks hold the same values. A rank whose local loss is undefined (empty shard
+// without SyncBatchNorm) contributes zeros but still joins every all-reduce.
+class Hessian {
+ public:
+  Hessian(Communicator& comm, const ad::Var& local_loss, const std::vector<ad::Var>& params);
+  const std::vector<Tensor>& gradient() const { return gradient_; }
+  std::vector<Tensor> apply(const std::vector<Tensor>& v) const;
+
+ private:
+  Communicator& comm_;
+  std::vector<ad::Var> params_;
+  std::optional<ad::Hessian> local_;
+  std::vector<Tensor> gradient_;
+};
 
 // Gradient all-reduce overlapped with backward. Parameters are grouped into buckets (in the
 // order gradients are expected to become ready: reverse registration order, as in the forward

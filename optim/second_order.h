@@ -131,6 +131,8 @@ class AdaHessian : public Optimizer {
   // Reads the gradient from .grad(); calls hvp once when a new Hessian estimate is due.
   void step(const HvpFn& hvp);
   std::string name() const override { return "adahessian"; }
+  // True when the next step() estimates a new Hessian diagonal (calls hvp).
+  bool hessian_due() const { return steps_ % opt_.update_every == 0; }
 
  private:
   AdaHessianOptions opt_;

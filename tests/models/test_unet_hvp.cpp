@@ -106,3 +106,36 @@ TEST_CASE("the U-Net loss Hessian is symmetric: u^T H v == v^T H u") {
   CHECK(uhv == doctest::Approx(vhu).epsilon(1e-10));
 }
 }
+
+TEST_CASE("ad::Hessian: one differentiable backward serves several HVPs and the gradient") {
+  // Newton-CG and Hutchinson probes reuse one gradient graph; each apply() must equal a fresh HVP
+  // and the order of the calls must not matter (the graph is kept, never consumed).
+  Setup s = make(2, 8);
+  std::vector<Tensor> u, v;
+  for (size_t i = 0; i < s.params.size(); ++i) {
+    u.push_back(uniform(s.params[i].shape(), -1, 1, 15, i, 0, DType::Float64));
+    v.push_back(uniform(s.params[i].shape(), -1, 1, 16, i, 0, DType::Float64));
+  }
+  auto g_ref = ad::grad({loss(s)}, s.params);
+  auto hu_ref = ad::hvp([&] { return loss(s); }, s.params, u);
+  auto hv_ref = ad::hvp([&] { return loss(s); }, s.params, v);
+  ad::Hessian h(loss(s), s.params);
+  auto hv = h.apply(v);
+  auto hu = h.apply(u);
+  auto hv2 = h.apply(v);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < s.params.size(); ++i) {
+    auto pairs = {std::pair{h.gradient()[i], g_ref[i].data()}, std::pair{hu[i], hu_ref[i]},
+                  std::pair{hv[i], hv_ref[i]}, std::pair{hv2[i], hv[i]}};
+    for (const auto& [got, want] : pairs) {
+      auto a = got.to_vector(), b = want.to_vector();
+      REQUIRE(a.size() == b.size());
+      for (size_t k = 0; k < a.size(); ++k) {
+        worst = std::max(worst, std::abs(a[k] - b[k]));
+        scale = std::max(scale, std::abs(b[k]));
+      }
+    }
+  }
+  CHECK(scale > 1e-6);
+  CHECK(worst <= 1e-12 * scale);
+}
