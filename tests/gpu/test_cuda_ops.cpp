@@ -363,6 +363,24 @@ TEST_CASE("cuda ops: compare, where, clamp and clamp_mask match the CPU with bro
   }
 }
 
+TEST_CASE("cuda ops: sums are bitwise reproducible from run to run (no float atomics)") {
+  const Tensor x = gpu(rnd({3, 5, 40, 41}, 700, DType::Float32));
+  const Tensor gy = gpu(rnd({3, 6, 40, 41}, 701, DType::Float32));
+  const Tensor w = gpu(rnd({6, 5, 3, 3}, 702, DType::Float32));
+  const k::ConvGeometry g = k::ConvGeometry::make(2, {1}, {1}, {1});
+  check_exact(k::sum(x), k::sum(x).cpu(), "sum of everything, twice");
+  check_exact(k::sum(x, {0, 2, 3}), k::sum(x, {0, 2, 3}).cpu(), "sum over (0, 2, 3), twice");
+  check_exact(k::channel_sums(x), k::channel_sums(x).cpu(), "channel_sums, twice");
+  check_exact(k::conv_weight_grad(gy, x, w.shape(), g), k::conv_weight_grad(gy, x, w.shape(), g).cpu(),
+              "conv_weight_grad, twice");
+  check_exact(k::conv_transpose(gy, w, Tensor(), x.shape(), g),
+              k::conv_transpose(gy, w, Tensor(), x.shape(), g).cpu(), "conv_transpose, twice");
+  const k::MaxPoolResult mp = k::max_pool(x, {{3}, {2}, {1}});
+  const Tensor gp = gpu(rnd(mp.values.shape(), 703, DType::Float32));
+  check_exact(k::pool_scatter(gp, mp.indices, x.shape()),
+              k::pool_scatter(gp, mp.indices, x.shape()).cpu(), "pool_scatter, twice");
+}
+
 TEST_CASE("cuda ops: errors name the op, the operands and what was expected") {
   const Tensor xi = zeros({1, 2, 5, 5}, DType::Int64, kDev);
   const Tensor wi = zeros({2, 2, 3, 3}, DType::Int64, kDev);
