@@ -50,38 +50,97 @@ Geo3 make_geo(const Shape& x, const Shape& w, const Shape& y, const ConvGeometry
   return r;
 }
 
-// col_n[r, j] of sample nb: x at output position j through tap k of channel c (0 in padding).
-template <class T>
-__device__ __forceinline__ T im2col_at(const T* __restrict__ x, const Geo3& g, int64_t nb,
-                                       int64_t r, int64_t j) {
-  const int64_t K = g.k_size();
-  const int64_t c = r / K, kk = r % K;
-  const int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
-  const int64_t od = j / (g.out[1] * g.out[2]), oh = (j / g.out[2]) % g.out[1], ow = j % g.out[2];
-  const int64_t id = od * g.s[0] - g.p[0] + kd * g.d[0];
-  const int64_t ih = oh * g.s[1] - g.p[1] + kh * g.d[1];
-  const int64_t iw = ow * g.s[2] - g.p[2] + kw * g.d[2];
-  if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) return T(0);
-  return x[((nb * g.c + c) * g.in[0] + id) * g.in[1] * g.in[2] + ih * g.in[2] + iw];
+// ---- the three operand/epilogue sets ----
+// Each GEMM index is decoded once per tile into a small record held in shared memory: MI for a
+// row of the output tile, NI for a column, KI for a reduction index. The per-element operand
+// loads then need only adds, compares and the stride divisibility test, no 64-bit divisions.
+
+// Splits flat tap kk into its offsets times dilation, per padded spatial dim.
+__device__ __forceinline__ void tap_offsets(const Geo3& g, int64_t kk, int64_t (&e)[3]) {
+  e[0] = (kk / (g.k[1] * g.k[2])) * g.d[0];
+  e[1] = ((kk / g.k[2]) % g.k[1]) * g.d[1];
+  e[2] = (kk % g.k[2]) * g.d[2];
+}
+// Splits flat position j of a grid of sizes `n` into coordinates.
+__device__ __forceinline__ void coords3(const int64_t (&n)[3], int64_t j, int64_t (&q)[3]) {
+  q[0] = j / (n[1] * n[2]);
+  q[1] = (j / n[2]) % n[1];
+  q[2] = j % n[2];
 }
 
-// ---- the three operand/epilogue sets ----
+// x[base + coff + (id, ih, iw)] with (id, ih, iw) = origin + tap, 0 outside the input.
 template <class T>
-struct FwdOps {
+__device__ __forceinline__ T x_at(const T* __restrict__ x, const Geo3& g, int64_t base,
+                                  const int64_t (&origin)[3], const int64_t (&tap)[3]) {
+  const int64_t id = origin[0] + tap[0], ih = origin[1] + tap[1], iw = origin[2] + tap[2];
+  if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) return T(0);
+  return x[base + (id * g.in[1] + ih) * g.in[2] + iw];
+}
+
+// An output position j of sample nb as a receptive-field origin (stride applied, padding
+// subtracted) and the offset of x_nb.
+struct FieldOrigin {
+  int64_t xbase;      // nb * C * in_size
+  int64_t origin[3];  // o * s - p per dim
+};
+__device__ __forceinline__ FieldOrigin field_origin(const Geo3& g, int64_t nb, int64_t j) {
+  FieldOrigin f;
+  int64_t q[3];
+  coords3(g.out, j, q);
+  f.xbase = nb * g.c * g.in_size();
+  for (int a = 0; a < 3; ++a) f.origin[a] = q[a] * g.s[a] - g.p[a];
+  return f;
+}
+// A row r = (c, k) of the column matrix: channel offset and tap offsets.
+struct FieldTap {
+  int64_t r;
+  int64_t coff;    // c * in_size
+  int64_t tap[3];  // k * d per dim
+};
+__device__ __forceinline__ FieldTap field_tap(const Geo3& g, int64_t r) {
+  FieldTap t;
+  const int64_t K = g.k_size();
+  t.r = r;
+  t.coff = (r / K) * g.in_size();
+  tap_offsets(g, r % K, t.tap);
+  return t;
+}
+
+template <class T>
+struct FwdOps {  // Y[o, (n, j)] = sum_r W[o, r] col_n[r, j]
   const T* x;
   const T* w;
   const T* bias;
   T* y;
   Geo3 g;
-  __device__ T a(int64_t o, int64_t r) const { return w[o * g.rows() + r]; }
-  __device__ T b(int64_t r, int64_t col) const {
+  using MI = int64_t;  // o
+  using NI = FieldOrigin;
+  using KI = FieldTap;
+  __device__ MI mi(int64_t o) const { return o; }
+  __device__ NI ni(int64_t col) const {
     const int64_t S = g.out_size();
-    return im2col_at(x, g, col / S, r, col % S);
+    return field_origin(g, col / S, col % S);
+  }
+  __device__ KI ki(int64_t r) const { return field_tap(g, r); }
+  __device__ T a(const MI& o, const KI& k) const { return w[o * g.rows() + k.r]; }
+  __device__ T b(const KI& k, const NI& n) const {
+    return x_at(x, g, n.xbase + k.coff, n.origin, k.tap);
   }
   __device__ void store(int64_t o, int64_t col, T v, int64_t) const {
     const int64_t S = g.out_size();
     y[((col / S) * g.o + o) * S + col % S] = bias ? v + bias[o] : v;
   }
+};
+
+// conv_transpose: X[c, (n, i)] = sum_(o,k) W[o, c, k] Y[n, o, j], j * s = i + p - k * d.
+struct TransCol {
+  int64_t ybase;  // nb * O * S
+  int64_t t[3];   // i + p per dim
+};
+struct TransTap {
+  int64_t woff;  // o * C * K + k
+  int64_t yoff;  // o * S
+  int64_t e[3];  // k * d per dim
 };
 
 template <class T>
@@ -91,30 +150,50 @@ struct BwdDataOps {
   const T* bias;
   T* x;
   Geo3 g;
-  __device__ T a(int64_t c, int64_t q) const {  // q = (o, k)
-    const int64_t K = g.k_size();
-    return w[((q / K) * g.c + c) * K + q % K];
+  using MI = int64_t;  // c
+  using NI = TransCol;
+  using KI = TransTap;
+  __device__ MI mi(int64_t c) const { return c; }
+  __device__ NI ni(int64_t col) const {
+    const int64_t I = g.in_size();
+    NI n;
+    int64_t q[3];
+    coords3(g.in, col % I, q);
+    n.ybase = (col / I) * g.o * g.out_size();
+    for (int a = 0; a < 3; ++a) n.t[a] = q[a] + g.p[a];
+    return n;
   }
-  __device__ T b(int64_t q, int64_t col) const {
-    const int64_t K = g.k_size(), I = g.in_size();
-    const int64_t o = q / K, kk = q % K, nb = col / I, i = col % I;
-    const int64_t kq[3] = {kk / (g.k[1] * g.k[2]), (kk / g.k[2]) % g.k[1], kk % g.k[2]};
-    const int64_t iq[3] = {i / (g.in[1] * g.in[2]), (i / g.in[2]) % g.in[1], i % g.in[2]};
+  __device__ KI ki(int64_t q) const {
+    const int64_t K = g.k_size(), o = q / K, kk = q % K;
+    KI k;
+    k.woff = o * g.c * K + kk;
+    k.yoff = o * g.out_size();
+    tap_offsets(g, kk, k.e);
+    return k;
+  }
+  __device__ T a(const MI& c, const KI& k) const { return w[k.woff + c * g.k_size()]; }
+  __device__ T b(const KI& k, const NI& n) const {
     int64_t j = 0;
 #pragma unroll
     for (int a = 0; a < 3; ++a) {
-      const int64_t t = iq[a] + g.p[a] - kq[a] * g.d[a];
-      if (t < 0 || t % g.s[a] != 0) return T(0);
+      const int64_t t = n.t[a] - k.e[a];
+      if (t < 0) return T(0);
       const int64_t oj = t / g.s[a];
-      if (oj >= g.out[a]) return T(0);
+      if (oj * g.s[a] != t || oj >= g.out[a]) return T(0);
       j = j * g.out[a] + oj;
     }
-    return y[(nb * g.o + o) * g.out_size() + j];
+    return y[n.ybase + k.yoff + j];
   }
   __device__ void store(int64_t c, int64_t col, T v, int64_t) const {
     const int64_t I = g.in_size();
     x[((col / I) * g.c + c) * I + col % I] = bias ? v + bias[c] : v;
   }
+};
+
+// Weight gradient: dW[o, r] = sum_(n,j) Y[n, o, j] col_n[r, j]; the reduction index is (n, j).
+struct WgradK {
+  int64_t yidx;  // nb * O * S + j
+  FieldOrigin f;
 };
 
 template <class T>
@@ -123,13 +202,18 @@ struct WgradOps {
   const T* x;
   T* part;  // [splits, O, R]
   Geo3 g;
-  __device__ T a(int64_t o, int64_t q) const {  // q = (n, j)
-    const int64_t S = g.out_size();
-    return y[((q / S) * g.o + o) * S + q % S];
+  using MI = int64_t;  // o
+  using NI = FieldTap;
+  using KI = WgradK;
+  __device__ MI mi(int64_t o) const { return o; }
+  __device__ NI ni(int64_t r) const { return field_tap(g, r); }
+  __device__ KI ki(int64_t q) const {
+    const int64_t S = g.out_size(), nb = q / S, j = q % S;
+    return KI{nb * g.o * S + j, field_origin(g, nb, j)};
   }
-  __device__ T b(int64_t q, int64_t r) const {
-    const int64_t S = g.out_size();
-    return im2col_at(x, g, q / S, r, q % S);
+  __device__ T a(const MI& o, const KI& k) const { return y[k.yidx + o * g.out_size()]; }
+  __device__ T b(const KI& k, const NI& n) const {
+    return x_at(x, g, k.f.xbase + n.coff, k.f.origin, n.tap);
   }
   __device__ void store(int64_t o, int64_t r, T v, int64_t split) const {
     part[(split * g.o + o) * g.rows() + r] = v;
@@ -146,30 +230,36 @@ __global__ void __launch_bounds__(kGemmThreads)
     igemm_kernel(int64_t M, int64_t N, int64_t K, int64_t kchunk, Ops ops) {
   __shared__ T As[kBK][kBM];
   __shared__ T Bs[kBK][kBN];
+  __shared__ typename Ops::MI mis[kBM];
+  __shared__ typename Ops::NI nis[kBN];
+  __shared__ typename Ops::KI kis[kBK];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
   const int64_t kbeg = static_cast<int64_t>(blockIdx.z) * kchunk;
   const int64_t kend = min(K, kbeg + kchunk);
+  // Decode the tile's rows and columns once (entries past M or N are never read).
+  if (tid < kBM && m0 + tid < M) mis[tid] = ops.mi(m0 + tid);
+  if (tid >= kBM && tid < kBM + kBN && n0 + tid - kBM < N) nis[tid - kBM] = ops.ni(n0 + tid - kBM);
   T acc[4][4];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[i][j] = T(0);
   for (int64_t k0 = kbeg; k0 < kend; k0 += kBK) {
+    if (tid < kBK && k0 + tid < kend) kis[tid] = ops.ki(k0 + tid);
+    __syncthreads();  // kis (and, the first time, mis and nis) are ready
 #pragma unroll
     for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
       const int e = tid + l * kGemmThreads;
       const int kk = e / kBM, mm = e % kBM;
-      const int64_t m = m0 + mm, k = k0 + kk;
-      As[kk][mm] = (m < M && k < kend) ? ops.a(m, k) : T(0);
+      As[kk][mm] = (m0 + mm < M && k0 + kk < kend) ? ops.a(mis[mm], kis[kk]) : T(0);
     }
 #pragma unroll
     for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
       const int e = tid + l * kGemmThreads;
       const int kk = e / kBN, nn = e % kBN;
-      const int64_t n = n0 + nn, k = k0 + kk;
-      Bs[kk][nn] = (n < N && k < kend) ? ops.b(k, n) : T(0);
+      Bs[kk][nn] = (n0 + nn < N && k0 + kk < kend) ? ops.b(kis[kk], nis[nn]) : T(0);
     }
     __syncthreads();
 #pragma unroll
@@ -184,7 +274,7 @@ __global__ void __launch_bounds__(kGemmThreads)
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
     }
-    __syncthreads();
+    __syncthreads();  // As, Bs and kis are rewritten next
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
