@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "autodiff/ops.h"
+#include "kernels/elementwise.h"
 #include "kernels/norm.h"
 #include "kernels/reduce.h"
 #include "kernels/shape_ops.h"
@@ -78,6 +79,143 @@ Var eval_batch_norm(const Var& x, const Var& gamma, const Var& beta, const Tenso
   if (gamma.defined()) scale = mul(gamma, scale);
   Var y = mul(sub(x, Var(running_mean.to(x.dtype()).reshape(cv))), reshape(scale, cv));
   return beta.defined() ? add(y, reshape(beta, cv)) : y;
+}
+
+// What the recorded backward of training-mode batch norm keeps for its own derivatives.
+struct BnSaved {
+  Var x, gamma;
+  Tensor mean, invstd;  // float64 [C], the forward's global moments
+  double count = 0;     // values per channel over all ranks
+  ChannelAllReduce all_reduce;
+  double eps = 0;
+  Tensor sums;          // float64 [2, C]: global (sum g, sum g * xhat)
+};
+
+// The input gradient of batch norm from differentiable ops, for a constant x (m, is given) or,
+// with m and is undefined, recomputing the moments from x so that every order is exact.
+VarList composite_batch_norm_backward(const BnSaved& sv, const Var& g, Var m, Var is, bool nx,
+                                      bool ng, bool nb) {
+  const Var& x = sv.x;
+  const Shape xs = x.shape(), cv = channel_view(xs);
+  const std::vector<int64_t> dims = reduced_dims(x.dim());
+  const double inv_n = 1.0 / sv.count;
+  if (!m.defined()) {
+    m = mul(channel_sum(x, sv.all_reduce), inv_n);
+    Var d = sub(x, reshape(m, cv));
+    is = rsqrt(add(mul(channel_sum(mul(d, d), sv.all_reduce), inv_n), sv.eps));
+  }
+  Var xhat = mul(sub(x, reshape(m, cv)), reshape(is, cv));
+  Var gxhat = mul(g, xhat);
+  Var gx, gg, gb;
+  if (ng) gg = sum(gxhat, dims);
+  if (nb) gb = sum(g, dims);
+  if (nx) {
+    Var sg = mul(channel_sum(g, sv.all_reduce), inv_n);
+    Var sgx = mul(channel_sum(gxhat, sv.all_reduce), inv_n);
+    Var kk = sv.gamma.defined() ? mul(sv.gamma, is) : is;
+    gx = mul(reshape(kk, cv), sub(sub(g, reshape(sg, cv)), mul(xhat, reshape(sgx, cv))));
+  }
+  return {gx, gg, gb};
+}
+
+// Third and higher orders: d<out, seed>/d inputs from the composite form `out` (exact, slower).
+VarList differentiate_composite(const std::vector<Var>& inputs, const Var& out, const Var& seed) {
+  std::vector<Var> live;
+  for (const Var& v : inputs)
+    if (v.defined() && v.requires_grad()) live.push_back(v);
+  VarList res(inputs.size());
+  if (live.empty() || !out.requires_grad()) return res;
+  VarList gl = grad({out}, live, {seed}, true, true);
+  for (size_t i = 0, j = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined() && inputs[i].requires_grad()) res[i] = gl[j++];
+  return res;
+}
+
+// [C] float64 values as a [1, C, 1, ...] tensor of x's dtype and device.
+Tensor channel_tensor(const std::vector<double>& v, const Tensor& x) {
+  return from_vector<double>(v, {static_cast<int64_t>(v.size())})
+      .to(x.dtype())
+      .to(x.device())
+      .reshape(channel_view(x.shape()));
+}
+
+// Rule of gx = gamma * is * (g - S(g)/n - xhat * S(g xhat)/n) (S: channel sums over all ranks)
+// for the seed a = dL/dgx. With sa = S(a)/n, sax = S(a xhat)/n, sg, sgx as above and
+// A = S(a g)/n - sg sa, differentiating through xhat and is (both depend on x via the moments):
+//   dL/dg     = gamma * is * (a - sa - xhat * sax)              (the same projection)
+//   dL/dx     = gamma * is^2 * (-sgx a - sax g + sgx sa + sax sg + xhat (3 sgx sax - A))
+//   dL/dgamma = is * (S_loc(a g) - sg S_loc(a) - sgx S_loc(a xhat))   (local; reduced later)
+// One fused reduction and one all-reduce of the three sums; the rest is elementwise.
+VarList batch_norm_backward_rule(const BnSaved& sv, const Var& g, const Var& a) {
+  if (grad_enabled()) {
+    Var gx = composite_batch_norm_backward(sv, g, Var(), Var(), true, false, false)[0];
+    return differentiate_composite({g, sv.x, sv.gamma}, gx, a);
+  }
+  const Tensor& xt = sv.x.data();
+  const Tensor& at = a.data();
+  const Tensor& gt = g.data();
+  const int64_t C = xt.shape()[1];
+  const double n = sv.count;
+  Tensor loc = k::concat({k::bn_backward_reduce(at, xt, sv.mean, sv.invstd),
+                          k::sum(k::mul(at, gt), reduced_dims(xt.dim())).to(DType::Float64).reshape({1, C})},
+                         0);
+  const std::vector<double> lv = loc.to_vector(), sv_sums = sv.sums.to_vector(),
+                            is = sv.invstd.to_vector();
+  Tensor glob = reduce_over_ranks(loc, sv.all_reduce, "batch_norm double backward");
+  const std::vector<double> gv = glob.to_vector();
+  std::vector<double> gam(C, 1.0);
+  if (sv.gamma.defined()) gam = sv.gamma.data().to_vector();
+  std::vector<double> c_a(C), c_g(C), c_0(C), c_xhat(C), dgamma(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double sg = sv_sums[c] / n, sgx = sv_sums[C + c] / n;
+    const double sa = gv[c] / n, sax = gv[C + c] / n, A = gv[2 * C + c] / n - sg * sa;
+    const double k2 = gam[c] * is[c] * is[c];
+    c_a[c] = -k2 * sgx;
+    c_g[c] = -k2 * sax;
+    c_0[c] = k2 * (sgx * sa + sax * sg);
+    c_xhat[c] = k2 * (3 * sgx * sax - A);
+    dgamma[c] = is[c] * (lv[2 * C + c] - sg * lv[c] - sgx * lv[C + c]);
+  }
+  Var dg, dx, dgam;
+  if (g.requires_grad())
+    dg = Var(k::bn_backward_apply(at, xt, sv.mean, sv.invstd, sv.gamma.data(),
+                                  glob.narrow(0, 0, 2).contiguous(), n));
+  if (sv.x.requires_grad()) {
+    Tensor xhat = k::bn_apply(xt, sv.mean, sv.invstd, channel_tensor(c_xhat, xt).reshape({C}),
+                              channel_tensor(c_0, xt).reshape({C}));
+    dx = Var(k::add(k::add(xhat, k::mul(at, channel_tensor(c_a, xt))),
+                    k::mul(gt, channel_tensor(c_g, xt))));
+  }
+  if (sv.gamma.defined() && sv.gamma.requires_grad())
+    dgam = Var(from_vector<double>(dgamma, {C}).to(xt.dtype()).to(xt.device()));
+  return {dg, dx, dgam};
+}
+
+// Rule of gg = S_loc(g * xhat) (this rank's gamma gradient) for the seed b = dL/dgg [C]:
+//   dL/dg = b * xhat,   dL/dx = is * (b g - S(b g)/n - xhat * S(b g xhat)/n)
+// where S_loc(b g) = b * S_loc(g) and S_loc(b g xhat) = b * S_loc(g xhat) are the saved local sums.
+VarList batch_norm_gamma_grad_rule(const BnSaved& sv, const Var& g, const Tensor& local_sums,
+                                   const Var& b) {
+  if (grad_enabled()) {
+    const Shape cv = channel_view(sv.x.shape());
+    Var m = mul(channel_sum(sv.x, sv.all_reduce), 1.0 / sv.count);
+    Var d = sub(sv.x, reshape(m, cv));
+    Var is = rsqrt(add(mul(channel_sum(mul(d, d), sv.all_reduce), 1.0 / sv.count), sv.eps));
+    Var gg = sum(mul(g, mul(d, reshape(is, cv))), reduced_dims(sv.x.dim()));
+    return differentiate_composite({g, sv.x}, gg, b);
+  }
+  const Tensor& xt = sv.x.data();
+  const int64_t C = xt.shape()[1];
+  Tensor bt = b.data().to(xt.dtype());
+  Var dg, dx;
+  if (g.requires_grad()) dg = Var(k::bn_apply(xt, sv.mean, sv.invstd, bt, Tensor()));
+  if (sv.x.requires_grad()) {
+    Tensor scaled = k::mul(local_sums, b.data().to(DType::Float64).reshape({1, C}));
+    Tensor glob = reduce_over_ranks(scaled.contiguous(), sv.all_reduce, "batch_norm double backward");
+    dx = Var(k::bn_backward_apply(k::mul(g.data(), bt.reshape(channel_view(xt.shape()))), xt, sv.mean,
+                                  sv.invstd, Tensor(), glob, sv.count));
+  }
+  return {dg, dx};
 }
 
 }  // namespace
@@ -154,32 +292,32 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
       }
       return {gx, gg, gb};
     }
-    // create_graph: the same gradient composed from differentiable ops. The moments are
-    // recomputed from x (they depend on it); with x constant the saved ones are constants.
-    const Shape xs = x.shape(), cv = channel_view(xs);
-    const std::vector<int64_t> dims = reduced_dims(x.dim());
-    const double inv_n = 1.0 / count;
-    Var m, is;
     if (nx) {
-      m = mul(channel_sum(x, all_reduce), inv_n);
-      Var d = sub(x, reshape(m, cv));
-      is = rsqrt(add(mul(channel_sum(mul(d, d), all_reduce), inv_n), eps));
-    } else {
-      m = Var(mean_t.to(x.dtype()));
-      is = Var(invstd_t.to(x.dtype()));
+      // create_graph with x variable: the same values from the fused kernels, recorded as two
+      // ops whose own rules are the hand-derived second derivatives (batch_norm_backward_rule).
+      BnSaved sv{x, gamma, mean_t, invstd_t, count, all_reduce, eps, Tensor()};
+      Tensor red = k::bn_backward_reduce(g.data(), x.data(), mean_t, invstd_t);  // local sums
+      sv.sums = reduce_over_ranks(red, all_reduce, "batch_norm backward");
+      Var gx = record("batch_norm_backward",
+                      k::bn_backward_apply(g.data(), x.data(), mean_t, invstd_t, gamma.data(),
+                                           sv.sums, count),
+                      {g, x, gamma}, [sv, g](const Var&, const Var& a) {
+                        return batch_norm_backward_rule(sv, g, a);
+                      });
+      Var gg, gb;
+      if (ng) {
+        gg = record("batch_norm_gamma_grad", red.select(0, 1).to(x.dtype()).contiguous(), {g, x},
+                    [sv, g, red](const Var&, const Var& b) {
+                      return batch_norm_gamma_grad_rule(sv, g, red, b);
+                    });
+      }
+      if (nb) gb = sum(g, reduced_dims(x.dim()));
+      return {gx, gg, gb};
     }
-    Var xhat = mul(sub(x, reshape(m, cv)), reshape(is, cv));
-    Var gxhat = mul(g, xhat);
-    Var gx, gg, gb;
-    if (ng) gg = sum(gxhat, dims);
-    if (nb) gb = sum(g, dims);
-    if (nx) {
-      Var sg = mul(channel_sum(g, all_reduce), inv_n);
-      Var sgx = mul(channel_sum(gxhat, all_reduce), inv_n);
-      Var kk = gamma.defined() ? mul(gamma, is) : is;
-      gx = mul(reshape(kk, cv), sub(sub(g, reshape(sg, cv)), mul(xhat, reshape(sgx, cv))));
-    }
-    return {gx, gg, gb};
+    // create_graph with x constant: the moments are constants; compose from differentiable ops.
+    BnSaved sv{x, gamma, mean_t, invstd_t, count, all_reduce, eps, Tensor()};
+    return composite_batch_norm_backward(sv, g, Var(mean_t.to(x.dtype())),
+                                         Var(invstd_t.to(x.dtype())), false, ng, nb);
   });
 }
 

@@ -19,7 +19,7 @@ inline const std::vector<std::string_view>& primitive_ops() {
       // pooling and upsampling (autodiff/nn_pool.cpp)
       "max_pool", "pool_gather", "pool_scatter", "avg_pool", "avg_pool_adjoint", "upsample", "upsample_adjoint",
       // normalisation (autodiff/nn_norm.cpp)
-      "batch_norm", "channel_sum", "channel_bcast",
+      "batch_norm", "batch_norm_backward", "batch_norm_gamma_grad", "channel_sum", "channel_bcast",
       // finite-element stencils (autodiff/fem_ops.cpp)
       "fem_energy", "fem_apply", "fem_bilinear",
   };

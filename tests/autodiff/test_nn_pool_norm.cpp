@@ -29,6 +29,17 @@ Tensor fixed_indices(const Shape& in) {
   return kernels::max_pool(uniform(in, -1, 1, 900, 0, 0, F64), {{3}, {1}, {1}}).indices;
 }
 
+// v itself when it is part of a graph, else a fresh leaf with its values (see the cases below).
+Var leaf(const Var& v) { return v.requires_grad() ? v : Var(v.data(), true); }
+
+// d<batch_norm(x), g>/dx with create_graph: records batch_norm_backward.
+Var bn_input_grad(const Var& x, const Var& g, const Var& gamma) {
+  A::EnableGradGuard on(true);
+  Var xx = leaf(x);
+  Var y = A::batch_norm(xx, gamma, Var(), Tensor(), Tensor(), true);
+  return A::grad({y}, {xx}, {g}, true, true)[0];
+}
+
 const Register kPooling({
     {"max_pool 2d 2x2", {{2, 2, 4, 6}}, [](const V& x) { return A::max_pool(x[0], {2}, {2}); }},
     {"max_pool 2d overlapping padded", {{1, 2, 5, 5}},
@@ -90,6 +101,21 @@ const Register kNorm({
      [](const V& x) { return A::batch_norm(x[0], Var(), Var(), eval_mean(), eval_var(), false); }},
     {"channel_sum", {{2, 3, 2, 2}}, [](const V& x) { return A::channel_sum(x[0]); }},
     {"channel_bcast", {{3}}, [](const V& x) { return A::channel_bcast(x[0], {2, 3, 2, 2}); }},
+    // The recorded backward of training-mode batch norm (create_graph): its input gradient and
+    // gamma gradient as functions of (x, g, gamma). Their gradients are the fused second-order
+    // rules; their HVPs go through the composite fallback (third order of batch norm). The
+    // harness also evaluates f on constants (finite differences): differentiate a fresh leaf then.
+    {"batch_norm_backward", {{3, 2, 2, 3}, {3, 2, 2, 3}, {2}},
+     [](const V& x) { return bn_input_grad(x[0], x[1], x[2]); }},
+    {"batch_norm_backward no affine 3d", {{2, 2, 2, 2, 3}, {2, 2, 2, 2, 3}},
+     [](const V& x) { return bn_input_grad(x[0], x[1], Var()); }},
+    {"batch_norm_gamma_grad", {{3, 2, 2, 3}, {3, 2, 2, 3}, {2}, {2}},
+     [](const V& x) {
+       A::EnableGradGuard on(true);
+       Var gamma = leaf(x[2]);
+       Var y = A::batch_norm(x[0], gamma, x[3], Tensor(), Tensor(), true);
+       return A::grad({y}, {gamma}, {x[1]}, true, true)[0];
+     }},
     {"block: batch_norm, leaky_relu, max_pool", {{2, 2, 4, 4}, {2}, {2}},
      [](const V& x) {
        Var y = A::batch_norm(x[0], x[1], x[2], Tensor(), Tensor(), true);
