@@ -52,7 +52,7 @@ int cmd_bench(const Args& args) {
   DFX_CHECK(B >= 1 && o.i("steps") >= 1 && o.i("warmup") >= 0, "dfx bench: need --batch >= 1, --steps >= 1, --warmup >= 0");
   const DType dtype = run_dtype(o);
   std::vector<uint64_t> idx = pde::train_indices(static_cast<uint64_t>(B));
-  Tensor x = problem->input(idx, dtype);
+  Tensor x = problem->input(idx, dtype).to(device);
 
   auto step = [&] {
     opt->zero_grad();
@@ -77,7 +77,7 @@ int cmd_bench(const Args& args) {
   if (o.b("hvp")) {
     std::vector<Tensor> v;
     for (size_t i = 0; i < params.size(); ++i)
-      v.push_back(uniform(params[i].shape(), -1, 1, 12345, i, 0, dtype));
+      v.push_back(uniform(params[i].shape(), -1, 1, 12345, i, 0, dtype).to(device));
     auto loss_fn = [&] { return problem->loss((*model)(ad::Var(x)), x, B); };
     // grad: forward + backward. hvp: a fresh HVP (forward, differentiable backward, one more
     // reverse pass). apply: one more HVP at the same point (ad::Hessian::apply), what every

@@ -16,7 +16,8 @@ int cmd_eval(const Args& args) {
              {"samples", T::Int, "64", "held-out fields"},
              {"out", T::String, "", "directory for summary.json and the .npy arrays (optional)"},
              {"panels", T::Int, "0", "also draw this many fields into panels.png"},
-             {"threads", T::Int, "0", "CPU threads (0: OpenMP default)"}});
+             {"threads", T::Int, "0", "CPU threads (0: OpenMP default)"},
+             {"device", T::String, "cpu", "cpu or cuda[:N] (whatever device the run trained on)"}});
   if (!o.parse(args)) return 0;
   DFX_CHECK(!o.s("checkpoint").empty(), "dfx eval: --checkpoint PATH is required");
   DFX_CHECK(o.i("samples") >= 1, "--samples must be >= 1, got ", o.i("samples"));
@@ -29,6 +30,7 @@ int cmd_eval(const Args& args) {
   for (auto it = defaults.begin(); it != defaults.end(); ++it)
     if (meta.config.contains(it.key()) && !meta.config[it.key()].is_null()) known[it.key()] = meta.config[it.key()];
   run.apply_json(known, "checkpoint '" + path + "'");
+  run.apply_json(nlohmann::json{{"device", o.s("device")}}, "--device");
   auto problem = make_problem(problem_options(run));
   auto model = build_model(run, problem->dims());
   load_run_checkpoint(path, *model, nullptr);

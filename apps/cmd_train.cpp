@@ -63,7 +63,7 @@ int cmd_train(const Args& args) {
   auto comm = dist::make_default();
   const bool root = comm->rank() == 0;
   apply_threads(o.i("threads"));
-  run_device(o);
+  const Device device = run_device(o);
   const std::string out = o.s("out");
   // Every rank checks; only rank 0 writes.
   if (root) ensure_directory(out);
@@ -143,7 +143,7 @@ int cmd_train(const Args& args) {
     // empty shard still runs the network when SyncBatchNorm needs its collectives.
     auto local_loss = [&]() -> ad::Var {
       if (local.empty() && !(comm->size() > 1 && o.b("sync_bn"))) return ad::Var();
-      Tensor x = local.empty() ? Tensor::empty(problem->field_shape(0), dtype) : problem->input(local, dtype);
+      Tensor x = (local.empty() ? Tensor::empty(problem->field_shape(0), dtype) : problem->input(local, dtype)).to(device);
       return problem->loss((*model)(ad::Var(x)), x, count);
     };
     // Newton-CG, and AdaHessian on the steps it re-estimates the diagonal, need HVPs at the
@@ -162,19 +162,19 @@ int cmd_train(const Args& args) {
         ad::Var l = local_loss();
         hessian.emplace(*comm, l, params);
         for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(ad::Var(hessian->gradient()[i]));
-        if (l.defined() && !local.empty()) sum = l.data().to(DType::Float64).clone();
+        if (l.defined() && !local.empty()) sum = l.data().to(DType::Float64).cpu().clone();
       } else if (need_grad) {
         opt->zero_grad();
         ad::Var l = local_loss();
         if (l.defined()) {
           l.backward();
-          if (!local.empty()) sum = l.data().to(DType::Float64).clone();
+          if (!local.empty()) sum = l.data().to(DType::Float64).cpu().clone();
         }
         reducer.finish();
       } else {
         ad::NoGradGuard ng;
         ad::Var l = local_loss();
-        if (l.defined() && !local.empty()) sum = l.data().to(DType::Float64).clone();
+        if (l.defined() && !local.empty()) sum = l.data().to(DType::Float64).cpu().clone();
       }
       comm->all_reduce(sum);
       return sum.item();

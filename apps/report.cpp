@@ -29,8 +29,8 @@ void run_eval(nn::Module& model, const Problem& problem, EvalResult& r) {
   auto t0 = std::chrono::steady_clock::now();
   {
     ad::NoGradGuard ng;
-    Tensor u = model(ad::Var(r.inputs)).data();
-    r.predictions = problem.prediction(u).to(DType::Float64);
+    Tensor u = model(ad::Var(r.inputs.to(model.device()))).data();
+    r.predictions = problem.prediction(u).cpu().to(DType::Float64);
   }
   r.seconds_predict = seconds_since(t0);
   model.train(was_training);

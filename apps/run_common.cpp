@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/cuda_runtime.h"
 #include "models/checkpoint.h"
 #include "optim/first_order_extra.h"
 #include "optim/second_order.h"
@@ -67,8 +68,15 @@ DType run_dtype(const Options& o) { return o.s("dtype") == "float64" ? DType::Fl
 
 Device run_device(const Options& o) {
   Device d = Device::parse(o.s("device"));
-  DFX_CHECK(d.is_cpu(), "--device ", d.str(), ": the CUDA training path is not available in this "
-            "build yet; use --device cpu");
+  if (d.is_cuda()) {
+    DFX_CHECK(cuda::is_built(), "--device ", d.str(), ": dfx was built without CUDA (nvcc was not "
+              "found at configure time); use --device cpu or rebuild with -Dcuda=enabled");
+    const int n = cuda::device_count();
+    DFX_CHECK(n > 0, "--device ", d.str(), ": no CUDA device is visible (no GPU or no driver on "
+              "this machine); use --device cpu");
+    DFX_CHECK(d.index < n, "--device ", d.str(), ": only ", n, " CUDA device", n == 1 ? "" : "s",
+              " visible; expected cuda:0 .. cuda:", n - 1, ", or --device cpu");
+  }
   return d;
 }
 
@@ -91,7 +99,10 @@ std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
   const int64_t div = int64_t{1} << (u.depth - 1);
   DFX_CHECK(o.i("res") % div == 0, "--res ", o.i("res"), " is not divisible by 2^(depth-1) = ", div,
             " (the U-Net halves the grid depth-1 times); pick a multiple of ", div);
-  return std::make_shared<nn::UNet>(u);
+  auto model = std::make_shared<nn::UNet>(u);
+  const Device device = run_device(o);
+  if (!device.is_cpu()) model->to(device);  // initialised on the CPU: the same weights anywhere
+  return model;
 }
 
 void apply_optimizer_defaults(Options& o) {

@@ -23,6 +23,7 @@ DType run_dtype(const Options& o);
 Device run_device(const Options& o);
 void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaults
 
+// The U-Net of --depth/--width/--dtype/--seed, on --device.
 std::shared_ptr<nn::UNet> build_model(const Options& o, int dims);
 void apply_optimizer_defaults(Options& o);  // --lr default per method when not given
 std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params);

@@ -34,8 +34,17 @@ if command -v compute-sanitizer >/dev/null; then
   summary+=("memcheck: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)")
 fi
 
+# A short CPU-vs-GPU training run end to end (dfx train on the GPU, eval against the reference).
+if timeout 120 build-gpu/apps/dfx train --device cuda --res 64 --batch 8 --steps 200 --lr 3e-3 \
+     --eval-samples 16 --panels 0 --out "$OUT/train_gpu" >"$OUT/train_gpu.log" 2>&1; then
+  summary+=("dfx train --device cuda (200 steps): $(grep 'held-out' "$OUT/train_gpu.log" | tail -1)")
+else
+  summary+=("dfx train --device cuda: FAILED: $(tail -3 "$OUT/train_gpu.log" | tr '\n' ' ')")
+fi
+
 for N in 256 1024; do
-  if build-gpu/apps/dfx bench --res $N --batch 8 --device cuda --steps 10 --warmup 3 --json \
+  hvp=""; [[ $N == 256 ]] && hvp="--hvp"
+  if build-gpu/apps/dfx bench --res $N --batch 8 --device cuda --steps 10 --warmup 3 --json $hvp \
        >"$OUT/dfx_$N.json" 2>"$OUT/dfx_$N.err"; then
     summary+=("dfx   W1 N=$N fp32: $(cat "$OUT/dfx_$N.json")")
   else
@@ -43,7 +52,7 @@ for N in 256 1024; do
   fi
   for mode in "" "--tf32" "--tf32 --compile"; do
     if timeout 150 $PY bench/torch_ref.py --res $N --batch 8 --device cuda --steps 10 --warmup 3 \
-         --json $mode >"$OUT/torch_$N.json" 2>"$OUT/torch_$N.err"; then
+         --json $hvp $mode >"$OUT/torch_$N.json" 2>"$OUT/torch_$N.err"; then
       summary+=("torch W1 N=$N ${mode:-fp32}: $(tail -1 "$OUT/torch_$N.json")")
     else
       summary+=("torch W1 N=$N ${mode:-fp32}: failed: $(tail -c 200 "$OUT/torch_$N.err")")
