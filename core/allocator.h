@@ -1,5 +1,6 @@
 // core/allocator.h — raw memory for tensor storage. CPU blocks are 64-byte aligned (one cache
-// line, full AVX-512 vectors). CUDA blocks come from the caching allocator in core/cuda when CUDA
+// line, full AVX-512 vectors); blocks of 1 MiB and more are kept in a size-class cache when freed
+// and reused (DFX_CPU_CACHE=0 disables it; reserved_bytes counts them). CUDA blocks come from the caching allocator in core/cuda when CUDA
 // is built; without CUDA, asking for device memory is an error that says so.
 #pragma once
 #include <cstddef>
@@ -20,6 +21,8 @@ void deallocate(void* ptr, size_t nbytes, Device device);
 
 MemoryStats memory_stats(Device device);
 void reset_peak_memory(Device device);
+// Returns the cached free host blocks (>= 1 MiB, reused by size class) to the C library.
+void empty_host_cache();
 
 // Reference-counted block of memory; Tensors are views onto one.
 class Storage {
