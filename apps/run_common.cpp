@@ -31,6 +31,7 @@ std::vector<OptionSpec> run_option_specs() {
       {"history_size", T::Int, "10", "L-BFGS history"},
       {"cg_iters", T::Int, "20", "Newton-CG: CG iterations per step"},
       {"trust_radius", T::Float, "1", "Newton-CG: initial trust radius"},
+      {"cg_forcing", T::Float, "-1", "Newton-CG: CG stops at |r| <= forcing |g| (< 0: min(0.5, sqrt |g|))"},
       {"precondition", T::Bool, "false", "Newton-CG: Jacobi preconditioner from a Hutchinson diagonal"},
       {"hessian_every", T::Int, "1", "AdaHessian: steps between Hessian-diagonal estimates"},
       {"hessian_power", T::Float, "1", "AdaHessian: Hessian power k"},
@@ -146,6 +147,7 @@ std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<
     optim::NewtonCGOptions n;
     n.initial_radius = o.f("trust_radius");
     n.max_cg_iter = static_cast<int>(o.i("cg_iters"));
+    n.cg_forcing = o.f("cg_forcing");
     n.precondition = o.b("precondition");
     n.seed = static_cast<uint64_t>(o.i("seed"));
     return std::make_unique<optim::NewtonCG>(std::move(params), n);
