@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "config.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/conv.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/conv.cuh"
@@ -46,13 +47,6 @@ void check_device(const char* op, const Tensor& t) {
   DFX_CHECK(t.device().is_cpu() || DFX_HAVE_CUDA, op, ": no CUDA kernel for ", t.describe(),
             " (dfx was built without CUDA)");
 }
-
-// The same call on the backend of t's device (kernels/cuda/conv.cu for CUDA tensors).
-#if DFX_HAVE_CUDA
-#define DFX_CONV_BACKEND(t, call) ((t).device().is_cuda() ? cuda::call : cpu::call)
-#else
-#define DFX_CONV_BACKEND(t, call) cpu::call
-#endif
 
 }  // namespace
 
@@ -115,8 +109,8 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   Shape ys = conv_output_shape(x.shape(), w.shape(), g, "conv");
   check_bias("conv", bias, x, w.size(0));
   check_device("conv", x);
-  return DFX_CONV_BACKEND(x, conv(x.contiguous(), w.contiguous(),
-                                  bias.defined() ? bias.contiguous() : Tensor(), ys, g));
+  return DFX_BACKEND(x, conv(x.contiguous(), w.contiguous(),
+                             bias.defined() ? bias.contiguous() : Tensor(), ys, g));
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
@@ -139,9 +133,8 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
             "(output_padding must be < stride)");
   check_bias("conv_transpose", bias, y, w.size(1));
   check_device("conv_transpose", y);
-  return DFX_CONV_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(),
-                                            bias.defined() ? bias.contiguous() : Tensor(),
-                                            x_shape, g));
+  return DFX_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(),
+                                       bias.defined() ? bias.contiguous() : Tensor(), x_shape, g));
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
@@ -152,7 +145,7 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
             " does not match the conv of input ", x.shape(), " with weight ", w_shape, " (",
             g.str(), "), which gives ", ys);
   check_device("conv_weight_grad", y);
-  return DFX_CONV_BACKEND(y, conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g));
+  return DFX_BACKEND(y, conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g));
 }
 
 Tensor conv_bias_grad(const Tensor& y) {
@@ -161,7 +154,7 @@ Tensor conv_bias_grad(const Tensor& y) {
   DFX_CHECK(y.dtype() == DType::Float32 || y.dtype() == DType::Float64,
             "conv_bias_grad: expected float32 or float64, got ", y.describe());
   check_device("conv_bias_grad", y);
-  return DFX_CONV_BACKEND(y, conv_bias_grad(y.contiguous()));
+  return DFX_BACKEND(y, conv_bias_grad(y.contiguous()));
 }
 
 }  // namespace dfx::kernels

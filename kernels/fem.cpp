@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "config.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/fem.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/fem.cuh"
@@ -93,37 +94,24 @@ Tensor prepare(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
-// The same call on the backend of t's device (kernels/cuda/fem.cu for CUDA tensors).
-#if DFX_HAVE_CUDA
-#define DFX_FEM_BACKEND(t, call) \
-  do {                           \
-    if ((t).device().is_cuda())  \
-      cuda::call;                \
-    else                         \
-      cpu::call;                 \
-  } while (0)
-#else
-#define DFX_FEM_BACKEND(t, call) cpu::call
-#endif
-
 Tensor fem_energy(const Tensor& u, const Tensor& nu) {
   Tensor K = prepare(u, nu, "fem_energy");
   Tensor out = Tensor::empty({u.shape()[0]}, u.dtype(), u.device());
-  DFX_FEM_BACKEND(u, fem_energy(u.contiguous(), nu.contiguous(), K, out));
+  DFX_BACKEND(u, fem_energy(u.contiguous(), nu.contiguous(), K, out));
   return out;
 }
 
 Tensor fem_apply(const Tensor& nu, const Tensor& u) {
   Tensor K = prepare(u, nu, "fem_apply");
   Tensor out = empty_like(u);
-  DFX_FEM_BACKEND(u, fem_apply(nu.contiguous(), u.contiguous(), K, out));
+  DFX_BACKEND(u, fem_apply(nu.contiguous(), u.contiguous(), K, out));
   return out;
 }
 
 Tensor fem_bilinear(const Tensor& a, const Tensor& b) {
   Tensor K = prepare(a, b, "fem_bilinear");
   Tensor out = empty_like(a);
-  DFX_FEM_BACKEND(a, fem_bilinear(a.contiguous(), b.contiguous(), K, out));
+  DFX_BACKEND(a, fem_bilinear(a.contiguous(), b.contiguous(), K, out));
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include "kernels/norm.h"
 
 #include "config.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/norm.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/norm.cuh"
@@ -50,24 +51,11 @@ void check_like(const Tensor& g, const Tensor& x, const char* op) {
 
 }  // namespace
 
-// The same call on the backend of x's device (kernels/cuda/norm.cu for CUDA tensors).
-#if DFX_HAVE_CUDA
-#define DFX_NORM_BACKEND(x, call) \
-  do {                            \
-    if ((x).device().is_cuda())   \
-      cuda::call;                 \
-    else                          \
-      cpu::call;                  \
-  } while (0)
-#else
-#define DFX_NORM_BACKEND(x, call) cpu::call
-#endif
-
 Tensor channel_sums(const Tensor& x) {
   int64_t n, c, s;
   split_dims(x, "channel_sums", n, c, s);
   Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
-  DFX_NORM_BACKEND(x, channel_sums(x.contiguous(), n, c, s, out));
+  DFX_BACKEND(x, channel_sums(x.contiguous(), n, c, s, out));
   return out;
 }
 
@@ -81,7 +69,7 @@ Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const
   Tensor ga = per_channel(gamma, x, c, 1, "bn_apply", "gamma");
   Tensor be = per_channel(beta, x, c, 0, "bn_apply", "beta");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  DFX_NORM_BACKEND(x, bn_apply(x.contiguous(), n, c, s, m, is, ga, be, y));
+  DFX_BACKEND(x, bn_apply(x.contiguous(), n, c, s, m, is, ga, be, y));
   return y;
 }
 
@@ -94,7 +82,7 @@ Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
   Tensor m = per_channel(mean, x, c, 0, "bn_backward_reduce", "mean");
   Tensor is = per_channel(invstd, x, c, 1, "bn_backward_reduce", "invstd");
   Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
-  DFX_NORM_BACKEND(x, bn_backward_reduce(g.contiguous(), x.contiguous(), n, c, s, m, is, out));
+  DFX_BACKEND(x, bn_backward_reduce(g.contiguous(), x.contiguous(), n, c, s, m, is, out));
   return out;
 }
 
@@ -112,8 +100,8 @@ Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, c
   Tensor ga = per_channel(gamma, x, c, 1, "bn_backward_apply", "gamma");
   Tensor sm = sums.to(DType::Float64).contiguous();
   Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  DFX_NORM_BACKEND(x, bn_backward_apply(g.contiguous(), x.contiguous(), n, c, s, m, is, ga, sm,
-                                         count, gx));
+  DFX_BACKEND(x, bn_backward_apply(g.contiguous(), x.contiguous(), n, c, s, m, is, ga, sm,
+                                    count, gx));
   return gx;
 }
 

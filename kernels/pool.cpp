@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "config.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/pool.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/pool.cuh"
@@ -21,12 +22,6 @@ void check_device(const char* op, const Tensor& x) {
 }
 
 // The same call on the backend of t's device (kernels/cuda/pool.cu for CUDA tensors); an
-// expression, so it can return the backends' bool.
-#if DFX_HAVE_CUDA
-#define DFX_POOL_BACKEND(t, call) ((t).device().is_cuda() ? cuda::call : cpu::call)
-#else
-#define DFX_POOL_BACKEND(t, call) cpu::call
-#endif
 
 void check_input(const Tensor& x, const char* op) {
   DFX_CHECK(x.defined(), op, ": undefined input");
@@ -140,7 +135,7 @@ Tensor run_separable(const Tensor& x, const AxisMap (&maps)[3], double scale,
                      const Shape& out_shape, const char* op) {
   check_device(op, x);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  DFX_POOL_BACKEND(x, separable(x.contiguous(), maps, scale, out_shape[0] * out_shape[1], out));
+  DFX_BACKEND(x, separable(x.contiguous(), maps, scale, out_shape[0] * out_shape[1], out));
   return out;
 }
 
@@ -180,7 +175,7 @@ MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w) {
   Shape os = with_spatial(x.shape(), g, true);
   MaxPoolResult r{Tensor::empty(os, x.dtype(), x.device()),
                   Tensor::empty(os, DType::Int64, x.device())};
-  DFX_POOL_BACKEND(x, max_pool(x.contiguous(), g, r.values, r.indices));
+  DFX_BACKEND(x, max_pool(x.contiguous(), g, r.values, r.indices));
   return r;
 }
 
@@ -208,8 +203,8 @@ Tensor pool_gather(const Tensor& x, const Tensor& indices) {
             indices.describe(), " are on different devices");
   check_device("pool_gather", x);
   Tensor out = Tensor::empty(indices.shape(), x.dtype(), x.device());
-  DFX_CHECK(DFX_POOL_BACKEND(x, pool_gather(x.contiguous(), indices.contiguous(), planes,
-                                            in_numel, out)),
+  DFX_CHECK(DFX_BACKEND(x, pool_gather(x.contiguous(), indices.contiguous(), planes,
+                                       in_numel, out)),
             "pool_gather: an index in ", indices.describe(), " is outside the planes of ",
             x.describe());
   return out;
@@ -225,8 +220,8 @@ Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shap
             indices.describe(), " are on different devices");
   check_device("pool_scatter", g);
   Tensor out = Tensor::empty(in_shape, g.dtype(), g.device());
-  DFX_CHECK(DFX_POOL_BACKEND(g, pool_scatter(g.contiguous(), indices.contiguous(), planes,
-                                             in_numel, out)),
+  DFX_CHECK(DFX_BACKEND(g, pool_scatter(g.contiguous(), indices.contiguous(), planes,
+                                        in_numel, out)),
             "pool_scatter: an index in ", indices.describe(), " is outside planes of shape ",
             in_shape);
   return out;

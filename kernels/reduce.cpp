@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "config.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/reduce.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/reduce.cuh"
@@ -42,19 +43,6 @@ void check_input(const Tensor& x, const char* op) {
 }
 }  // namespace
 
-// The same call on the backend of x's device (kernels/cuda/reduce.cu for CUDA tensors).
-#if DFX_HAVE_CUDA
-#define DFX_REDUCE_BACKEND(x, call) \
-  do {                              \
-    if ((x).device().is_cuda())     \
-      cuda::call;                   \
-    else                            \
-      cpu::call;                    \
-  } while (0)
-#else
-#define DFX_REDUCE_BACKEND(x, call) cpu::call
-#endif
-
 Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   static const char* names[] = {"sum", "mean", "max", "min"};
   const char* name = names[static_cast<int>(op)];
@@ -66,7 +54,7 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bo
     return keepdim ? out : out.reshape({});
   }
   Tensor out = Tensor::empty(kept, x.dtype(), x.device());
-  DFX_REDUCE_BACKEND(x, reduce(op, x, d, out));
+  DFX_BACKEND(x, reduce(op, x, d, out));
   return keepdim ? out.view(reduced_shape(x.shape(), d, true)) : out;
 }
 
@@ -76,7 +64,7 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction
   Tensor xx = x.dim() == 0 ? x.reshape({1}) : x;
   if (x.dim() == 0) d = {0};
   Tensor out = Tensor::empty(reduced_shape(xx.shape(), d, false), x.dtype(), x.device());
-  DFX_REDUCE_BACKEND(x, var(xx, d, correction, out));
+  DFX_BACKEND(x, var(xx, d, correction, out));
   // A 0-d input gives a 0-d result with or without keepdim, as in reduce().
   return keepdim && x.dim() > 0 ? out.view(reduced_shape(xx.shape(), d, true)) : out;
 }
@@ -86,7 +74,7 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   int d = wrap_dim(dim, x.dim(), "argmax");
   if (x.dim() == 0) return zeros({}, DType::Int64, x.device());  // the only element
   Tensor out = Tensor::empty(reduced_shape(x.shape(), {d}, false), DType::Int64, x.device());
-  DFX_REDUCE_BACKEND(x, argmax(x, d, out));
+  DFX_BACKEND(x, argmax(x, d, out));
   return keepdim ? out.view(reduced_shape(x.shape(), {d}, true)) : out;
 }
 

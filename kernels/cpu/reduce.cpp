@@ -2,6 +2,7 @@
 // contiguous row per output element), except when they are the leading dims of a contiguous
 // tensor, where whole rows are accumulated column-wise (the bias/BN-style sum over the batch).
 // Each output element is summed in one fixed order, so results do not depend on thread count.
+#include "kernels/reduce_rows.h"
 #include "kernels/cpu/reduce.h"
 
 #include <cmath>
@@ -11,32 +12,6 @@
 
 namespace dfx::kernels::cpu {
 namespace {
-
-// x permuted as [kept..., reduced...] and made contiguous: M rows of R elements.
-Tensor rows_view(const Tensor& x, const std::vector<int>& dims, int64_t& M, int64_t& R) {
-  std::vector<int> perm;
-  std::vector<bool> red(x.dim(), false);
-  for (int d : dims) red[d] = true;
-  M = 1;
-  R = 1;
-  for (int d = 0; d < x.dim(); ++d)
-    if (!red[d]) {
-      perm.push_back(d);
-      M *= x.shape()[d];
-    }
-  for (int d : dims) {
-    perm.push_back(d);
-    R *= x.shape()[d];
-  }
-  return x.permute(perm).contiguous();
-}
-
-bool leading_dims(const Tensor& x, const std::vector<int>& dims) {
-  if (!x.is_contiguous()) return false;
-  for (size_t i = 0; i < dims.size(); ++i)
-    if (dims[i] != static_cast<int>(i)) return false;
-  return static_cast<int>(dims.size()) < x.dim();
-}
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/reduce_rows.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/reduce.cuh"
 
@@ -236,32 +237,6 @@ void reduce_cols(const typename Op::In* x, int64_t R, int64_t M, Op op, typename
     combine_partials_kernel<Op><<<blocks_for(M), kThreads>>>(pp, M, G, 1, M, op, out);
     DFX_CUDA_CHECK_LAUNCH(name + " (combine_partials_kernel)", shape);
   }
-}
-
-// x permuted as [kept..., reduced...] and made contiguous: M rows of R elements.
-Tensor rows_view(const Tensor& x, const std::vector<int>& dims, int64_t& M, int64_t& R) {
-  std::vector<int> perm;
-  std::vector<bool> red(x.dim(), false);
-  for (int d : dims) red[d] = true;
-  M = 1;
-  R = 1;
-  for (int d = 0; d < x.dim(); ++d)
-    if (!red[d]) {
-      perm.push_back(d);
-      M *= x.shape()[d];
-    }
-  for (int d : dims) {
-    perm.push_back(d);
-    R *= x.shape()[d];
-  }
-  return x.permute(perm).contiguous();
-}
-
-bool leading_dims(const Tensor& x, const std::vector<int>& dims) {
-  if (!x.is_contiguous()) return false;
-  for (size_t i = 0; i < dims.size(); ++i)
-    if (dims[i] != static_cast<int>(i)) return false;
-  return static_cast<int>(dims.size()) < x.dim();
 }
 
 const char* reduce_name(ReduceOp op) {
