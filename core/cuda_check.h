@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda_runtime.h"
 #include "core/error.h"
 
 // Not `detail`: a dfx::cuda::detail would hide dfx::detail (cat, LoopPlan) inside dfx::cuda.
@@ -68,5 +69,10 @@ class DeviceGuard {
   int prev_ = 0;
   bool switched_ = false;
 };
+
+// The cudaStream_t behind a dfx Stream, and the current stream of `device` on this host thread
+// (core/cuda_runtime.h): every launch, library call and copy in dfx goes there.
+inline cudaStream_t native(const Stream& s) { return static_cast<cudaStream_t>(s.handle()); }
+inline cudaStream_t current_cuda_stream(int device) { return native(current_stream(device)); }
 
 }  // namespace dfx::cuda
