@@ -12,6 +12,7 @@
 #include "apps/run_common.h"
 #include "autodiff/ops.h"
 #include "core/rng.h"
+#include "kernels/profile.h"
 #include "pde/sampler.h"
 
 namespace dfx::app {
@@ -37,6 +38,9 @@ int cmd_bench(const Args& args) {
       {"warmup", T::Int, "3", "untimed steps first"},
       {"hvp", T::Bool, "false", "also time Hessian-vector products (double backward)"},
       {"json", T::Bool, "false", "print one JSON object instead of the table line"},
+      {"profile", T::Bool, "false",
+       "after timing, run --steps more steps with per-kernel timers (kernels/profile.h) and print "
+       "the table to stderr (and the per-step times in the JSON)"},
   });
   Options o("bench", "times training steps of a workload (WORKLOADS.md)", specs);
   if (!o.parse(args)) return 0;
@@ -105,6 +109,19 @@ int cmd_bench(const Args& args) {
     apply_s = median(ta);
   }
 
+  // Per-kernel timings in a separate pass, so their events do not perturb the timed steps.
+  std::vector<kernels::KernelTiming> kernel_rows;
+  if (o.b("profile")) {
+    kernels::reset_kernel_profile();
+    kernels::set_kernel_profiling(true);
+    for (int64_t i = 0; i < o.i("steps"); ++i) step();
+    kernels::set_kernel_profiling(false);
+    kernel_rows = kernels::kernel_profile();
+    std::fprintf(stderr, "per-kernel times over %lld training steps on %s (inclusive):\n",
+                 (long long)o.i("steps"), device.str().c_str());
+    kernels::print_kernel_profile(stderr);
+  }
+
   if (o.b("json")) {
     nlohmann::json j = {{"engine", "dfx"}, {"problem", o.s("problem")}, {"res", o.i("res")},
                         {"batch", B}, {"step_ms", step_s * 1e3}, {"samples_per_s", B / step_s},
@@ -117,6 +134,12 @@ int cmd_bench(const Args& args) {
       j["hvp_over_step"] = hvp_s / step_s;
       j["hvp_apply_ms"] = apply_s * 1e3;
       j["hvp_apply_over_grad"] = apply_s / grad_s;
+    }
+    if (o.b("profile")) {
+      nlohmann::json per_step = nlohmann::json::object();
+      for (const auto& r : kernel_rows)
+        per_step[r.name] = r.total_ms / static_cast<double>(o.i("steps"));
+      j["kernel_ms_per_step"] = per_step;
     }
     std::printf("%s\n", j.dump().c_str());
   } else {

@@ -157,11 +157,17 @@ void reset_peak_memory(Device device) {
   g_cpu_peak.store(g_cpu_current.load());
 }
 
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  ptr_ = allocate(nbytes, device);
+Storage::Storage(size_t nbytes, Device device, bool pinned)
+    : nbytes_(nbytes), device_(device), pinned_(pinned) {
+  DFX_CHECK(!pinned || device.is_cpu(), "Storage: pinned memory is host memory; asked for ",
+            device.str());
+  ptr_ = pinned ? cuda::pinned_alloc(nbytes) : allocate(nbytes, device);
 }
 
-Storage::~Storage() { deallocate(ptr_, nbytes_, device_); }
+Storage::~Storage() {
+  if (pinned_) cuda::pinned_free(ptr_, nbytes_);
+  else deallocate(ptr_, nbytes_, device_);
+}
 
 Device Device::parse(const std::string& s) {
   if (s == "cpu") return cpu();

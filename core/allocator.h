@@ -27,7 +27,9 @@ void empty_host_cache();
 // Reference-counted block of memory; Tensors are views onto one.
 class Storage {
  public:
-  Storage(size_t nbytes, Device device);
+  // pinned: page-locked host memory from the CUDA pinned cache (CPU storage only; needs CUDA),
+  // so that copies to and from a GPU can run asynchronously.
+  Storage(size_t nbytes, Device device, bool pinned = false);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -35,11 +37,13 @@ class Storage {
   void* data() const { return ptr_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  bool pinned() const { return pinned_; }
 
  private:
   void* ptr_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
 }  // namespace dfx

@@ -40,7 +40,9 @@ void copy_cpu(const Tensor& dst, const Tensor& src) {
 
 }  // namespace
 
-void copy_(const Tensor& dst, const Tensor& src) {
+void copy_(const Tensor& dst, const Tensor& src) { copy_(dst, src, /*non_blocking=*/false); }
+
+void copy_(const Tensor& dst, const Tensor& src, bool non_blocking) {
   DFX_CHECK(dst.defined() && src.defined(), "copy_: undefined tensor (dst ", dst.describe(),
             ", src ", src.describe(), ")");
   broadcast_shapes(src.shape(), dst.shape(), "copy_");
@@ -49,18 +51,34 @@ void copy_(const Tensor& dst, const Tensor& src) {
   if (dd == sd) return cuda::copy_strided(dst, src);
   // Cross-device: move contiguous bytes of src's dtype and shape, then fix layout/dtype locally.
   Tensor s = src.contiguous();
+  const bool same_layout =
+      dst.is_contiguous() && dst.dtype() == s.dtype() && dst.shape() == s.shape();
   if (dd.is_cpu()) {
-    Tensor staging = Tensor::empty(s.shape(), s.dtype(), Device::cpu());
+    if (non_blocking && same_layout && dst.is_pinned()) {
+      cuda::copy_bytes_async(dst.raw_data(), s.raw_data(), s.nbytes(),
+                             cuda::CopyKind::DeviceToHost, sd.index);
+      return;
+    }
+    // Straight into dst when it has src's layout; else through a host staging copy.
+    Tensor staging = same_layout ? dst : Tensor::empty(s.shape(), s.dtype(), Device::cpu());
     cuda::copy_bytes(staging.raw_data(), s.raw_data(), s.nbytes(), cuda::CopyKind::DeviceToHost,
                      sd.index);
-    return copy_cpu(dst, staging);
+    if (!same_layout) copy_cpu(dst, staging);
+    return;
   }
   if (sd.is_cpu()) {
-    bool direct = dst.is_contiguous() && dst.dtype() == s.dtype() && dst.shape() == s.shape();
-    Tensor staging = direct ? dst : Tensor::empty(s.shape(), s.dtype(), dd);
-    cuda::copy_bytes(staging.raw_data(), s.raw_data(), s.nbytes(), cuda::CopyKind::HostToDevice,
-                     dd.index);
-    if (!direct) cuda::copy_strided(dst, staging);
+    Tensor staging = same_layout ? dst : Tensor::empty(s.shape(), s.dtype(), dd);
+    if (non_blocking) {
+      // The pinned copy's storage may die with this scope: the pinned cache reuses a block only
+      // after the stream has passed the copy that reads it.
+      Tensor host = s.is_pinned() ? s : s.pin_memory();
+      cuda::copy_bytes_async(staging.raw_data(), host.raw_data(), host.nbytes(),
+                             cuda::CopyKind::HostToDevice, dd.index);
+    } else {
+      cuda::copy_bytes(staging.raw_data(), s.raw_data(), s.nbytes(), cuda::CopyKind::HostToDevice,
+                       dd.index);
+    }
+    if (!same_layout) cuda::copy_strided(dst, staging);
     return;
   }
   Tensor host = s.cpu();

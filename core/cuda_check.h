@@ -75,4 +75,13 @@ class DeviceGuard {
 inline cudaStream_t native(const Stream& s) { return static_cast<cudaStream_t>(s.handle()); }
 inline cudaStream_t current_cuda_stream(int device) { return native(current_stream(device)); }
 
+// The stream every kernel launch, memset and library call in kernels/cuda goes to: the current
+// stream of the current device. Entry points hold a DeviceGuard for their tensors' device, so
+// the current device is theirs.
+inline cudaStream_t launch_stream() {
+  int device = 0;
+  check_impl::check(cudaGetDevice(&device), "cudaGetDevice", __FILE__, __LINE__);
+  return current_cuda_stream(device);
+}
+
 }  // namespace dfx::cuda

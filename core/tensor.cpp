@@ -70,6 +70,15 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
+  DFX_CHECK(shape.size() <= static_cast<size_t>(kMaxDims), "empty_pinned: ", shape.size(),
+            " dims in shape ", shape, "; at most ", kMaxDims, " are supported");
+  for (int64_t s : shape) DFX_CHECK(s >= 0, "empty_pinned: negative size in shape ", shape);
+  auto storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), Device::cpu(),
+                                           /*pinned=*/true);
+  return Tensor(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
+}
+
 Device Tensor::device() const { return storage_ ? storage_->device() : Device::cpu(); }
 
 int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "size")]; }
@@ -288,6 +297,23 @@ Tensor Tensor::clone() const {
 Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
   Tensor out = Tensor::empty(shape_, dtype_, device);
+  copy_(out, *this);
+  return out;
+}
+
+Tensor Tensor::to(Device device, bool non_blocking) const {
+  if (!non_blocking) return to(device);
+  if (device == this->device()) return *this;
+  Tensor out = device.is_cpu() ? Tensor::empty_pinned(shape_, dtype_)
+                               : Tensor::empty(shape_, dtype_, device);
+  copy_(out, *this, /*non_blocking=*/true);
+  return out;
+}
+
+Tensor Tensor::pin_memory() const {
+  DFX_CHECK(device().is_cpu(), "pin_memory: ", describe(), " is not a CPU tensor");
+  if (is_pinned() && is_contiguous()) return *this;
+  Tensor out = Tensor::empty_pinned(shape_, dtype_);
   copy_(out, *this);
   return out;
 }

@@ -32,6 +32,9 @@ class Tensor {
   Tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, int64_t offset, DType dtype);
 
   static Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = Device::cpu());
+  // A CPU tensor in page-locked memory (needs CUDA): the source or target of asynchronous
+  // host<->GPU copies.
+  static Tensor empty_pinned(const Shape& shape, DType dtype = DType::Float32);
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -76,6 +79,13 @@ class Tensor {
   Tensor contiguous() const;  // *this if already contiguous
   Tensor clone() const;       // always a fresh contiguous copy
   Tensor to(Device device) const;
+  // non_blocking: the copy is queued on the current CUDA stream and not waited for (PyTorch's
+  // non_blocking=True). To a GPU, a pageable source is first copied into pinned memory, so the
+  // caller may reuse it at once; to the CPU, the result is pinned and must not be read before
+  // the stream has passed the copy (cuda::current_stream(i).synchronize()).
+  Tensor to(Device device, bool non_blocking) const;
+  Tensor pin_memory() const;  // a pinned contiguous copy (*this if already pinned); CPU only
+  bool is_pinned() const { return storage_ && storage_->pinned(); }
   Tensor to(DType dtype) const;
   Tensor cpu() const { return to(Device::cpu()); }
 

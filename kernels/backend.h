@@ -4,8 +4,19 @@
 #pragma once
 #include "config.h"
 
+// Each dispatched call is also one KernelProfileScope (kernels/profile.h), named by its call text.
+#include "kernels/profile.h"
+
 #if DFX_HAVE_CUDA
-#define DFX_BACKEND(t, call) ((t).device().is_cuda() ? cuda::call : cpu::call)
+#define DFX_BACKEND(t, call)                                       \
+  ([&]() -> decltype(auto) {                                       \
+    ::dfx::kernels::KernelProfileScope dfx_profile_scope_((t), #call); \
+    return (t).device().is_cuda() ? cuda::call : cpu::call;        \
+  }())
 #else
-#define DFX_BACKEND(t, call) cpu::call
+#define DFX_BACKEND(t, call)                                       \
+  ([&]() -> decltype(auto) {                                       \
+    ::dfx::kernels::KernelProfileScope dfx_profile_scope_((t), #call); \
+    return cpu::call;                                              \
+  }())
 #endif

@@ -1,5 +1,6 @@
 // kernels/elementwise.cpp — device dispatch for the elementwise family.
 #include "kernels/elementwise.h"
+#include "kernels/profile.h"
 
 #include "config.h"
 #include "kernels/cpu/elementwise.h"
@@ -60,6 +61,7 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
 
 Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
   DFX_CHECK(x.defined(), unary_name(op), ": undefined input");
+  KernelProfileScope prof(x, "unary", unary_name(op));
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cuda::unary(op, x, alpha);
@@ -72,6 +74,7 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, binary_name(op));
+  KernelProfileScope prof(a, "binary", binary_name(op));
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cuda::binary(op, a, b);
@@ -84,6 +87,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "compare");
+  KernelProfileScope prof(a, "compare");
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cuda::compare(op, a, b);
@@ -97,6 +101,7 @@ Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "where");
   check_same_device(cond, a, "where");
+  KernelProfileScope prof(a, "where");
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cuda::where(cond, a, b);
@@ -109,6 +114,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 Tensor clamp(const Tensor& x, double lo, double hi) {
   DFX_CHECK(lo <= hi, "clamp: lo ", lo, " > hi ", hi);
+  KernelProfileScope prof(x, "clamp");
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cuda::clamp(x, lo, hi, false);
@@ -120,6 +126,7 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 }
 
 Tensor clamp_mask(const Tensor& x, double lo, double hi) {
+  KernelProfileScope prof(x, "clamp_mask");
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cuda::clamp(x, lo, hi, true);

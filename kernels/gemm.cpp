@@ -1,6 +1,7 @@
 // kernels/gemm.cpp — matmul's shape rules (NumPy: 1-d promotion, broadcast batch dims) on top
 // of the 2-d gemm, with device dispatch.
 #include "kernels/gemm.h"
+#include "kernels/profile.h"
 
 #include <algorithm>
 
@@ -64,6 +65,7 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tenso
   const int64_t N = trans_b ? b.shape()[0] : b.shape()[1];
   DFX_CHECK(K == Kb && c.shape()[0] == M && c.shape()[1] == N, "gemm: shapes do not match: op(a) ",
             Shape{M, K}, ", op(b) ", Shape{Kb, N}, ", c ", c.shape());
+  KernelProfileScope prof(c, "gemm");
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cuda::gemm(trans_a, trans_b, alpha, a, b, beta, c);

@@ -18,6 +18,7 @@ using ::dfx::cuda::fits_u32;
 using ::dfx::cuda::grid_for;
 using ::dfx::cuda::kMaxBlocks;
 using ::dfx::cuda::kThreads;
+using ::dfx::cuda::launch_stream;
 
 // Calls f(T{}) for float32 / float64 tensors, else throws naming the op and the tensor.
 template <class F>

@@ -319,7 +319,7 @@ void launch_igemm(int64_t M, int64_t N, int64_t K, int64_t splits, const Ops& op
             " x ", K, " exceeds the grid limits for shape ", shape);
   const int64_t kchunk = (K + splits - 1) / splits;
   dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(splits));
-  igemm_kernel<T, Ops><<<grid, kGemmThreads>>>(M, N, K, kchunk, ops);
+  igemm_kernel<T, Ops><<<grid, kGemmThreads, 0, launch_stream()>>>(M, N, K, kchunk, ops);
   DFX_CUDA_CHECK_LAUNCH(name, shape);
 }
 
@@ -328,7 +328,7 @@ void fill_bias(const Tensor& out, const Tensor& bias, int64_t channels, int64_t 
                const std::string& name) {
   const int64_t total = out.numel();
   if (total == 0) return;
-  fill_bias_kernel<T><<<grid_for(total), kThreads>>>(
+  fill_bias_kernel<T><<<grid_for(total), kThreads, 0, launch_stream()>>>(
       out.data<T>(), bias.defined() ? bias.data<T>() : nullptr, total, channels, plane);
   DFX_CUDA_CHECK_LAUNCH(name + " (fill_bias_kernel)", out.shape());
 }
@@ -391,7 +391,7 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
                                                 dtype_name(y.dtype()), "> (", g.str(), ")");
     const int64_t M = geo.o, N = geo.rows(), K = geo.n * geo.out_size(), W = M * N;
     if (K == 0) {
-      DFX_CUDA_CHECK(cudaMemset(dw.raw_data(), 0, dw.nbytes()));
+      DFX_CUDA_CHECK(cudaMemsetAsync(dw.raw_data(), 0, dw.nbytes(), launch_stream()));
       return;
     }
     // Split-K from the shapes alone: chunks of at least 4096 products, about 512 blocks in all,
@@ -409,7 +409,8 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
     Tensor part = Tensor::empty(Shape{splits, W}, y.dtype(), y.device());
     WgradOps<T> ops{y.data<T>(), x.data<T>(), part.data<T>(), geo};
     launch_igemm<T>(M, N, K, splits, ops, name, x.shape());
-    split_sum_kernel<T><<<grid_for(W), kThreads>>>(part.data<T>(), splits, W, dw.data<T>());
+    split_sum_kernel<T><<<grid_for(W), kThreads, 0, launch_stream()>>>(
+        part.data<T>(), splits, W, dw.data<T>());
     DFX_CUDA_CHECK_LAUNCH(name + " (split_sum_kernel)", x.shape());
   });
   return dw;
@@ -423,7 +424,7 @@ Tensor conv_bias_grad(const Tensor& y) {
   if (C == 0) return out;
   if (N == 0 || S == 0) {
     ::dfx::cuda::DeviceGuard guard(y.device().index);
-    DFX_CUDA_CHECK(cudaMemset(out.raw_data(), 0, out.nbytes()));
+    DFX_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), launch_stream()));
     return out;
   }
   // The deterministic reduction of kernels/cuda/reduce.cu over dims (0, 2) of [N, C, S].

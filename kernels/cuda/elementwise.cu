@@ -18,6 +18,7 @@ namespace {
 using ::dfx::cuda::fits_u32;
 using ::dfx::cuda::grid_for;
 using ::dfx::cuda::kThreads;
+using ::dfx::cuda::launch_stream;
 using ::dfx::cuda::make_strided_plan;
 using ::dfx::cuda::strided_offsets;
 using ::dfx::cuda::StridedPlan;
@@ -198,7 +199,8 @@ void launch_unary(const Tensor& out, const Tensor& x, double alpha) {
   const T* px = static_cast<const T*>(x.raw_data());
   const T a = static_cast<T>(alpha);
   if (x.is_contiguous() && aligned16(px) && aligned16(po)) {
-    unary_vec_kernel<OP, T><<<grid_for(vec_count(n, Vec<T>::lanes)), kThreads>>>(po, px, a, n);
+    const unsigned grid = grid_for(vec_count(n, Vec<T>::lanes));
+    unary_vec_kernel<OP, T><<<grid, kThreads, 0, launch_stream()>>>(po, px, a, n);
     DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("unary_vec_kernel<", unary_name(OP), ", ",
                                              dtype_name(x.dtype()), ">"),
                           x.shape());
@@ -206,11 +208,11 @@ void launch_unary(const Tensor& out, const Tensor& x, double alpha) {
   }
   StridedPlan<1> plan = make_strided_plan<1>(x.shape(), {&x.strides()});
   if (fits_u32(n)) {
-    unary_strided_kernel<OP, T, uint32_t><<<grid_for(n), kThreads>>>(po, px, a, plan,
-                                                                      uint32_t(n));
+    unary_strided_kernel<OP, T, uint32_t><<<grid_for(n), kThreads, 0, launch_stream()>>>(
+        po, px, a, plan, uint32_t(n));
   } else {
-    unary_strided_kernel<OP, T, uint64_t><<<grid_for(n), kThreads>>>(po, px, a, plan,
-                                                                      uint64_t(n));
+    unary_strided_kernel<OP, T, uint64_t><<<grid_for(n), kThreads, 0, launch_stream()>>>(
+        po, px, a, plan, uint64_t(n));
   }
   DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("unary_strided_kernel<", unary_name(OP), ", ",
                                            dtype_name(x.dtype()), ">"),
@@ -234,17 +236,17 @@ void launch_binary(const Tensor& out, const Tensor& a, const Tensor& b) {
   };
   if (aligned16(po)) {
     if (dense(a, pa) && dense(b, pb)) {
-      binary_vec_kernel<OP, T, Scalar::None><<<grid, kThreads>>>(po, pa, pb, n);
+      binary_vec_kernel<OP, T, Scalar::None><<<grid, kThreads, 0, launch_stream()>>>(po, pa, pb, n);
       DFX_CUDA_CHECK_LAUNCH(vec_name(), shape);
       return;
     }
     if (a.numel() == 1 && dense(b, pb)) {
-      binary_vec_kernel<OP, T, Scalar::A><<<grid, kThreads>>>(po, pa, pb, n);
+      binary_vec_kernel<OP, T, Scalar::A><<<grid, kThreads, 0, launch_stream()>>>(po, pa, pb, n);
       DFX_CUDA_CHECK_LAUNCH(vec_name(), shape);
       return;
     }
     if (b.numel() == 1 && dense(a, pa)) {
-      binary_vec_kernel<OP, T, Scalar::B><<<grid, kThreads>>>(po, pa, pb, n);
+      binary_vec_kernel<OP, T, Scalar::B><<<grid, kThreads, 0, launch_stream()>>>(po, pa, pb, n);
       DFX_CUDA_CHECK_LAUNCH(vec_name(), shape);
       return;
     }
@@ -253,11 +255,11 @@ void launch_binary(const Tensor& out, const Tensor& a, const Tensor& b) {
   Tensor ea = a.expand(shape), eb = b.expand(shape);
   StridedPlan<2> plan = make_strided_plan<2>(shape, {&ea.strides(), &eb.strides()});
   if (fits_u32(n)) {
-    binary_strided_kernel<OP, T, uint32_t><<<grid_for(n), kThreads>>>(po, pa, pb, plan,
-                                                                       uint32_t(n));
+    binary_strided_kernel<OP, T, uint32_t><<<grid_for(n), kThreads, 0, launch_stream()>>>(
+        po, pa, pb, plan, uint32_t(n));
   } else {
-    binary_strided_kernel<OP, T, uint64_t><<<grid_for(n), kThreads>>>(po, pa, pb, plan,
-                                                                       uint64_t(n));
+    binary_strided_kernel<OP, T, uint64_t><<<grid_for(n), kThreads, 0, launch_stream()>>>(
+        po, pa, pb, plan, uint64_t(n));
   }
   DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("binary_strided_kernel<", binary_name(OP), ", ",
                                            dtype_name(a.dtype()), ">"),
@@ -449,7 +451,7 @@ void launch_compare(const Tensor& out, const Tensor& ea, const Tensor& eb) {
   StridedPlan<2> plan = make_strided_plan<2>(out.shape(), {&ea.strides(), &eb.strides()});
   launch_indexed(n, [&](auto idx) {
     using Index = decltype(idx);
-    compare_kernel<OP, T, Index><<<grid_for(n), kThreads>>>(
+    compare_kernel<OP, T, Index><<<grid_for(n), kThreads, 0, launch_stream()>>>(
         out.data<bool>(), static_cast<const T*>(ea.raw_data()),
         static_cast<const T*>(eb.raw_data()), plan, static_cast<Index>(n));
   });
@@ -504,7 +506,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     using T = decltype(z);
     launch_indexed(n, [&](auto idx) {
       using Index = decltype(idx);
-      where_kernel<T, Index><<<grid_for(n), kThreads>>>(
+      where_kernel<T, Index><<<grid_for(n), kThreads, 0, launch_stream()>>>(
           out.data<T>(), static_cast<const bool*>(ec.raw_data()),
           static_cast<const T*>(ea.raw_data()), static_cast<const T*>(eb.raw_data()), plan,
           static_cast<Index>(n));
@@ -528,10 +530,10 @@ Tensor clamp(const Tensor& x, double lo, double hi, bool mask) {
     launch_indexed(n, [&](auto idx) {
       using Index = decltype(idx);
       if (mask)
-        clamp_kernel<true, T, Index><<<grid_for(n), kThreads>>>(
+        clamp_kernel<true, T, Index><<<grid_for(n), kThreads, 0, launch_stream()>>>(
             out.data<T>(), static_cast<const T*>(x.raw_data()), l, h, plan, static_cast<Index>(n));
       else
-        clamp_kernel<false, T, Index><<<grid_for(n), kThreads>>>(
+        clamp_kernel<false, T, Index><<<grid_for(n), kThreads, 0, launch_stream()>>>(
             out.data<T>(), static_cast<const T*>(x.raw_data()), l, h, plan, static_cast<Index>(n));
     });
     DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat(name, "_kernel<", dtype_name(x.dtype()), ">"),

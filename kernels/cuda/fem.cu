@@ -198,13 +198,13 @@ void energy_impl(const Tensor& u, const Tensor& nu, const Tensor& K, const Tenso
   const int64_t per = g.cells > 0 ? (g.cells + kCellChunk - 1) / kCellChunk : 1;
   DFX_CHECK(g.B * per <= 0x7fffffff, "fem_energy: too many cell chunks for ", u.describe());
   Tensor part = Tensor::empty(Shape{g.B * per}, DType::Float64, u.device());
-  energy_partials_kernel<D, T><<<static_cast<unsigned>(g.B * per), kThreads>>>(
+  energy_partials_kernel<D, T><<<static_cast<unsigned>(g.B * per), kThreads, 0, launch_stream()>>>(
       g, u.data<T>(), nu.data<T>(), per, part.data<double>());
   DFX_CUDA_CHECK_LAUNCH(
       ::dfx::detail::cat("fem energy_partials_kernel<", D, "d, ", dtype_name(u.dtype()), ">"),
       u.shape());
-  energy_combine_kernel<T><<<blocks_for(g.B), kThreads>>>(part.data<double>(), g.B, per,
-                                                           out.data<T>());
+  energy_combine_kernel<T><<<blocks_for(g.B), kThreads, 0, launch_stream()>>>(
+      part.data<double>(), g.B, per, out.data<T>());
   DFX_CUDA_CHECK_LAUNCH(
       ::dfx::detail::cat("fem energy_combine_kernel<", D, "d, ", dtype_name(u.dtype()), ">"),
       u.shape());
@@ -239,11 +239,11 @@ void fem_apply(const Tensor& nu, const Tensor& u, const Tensor& K, const Tensor&
     const std::string name =
         ::dfx::detail::cat("fem apply_kernel<", d, "d, ", dtype_name(u.dtype()), ">");
     if (d == 2) {
-      apply_kernel<2, T><<<grid_for(u.numel()), kThreads>>>(make_grid<2>(u, K), nu.data<T>(),
-                                                             u.data<T>(), out.data<T>());
+      apply_kernel<2, T><<<grid_for(u.numel()), kThreads, 0, launch_stream()>>>(
+          make_grid<2>(u, K), nu.data<T>(), u.data<T>(), out.data<T>());
     } else {
-      apply_kernel<3, T><<<grid_for(u.numel()), kThreads>>>(make_grid<3>(u, K), nu.data<T>(),
-                                                             u.data<T>(), out.data<T>());
+      apply_kernel<3, T><<<grid_for(u.numel()), kThreads, 0, launch_stream()>>>(
+          make_grid<3>(u, K), nu.data<T>(), u.data<T>(), out.data<T>());
     }
     DFX_CUDA_CHECK_LAUNCH(name, u.shape());
   });
@@ -259,11 +259,11 @@ void fem_bilinear(const Tensor& a, const Tensor& b, const Tensor& K, const Tenso
     const std::string name =
         ::dfx::detail::cat("fem bilinear_kernel<", d, "d, ", dtype_name(a.dtype()), ">");
     if (d == 2) {
-      bilinear_kernel<2, T><<<grid_for(a.numel()), kThreads>>>(make_grid<2>(a, K), a.data<T>(),
-                                                                b.data<T>(), out.data<T>());
+      bilinear_kernel<2, T><<<grid_for(a.numel()), kThreads, 0, launch_stream()>>>(
+          make_grid<2>(a, K), a.data<T>(), b.data<T>(), out.data<T>());
     } else {
-      bilinear_kernel<3, T><<<grid_for(a.numel()), kThreads>>>(make_grid<3>(a, K), a.data<T>(),
-                                                                b.data<T>(), out.data<T>());
+      bilinear_kernel<3, T><<<grid_for(a.numel()), kThreads, 0, launch_stream()>>>(
+          make_grid<3>(a, K), a.data<T>(), b.data<T>(), out.data<T>());
     }
     DFX_CUDA_CHECK_LAUNCH(name, a.shape());
   });

@@ -5,12 +5,15 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/cuda_check.h"
 #include "core/error.h"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/gemm.h"
 
 namespace dfx::kernels::cuda {
 namespace {
+
+using ::dfx::cuda::DeviceGuard;
 
 void check_cublas(cublasStatus_t s, const char* what) {
   DFX_CHECK(s == CUBLAS_STATUS_SUCCESS, "cuBLAS ", what, " failed with status ",
@@ -23,7 +26,7 @@ cublasHandle_t handle_for(int device) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = handles.find(device);
   if (it != handles.end()) return it->second;
-  cudaSetDevice(device);
+  DeviceGuard guard(device);  // cublasCreate binds the handle to the current device
   cublasHandle_t h;
   check_cublas(cublasCreate(&h), "cublasCreate");
   handles[device] = h;
@@ -40,7 +43,11 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tens
   const Tensor &a = g.a, &b = g.b;
   const int64_t M = g.M, N = g.N, K = g.K, lda = g.lda, ldb = g.ldb, ldc = g.ldc;
   const bool ta = g.ta, tb = g.tb;
-  cublasHandle_t h = handle_for(c.device().index);
+  const int device = c.device().index;
+  DeviceGuard guard(device);
+  cublasHandle_t h = handle_for(device);
+  // The handle is shared by every stream of the device: bind it to the current one per call.
+  check_cublas(cublasSetStream(h, ::dfx::cuda::current_cuda_stream(device)), "cublasSetStream");
   const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   if (c.dtype() == DType::Float32) {

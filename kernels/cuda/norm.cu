@@ -119,7 +119,7 @@ void channel_reduce(const Tensor& x, const Tensor* g, const Tensor* mean, const 
   const int64_t items = n * c * per;
   const std::string name = ::dfx::detail::cat(op, "<", dtype_name(x.dtype()), ">");
   if (n == 0 || s == 0) {  // an empty batch gives zero sums (the rank still joins all-reduces)
-    DFX_CUDA_CHECK(cudaMemset(po, 0, sizeof(double) * 2 * c));
+    DFX_CUDA_CHECK(cudaMemsetAsync(po, 0, sizeof(double) * 2 * c, launch_stream()));
     return;
   }
   DFX_CHECK(items <= 0x7fffffff, op, ": ", items, " chunks exceed the grid limit for ",
@@ -127,12 +127,12 @@ void channel_reduce(const Tensor& x, const Tensor* g, const Tensor* mean, const 
   Tensor part = scratch_bytes(sizeof(Double2) * items, x.device());
   Double2* pp = static_cast<Double2*>(part.raw_data());
   const int threads = s >= 2048 ? 256 : (s >= 256 ? 128 : 64);
-  plane_partials_kernel<T, kMode><<<static_cast<unsigned>(items), threads>>>(
+  plane_partials_kernel<T, kMode><<<static_cast<unsigned>(items), threads, 0, launch_stream()>>>(
       x.data<T>(), g ? g->data<T>() : nullptr, mean ? mean->data<double>() : nullptr, c, s, per,
       pp);
   DFX_CUDA_CHECK_LAUNCH(name + " (plane_partials_kernel)", x.shape());
   const int cthreads = n * per >= 256 ? 256 : 64;
-  channel_combine_kernel<<<static_cast<unsigned>(c), cthreads>>>(
+  channel_combine_kernel<<<static_cast<unsigned>(c), cthreads, 0, launch_stream()>>>(
       pp, n, c, per, invstd ? invstd->data<double>() : nullptr, po);
   DFX_CUDA_CHECK_LAUNCH(name + " (channel_combine_kernel)", x.shape());
 }
@@ -169,10 +169,10 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
     const double *pm = mean.data<double>(), *pi = invstd.data<double>();
     const double *pg = gamma.data<double>(), *pb = beta.data<double>();
     if (fits_u32(total)) {
-      bn_apply_kernel<T, uint32_t><<<grid_for(total), kThreads>>>(
+      bn_apply_kernel<T, uint32_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
           x.data<T>(), uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, pb, y.data<T>());
     } else {
-      bn_apply_kernel<T, uint64_t><<<grid_for(total), kThreads>>>(
+      bn_apply_kernel<T, uint64_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
           x.data<T>(), uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, pb, y.data<T>());
     }
     DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("bn_apply_kernel<", dtype_name(x.dtype()), ">"),
@@ -192,11 +192,11 @@ void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, i
     const double *pm = mean.data<double>(), *pi = invstd.data<double>();
     const double *pg = gamma.data<double>(), *ps = sums.data<double>();
     if (fits_u32(total)) {
-      bn_backward_apply_kernel<T, uint32_t><<<grid_for(total), kThreads>>>(
+      bn_backward_apply_kernel<T, uint32_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
           g.data<T>(), x.data<T>(), uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, ps,
           count, gx.data<T>());
     } else {
-      bn_backward_apply_kernel<T, uint64_t><<<grid_for(total), kThreads>>>(
+      bn_backward_apply_kernel<T, uint64_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
           g.data<T>(), x.data<T>(), uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, ps,
           count, gx.data<T>());
     }

@@ -161,8 +161,8 @@ void max_pool(const Tensor& x, const PoolGeometry& pg, const Tensor& values,
   }
   dispatch_float_cuda(x, "max_pool", [&](auto z) {
     using T = decltype(z);
-    max_pool_kernel<T><<<grid_for(total), kThreads>>>(x.data<T>(), g, values.data<T>(),
-                                                       indices.data<int64_t>());
+    max_pool_kernel<T><<<grid_for(total), kThreads, 0, launch_stream()>>>(
+        x.data<T>(), g, values.data<T>(), indices.data<int64_t>());
     DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("max_pool_kernel<", dtype_name(x.dtype()), ">"),
                           x.shape());
   });
@@ -178,9 +178,9 @@ bool pool_gather(const Tensor& x, const Tensor& indices, int64_t planes, int64_t
   Tensor flag = zero_flag(x.device());
   dispatch_float_cuda(x, "pool_gather", [&](auto z) {
     using T = decltype(z);
-    gather_kernel<T><<<grid_for(total), kThreads>>>(x.data<T>(), indices.data<int64_t>(), total,
-                                                     total / planes, in_numel, out.data<T>(),
-                                                     flag.data<int64_t>());
+    gather_kernel<T><<<grid_for(total), kThreads, 0, launch_stream()>>>(
+        x.data<T>(), indices.data<int64_t>(), total, total / planes, in_numel, out.data<T>(),
+        flag.data<int64_t>());
     DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("pool gather_kernel<", dtype_name(x.dtype()), ">"),
                           indices.shape());
   });
@@ -193,7 +193,8 @@ bool pool_scatter(const Tensor& g, const Tensor& indices, int64_t planes, int64_
   check_cuda_tensor(indices, "pool_scatter", "indices");
   check_cuda_tensor(out, "pool_scatter", "output");
   ::dfx::cuda::DeviceGuard guard(g.device().index);
-  if (out.numel() > 0) DFX_CUDA_CHECK(cudaMemset(out.raw_data(), 0, out.nbytes()));
+  if (out.numel() > 0)
+    DFX_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), launch_stream()));
   const int64_t total = indices.numel();
   if (total == 0 || planes == 0) return true;
   DFX_CHECK(total <= 0x7fffffff, "pool_scatter: ", indices.describe(),
@@ -206,10 +207,9 @@ bool pool_scatter(const Tensor& g, const Tensor& indices, int64_t planes, int64_
   Tensor vals_out = Tensor::empty(Shape{total}, DType::Int64, dev);
   auto* kin = static_cast<unsigned long long*>(keys_in.raw_data());
   auto* kout = static_cast<unsigned long long*>(keys_out.raw_data());
-  scatter_keys_kernel<<<grid_for(total), kThreads>>>(indices.data<int64_t>(), total,
-                                                      total / planes, in_numel, kin,
-                                                      vals_in.data<int64_t>(),
-                                                      flag.data<int64_t>());
+  scatter_keys_kernel<<<grid_for(total), kThreads, 0, launch_stream()>>>(
+      indices.data<int64_t>(), total, total / planes, in_numel, kin, vals_in.data<int64_t>(),
+      flag.data<int64_t>());
   DFX_CUDA_CHECK_LAUNCH("pool scatter_keys_kernel", indices.shape());
   if (read_flag(flag)) return false;
   // Only the bits the largest target needs take part in the sort.
@@ -220,16 +220,18 @@ bool pool_scatter(const Tensor& g, const Tensor& indices, int64_t planes, int64_
   DFX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, kin, kout,
                                                  vals_in.data<int64_t>(),
                                                  vals_out.data<int64_t>(),
-                                                 static_cast<int>(total), 0, end_bit));
+                                                 static_cast<int>(total), 0, end_bit,
+                                                 launch_stream()));
   Tensor temp = scratch_bytes(temp_bytes, dev);
   DFX_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.raw_data(), temp_bytes, kin, kout,
                                                  vals_in.data<int64_t>(),
                                                  vals_out.data<int64_t>(),
-                                                 static_cast<int>(total), 0, end_bit));
+                                                 static_cast<int>(total), 0, end_bit,
+                                                 launch_stream()));
   dispatch_float_cuda(g, "pool_scatter", [&](auto z) {
     using T = decltype(z);
-    scatter_runs_kernel<T><<<grid_for(total), kThreads>>>(kout, vals_out.data<int64_t>(), total,
-                                                           g.data<T>(), out.data<T>());
+    scatter_runs_kernel<T><<<grid_for(total), kThreads, 0, launch_stream()>>>(
+        kout, vals_out.data<int64_t>(), total, g.data<T>(), out.data<T>());
     DFX_CUDA_CHECK_LAUNCH(
         ::dfx::detail::cat("pool scatter_runs_kernel<", dtype_name(g.dtype()), ">"),
         indices.shape());
@@ -263,8 +265,8 @@ void separable(const Tensor& x, const AxisMap (&maps)[3], double scale, int64_t 
   }
   dispatch_float_cuda(x, "separable", [&](auto z) {
     using T = decltype(z);
-    separable_kernel<T><<<grid_for(total), kThreads>>>(x.data<T>(), m, scale, planes,
-                                                        out.data<T>());
+    separable_kernel<T><<<grid_for(total), kThreads, 0, launch_stream()>>>(
+        x.data<T>(), m, scale, planes, out.data<T>());
     DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("pool separable_kernel<", dtype_name(x.dtype()), ">"),
                           x.shape());
   });

@@ -203,10 +203,12 @@ void reduce_rows(const typename Op::In* x, int64_t M, int64_t R, Op op, typename
   }
   DFX_CHECK(M * G <= std::numeric_limits<int32_t>::max(), name, ": ", M * G,
             " blocks exceed the grid limit for shape ", shape);
-  reduce_rows_kernel<Op><<<static_cast<unsigned>(M * G), threads>>>(x, R, G, chunk, op, out, pp);
+  reduce_rows_kernel<Op><<<static_cast<unsigned>(M * G), threads, 0, launch_stream()>>>(
+      x, R, G, chunk, op, out, pp);
   DFX_CUDA_CHECK_LAUNCH(name + " (reduce_rows_kernel)", shape);
   if (G > 1) {
-    combine_partials_kernel<Op><<<blocks_for(M), kThreads>>>(pp, M, G, G, 1, op, out);
+    combine_partials_kernel<Op><<<blocks_for(M), kThreads, 0, launch_stream()>>>(
+        pp, M, G, G, 1, op, out);
     DFX_CUDA_CHECK_LAUNCH(name + " (combine_partials_kernel)", shape);
   }
 }
@@ -231,10 +233,11 @@ void reduce_cols(const typename Op::In* x, int64_t R, int64_t M, Op op, typename
   const int64_t bx = (M + kThreads - 1) / kThreads;
   DFX_CHECK(bx <= std::numeric_limits<int32_t>::max(), name, ": too many columns in ", shape);
   dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(G));
-  reduce_cols_kernel<Op><<<grid, kThreads>>>(x, R, M, G, chunk, op, out, pp);
+  reduce_cols_kernel<Op><<<grid, kThreads, 0, launch_stream()>>>(x, R, M, G, chunk, op, out, pp);
   DFX_CUDA_CHECK_LAUNCH(name + " (reduce_cols_kernel)", shape);
   if (G > 1) {
-    combine_partials_kernel<Op><<<blocks_for(M), kThreads>>>(pp, M, G, 1, M, op, out);
+    combine_partials_kernel<Op><<<blocks_for(M), kThreads, 0, launch_stream()>>>(
+        pp, M, G, 1, M, op, out);
     DFX_CUDA_CHECK_LAUNCH(name + " (combine_partials_kernel)", shape);
   }
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/allocator.h"
+#include "core/cuda_runtime.h"
 #include "core/tensor.h"
 
 using namespace dfx;
@@ -40,6 +41,16 @@ TEST_CASE("host allocator: current/peak/reserved and reuse of cached large block
   const MemoryStats s3 = memory_stats(cpu);
   CHECK(s3.reserved_bytes == s0.reserved_bytes);
   CHECK(s3.peak_bytes >= s0.current_bytes + n * 4);
+}
+
+TEST_CASE("pinned host memory without a GPU is a clear error, and the CPU path needs none") {
+  if (cuda::device_count() > 0) return;  // tests/gpu covers pinned memory where a GPU exists
+  CHECK_THROWS_WITH(Tensor::empty_pinned({16}), doctest::Contains("pinned_alloc"));
+  Tensor t = full({16}, 3.0, DType::Float32);
+  CHECK_FALSE(t.is_pinned());
+  CHECK_THROWS_WITH(t.to(Device::cuda(0), /*non_blocking=*/true), doctest::Contains("cuda:0"));
+  // Non-blocking to the same device is the tensor itself.
+  CHECK(t.to(Device::cpu(), /*non_blocking=*/true).shares_storage(t));
 }
 
 }  // TEST_SUITE
