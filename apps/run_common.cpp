@@ -47,6 +47,8 @@ std::vector<OptionSpec> run_option_specs() {
       {"weight_decay", T::Float, "0", "weight decay (decoupled for adamw)"},
       {"seed", T::Int, "0", "seed of the weights and of the sampled fields"},
       {"device", T::String, "cpu", "cpu or cuda[:N]"},
+      {"channels_last", T::Bool, "false",
+       "lay convolution weights and activations out channels-last (NHWC strides; same results)"},
       {"dtype", T::String, "float32", "parameter and activation precision", {"float32", "float64"}},
       {"threads", T::Int, "0", "CPU threads per process (0: OpenMP default)"},
       {"visc", T::Float, "0.01", "Burgers viscosity (0 = inviscid)"},
@@ -103,6 +105,7 @@ std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
   auto model = std::make_shared<nn::UNet>(u);
   const Device device = run_device(o);
   if (!device.is_cpu()) model->to(device);  // initialised on the CPU: the same weights anywhere
+  if (o.b("channels_last")) model->to(MemoryFormat::ChannelsLast);
   return model;
 }
 

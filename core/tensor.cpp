@@ -70,6 +70,28 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 
+Shape channels_last_strides(const Shape& shape) {
+  DFX_CHECK(shape.size() >= 3 && shape.size() <= 5, "channels_last_strides: expected 3 to 5 dims "
+            "([N, C, *S] with 1 to 3 spatial dims), got shape ", shape);
+  const int nd = static_cast<int>(shape.size());
+  Shape st(shape.size());
+  int64_t s = 1;
+  st[1] = s;  // C innermost
+  s *= std::max<int64_t>(shape[1], 1);
+  for (int d = nd - 1; d >= 2; --d) {
+    st[d] = s;
+    s *= std::max<int64_t>(shape[d], 1);
+  }
+  st[0] = s;
+  return st;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, MemoryFormat format) {
+  if (format == MemoryFormat::Contiguous) return empty(shape, dtype, device);
+  Tensor t = empty(shape, dtype, device);
+  return Tensor(t.storage_, shape, channels_last_strides(shape), 0, dtype);
+}
+
 Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
   DFX_CHECK(shape.size() <= static_cast<size_t>(kMaxDims), "empty_pinned: ", shape.size(),
             " dims in shape ", shape, "; at most ", kMaxDims, " are supported");
@@ -101,6 +123,26 @@ bool Tensor::is_contiguous() const {
     expect *= shape_[i];
   }
   return true;
+}
+
+bool Tensor::is_contiguous(MemoryFormat format) const {
+  if (format == MemoryFormat::Contiguous) return is_contiguous();
+  if (dim() < 3 || dim() > 5) return false;
+  const Shape want = channels_last_strides(shape_);
+  for (int i = 0; i < dim(); ++i)
+    if (shape_[i] != 1 && strides_[i] != want[i]) return false;
+  return true;
+}
+
+MemoryFormat Tensor::suggest_memory_format() const {
+  if (!is_contiguous() && is_contiguous(MemoryFormat::ChannelsLast))
+    return MemoryFormat::ChannelsLast;
+  // Where one channel makes both layouts dense, the exact strides decide (Module::to lays
+  // weights out with exact channels-last strides, so a 1-channel conv follows the model).
+  if (dim() >= 3 && dim() <= 5 && strides_ == channels_last_strides(shape_) &&
+      strides_ != contiguous_strides(shape_))
+    return MemoryFormat::ChannelsLast;
+  return MemoryFormat::Contiguous;
 }
 
 static Shape infer_shape(const Shape& shape, int64_t numel, const char* op, const Shape& from) {
@@ -286,6 +328,13 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
   return clone();
+}
+
+Tensor Tensor::contiguous(MemoryFormat format) const {
+  if (is_contiguous(format)) return *this;
+  Tensor out = Tensor::empty(shape_, dtype_, device(), format);
+  copy_(out, *this);
+  return out;
 }
 
 Tensor Tensor::clone() const {

@@ -21,6 +21,14 @@ constexpr int kMaxDims = 8;
 
 int64_t shape_numel(const Shape& shape);
 Shape contiguous_strides(const Shape& shape);
+
+// How the elements of a logical [N, C, *S] tensor lie in memory. The logical shape and every
+// op's meaning stay NCHW; ChannelsLast is only a stride layout (N, *S, C outermost to innermost,
+// "NHWC"), which tensor-core convolutions want. Elementwise ops keep a channels-last input's
+// layout; conv, batch norm and pooling return their result in their input's layout.
+enum class MemoryFormat : uint8_t { Contiguous, ChannelsLast };
+// Strides of `shape` (3 to 5 dims) in channels-last order.
+Shape channels_last_strides(const Shape& shape);
 // NumPy broadcasting of two shapes; throws naming `op` and both shapes when they do not broadcast.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op = "broadcast");
 // Wraps a possibly negative dim into [0, ndim); throws naming `op` when out of range.
@@ -32,6 +40,7 @@ class Tensor {
   Tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, int64_t offset, DType dtype);
 
   static Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = Device::cpu());
+  static Tensor empty(const Shape& shape, DType dtype, Device device, MemoryFormat format);
   // A CPU tensor in page-locked memory (needs CUDA): the source or target of asynchronous
   // host<->GPU copies.
   static Tensor empty_pinned(const Shape& shape, DType dtype = DType::Float32);
@@ -59,6 +68,12 @@ class Tensor {
   }
 
   bool is_contiguous() const;
+  // ChannelsLast: 3-5 dims laid out densely as N, *S, C (size-1 dims may have any stride).
+  bool is_contiguous(MemoryFormat format) const;
+  // The layout an op on this tensor should give its result: ChannelsLast when the tensor is
+  // channels-last and not also plain contiguous, or (one channel: both) when its strides are
+  // exactly channels_last_strides; Contiguous otherwise.
+  MemoryFormat suggest_memory_format() const;
 
   // ---- views (share storage) ----
   Tensor view(const Shape& shape) const;     // needs compatible strides; one -1 is inferred
@@ -77,6 +92,7 @@ class Tensor {
 
   // ---- copies ----
   Tensor contiguous() const;  // *this if already contiguous
+  Tensor contiguous(MemoryFormat format) const;  // *this if already in `format`
   Tensor clone() const;       // always a fresh contiguous copy
   Tensor to(Device device) const;
   // non_blocking: the copy is queued on the current CUDA stream and not waited for (PyTorch's

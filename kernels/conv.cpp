@@ -43,6 +43,13 @@ void check_rank(const char* op, const Shape& s, const char* what, const ConvGeom
             " spatial dim(s)");
 }
 
+MemoryFormat result_format(const Tensor& x, const Tensor& w) {
+  return x.suggest_memory_format() == MemoryFormat::ChannelsLast ||
+                 w.suggest_memory_format() == MemoryFormat::ChannelsLast
+             ? MemoryFormat::ChannelsLast
+             : MemoryFormat::Contiguous;
+}
+
 void check_device(const char* op, const Tensor& t) {
   DFX_CHECK(t.device().is_cpu() || DFX_HAVE_CUDA, op, ": no CUDA kernel for ", t.describe(),
             " (dfx was built without CUDA)");
@@ -109,8 +116,11 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   Shape ys = conv_output_shape(x.shape(), w.shape(), g, "conv");
   check_bias("conv", bias, x, w.size(0));
   check_device("conv", x);
+  // The native kernels work in NCHW; the result is channels-last when the input or the weight
+  // is (PyTorch's rule, so a model converted with Module::to(ChannelsLast) stays so).
   return DFX_BACKEND(x, conv(x.contiguous(), w.contiguous(),
-                             bias.defined() ? bias.contiguous() : Tensor(), ys, g));
+                             bias.defined() ? bias.contiguous() : Tensor(), ys, g))
+      .contiguous(result_format(x, w));
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
@@ -134,7 +144,8 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
   check_bias("conv_transpose", bias, y, w.size(1));
   check_device("conv_transpose", y);
   return DFX_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(),
-                                       bias.defined() ? bias.contiguous() : Tensor(), x_shape, g));
+                                       bias.defined() ? bias.contiguous() : Tensor(), x_shape, g))
+      .contiguous(result_format(y, w));
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,

@@ -1,9 +1,11 @@
 // kernels/elementwise.cpp — device dispatch for the elementwise family.
 #include "kernels/elementwise.h"
-#include "kernels/profile.h"
+
+#include <vector>
 
 #include "config.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/profile.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/elementwise.cuh"
 #endif
@@ -46,6 +48,43 @@ const char* binary_name(BinaryOp op) {
 }
 
 namespace {
+// Channels-last operands (MemoryFormat in core/tensor.h): when an operand of the result's full
+// shape is channels-last, the op runs on views in the physical N, *S, C order, where that operand
+// is plain contiguous, so the backends take their dense fast paths and write a contiguous result;
+// viewed back in logical NCHW order, that result is channels-last too.
+class ChannelsLastViews {
+ public:
+  ChannelsLastViews(const Shape& out_shape, std::initializer_list<const Tensor*> operands) {
+    nd_ = static_cast<int>(out_shape.size());
+    if (nd_ < 3 || nd_ > 5) return;
+    for (const Tensor* t : operands) {
+      if (t->shape() == out_shape && t->suggest_memory_format() == MemoryFormat::ChannelsLast) {
+        on_ = true;
+        return;
+      }
+    }
+  }
+  Tensor in(const Tensor& t) const {
+    if (!on_) return t;
+    Tensor u = t;
+    while (u.dim() < nd_) u = u.unsqueeze(0);  // broadcasting aligns trailing dims
+    std::vector<int> perm{0};
+    for (int d = 2; d < nd_; ++d) perm.push_back(d);
+    perm.push_back(1);
+    return u.permute(perm);
+  }
+  Tensor out(const Tensor& r) const {
+    if (!on_) return r;
+    std::vector<int> inverse{0, nd_ - 1};
+    for (int d = 1; d < nd_ - 1; ++d) inverse.push_back(d);
+    return r.permute(inverse);
+  }
+
+ private:
+  bool on_ = false;
+  int nd_ = 0;
+};
+
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
   DFX_CHECK(a.defined() && b.defined(), op, ": undefined operand (", a.describe(), ", ",
             b.describe(), ")");
@@ -62,84 +101,94 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
 Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
   DFX_CHECK(x.defined(), unary_name(op), ": undefined input");
   KernelProfileScope prof(x, "unary", unary_name(op));
+  const ChannelsLastViews cl(x.shape(), {&x});
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
-    return cuda::unary(op, x, alpha);
+    return cl.out(cuda::unary(op, cl.in(x), alpha));
 #else
     no_cuda(unary_name(op), x);
 #endif
   }
-  return cpu::unary(op, x, alpha);
+  return cl.out(cpu::unary(op, cl.in(x), alpha));
 }
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, binary_name(op));
   KernelProfileScope prof(a, "binary", binary_name(op));
+  const ChannelsLastViews cl(broadcast_shapes(a.shape(), b.shape(), binary_name(op)), {&a, &b});
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
-    return cuda::binary(op, a, b);
+    return cl.out(cuda::binary(op, cl.in(a), cl.in(b)));
 #else
     no_cuda(binary_name(op), a);
 #endif
   }
-  return cpu::binary(op, a, b);
+  return cl.out(cpu::binary(op, cl.in(a), cl.in(b)));
 }
 
 Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "compare");
   KernelProfileScope prof(a, "compare");
+  const ChannelsLastViews cl(broadcast_shapes(a.shape(), b.shape(), "compare"), {&a, &b});
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
-    return cuda::compare(op, a, b);
+    return cl.out(cuda::compare(op, cl.in(a), cl.in(b)));
 #else
     no_cuda("compare", a);
 #endif
   }
-  return cpu::compare(op, a, b);
+  return cl.out(cpu::compare(op, cl.in(a), cl.in(b)));
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "where");
   check_same_device(cond, a, "where");
   KernelProfileScope prof(a, "where");
+  const ChannelsLastViews cl(
+      broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where"),
+      {&cond, &a, &b});
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
-    return cuda::where(cond, a, b);
+    return cl.out(cuda::where(cl.in(cond), cl.in(a), cl.in(b)));
 #else
     no_cuda("where", a);
 #endif
   }
-  return cpu::where(cond, a, b);
+  return cl.out(cpu::where(cl.in(cond), cl.in(a), cl.in(b)));
 }
 
 Tensor clamp(const Tensor& x, double lo, double hi) {
   DFX_CHECK(lo <= hi, "clamp: lo ", lo, " > hi ", hi);
   KernelProfileScope prof(x, "clamp");
+  const ChannelsLastViews cl(x.shape(), {&x});
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
-    return cuda::clamp(x, lo, hi, false);
+    return cl.out(cuda::clamp(cl.in(x), lo, hi, false));
 #else
     no_cuda("clamp", x);
 #endif
   }
-  return cpu::clamp(x, lo, hi, false);
+  return cl.out(cpu::clamp(cl.in(x), lo, hi, false));
 }
 
 Tensor clamp_mask(const Tensor& x, double lo, double hi) {
   KernelProfileScope prof(x, "clamp_mask");
+  const ChannelsLastViews cl(x.shape(), {&x});
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
-    return cuda::clamp(x, lo, hi, true);
+    return cl.out(cuda::clamp(cl.in(x), lo, hi, true));
 #else
     no_cuda("clamp_mask", x);
 #endif
   }
-  return cpu::clamp(x, lo, hi, true);
+  return cl.out(cpu::clamp(cl.in(x), lo, hi, true));
 }
 
 void axpy_(const Tensor& a, double alpha, const Tensor& b) {
   check_same_device(a, b, "axpy_");
-  DFX_CHECK(a.is_contiguous(), "axpy_: destination must be contiguous, got strides ", a.strides());
+  DFX_CHECK(a.is_contiguous() || a.is_contiguous(MemoryFormat::ChannelsLast),
+            "axpy_: destination must be dense (contiguous or channels-last), got strides ",
+            a.strides());
   if (a.device().is_cuda()) {
     copy_(a, binary(BinaryOp::Add, a, binary(BinaryOp::Mul, b, full({}, alpha, b.dtype(), b.device()))));
     return;

@@ -70,7 +70,7 @@ Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const
   Tensor be = per_channel(beta, x, c, 0, "bn_apply", "beta");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   DFX_BACKEND(x, bn_apply(x.contiguous(), n, c, s, m, is, ga, be, y));
-  return y;
+  return y.contiguous(x.suggest_memory_format());  // the kernels work in NCHW
 }
 
 Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
@@ -102,7 +102,7 @@ Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, c
   Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
   DFX_BACKEND(x, bn_backward_apply(g.contiguous(), x.contiguous(), n, c, s, m, is, ga, sm,
                                     count, gx));
-  return gx;
+  return gx.contiguous(x.suggest_memory_format());
 }
 
 }  // namespace dfx::kernels

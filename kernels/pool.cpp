@@ -136,7 +136,7 @@ Tensor run_separable(const Tensor& x, const AxisMap (&maps)[3], double scale,
   check_device(op, x);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   DFX_BACKEND(x, separable(x.contiguous(), maps, scale, out_shape[0] * out_shape[1], out));
-  return out;
+  return out.contiguous(x.suggest_memory_format());  // the kernels work in NCHW
 }
 
 void window_maps(const PoolGeometry& g, AxisMap (&maps)[3]) {
@@ -176,6 +176,8 @@ MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w) {
   MaxPoolResult r{Tensor::empty(os, x.dtype(), x.device()),
                   Tensor::empty(os, DType::Int64, x.device())};
   DFX_BACKEND(x, max_pool(x.contiguous(), g, r.values, r.indices));
+  // Values follow x's layout; indices stay NCHW (plane offsets, read by gather and scatter).
+  r.values = r.values.contiguous(x.suggest_memory_format());
   return r;
 }
 
@@ -207,7 +209,7 @@ Tensor pool_gather(const Tensor& x, const Tensor& indices) {
                                        in_numel, out)),
             "pool_gather: an index in ", indices.describe(), " is outside the planes of ",
             x.describe());
-  return out;
+  return out.contiguous(x.suggest_memory_format());
 }
 
 Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape) {
@@ -224,7 +226,7 @@ Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shap
                                         in_numel, out)),
             "pool_scatter: an index in ", indices.describe(), " is outside planes of shape ",
             in_shape);
-  return out;
+  return out.contiguous(g.suggest_memory_format());
 }
 
 Tensor avg_pool(const Tensor& x, const PoolWindow& w) {

@@ -23,7 +23,13 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     total += x.shape()[d];
   }
   shape[d] = total;
-  Tensor out = Tensor::empty(shape, x0.dtype(), x0.device());
+  // Channels-last inputs (a U-Net's skip connections) give a channels-last result.
+  MemoryFormat format = MemoryFormat::Contiguous;
+  if (shape.size() >= 3 && shape.size() <= 5) {
+    for (const Tensor& x : xs)
+      if (x.suggest_memory_format() == MemoryFormat::ChannelsLast) format = MemoryFormat::ChannelsLast;
+  }
+  Tensor out = Tensor::empty(shape, x0.dtype(), x0.device(), format);
   int64_t off = 0;
   for (const Tensor& x : xs) {
     copy_(out.narrow(d, off, x.shape()[d]), x);

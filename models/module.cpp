@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <sstream>
 
+#include "core/copy.h"
+
 namespace dfx::nn {
 
 uint64_t param_stream(const std::string& dotted_name) {
@@ -232,6 +234,22 @@ void Module::to(DType dtype) {
     if (is_floating(b.tensor->dtype()) && b.tensor->dtype() != dtype)
       *b.tensor = b.tensor->to(dtype);
   for (auto& [name, child] : children_) child->to(dtype);
+}
+
+void Module::to(MemoryFormat format) {
+  for (auto& p : params_) {
+    Var& v = *p.var;
+    const Tensor& t = v.data();
+    if (t.dim() < 3 || t.dim() > 5) continue;
+    // Exact strides, also where one channel makes both layouts dense (see suggest_memory_format).
+    const Shape want = format == MemoryFormat::ChannelsLast ? channels_last_strides(t.shape())
+                                                            : contiguous_strides(t.shape());
+    if (t.strides() == want) continue;
+    Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device(), format);
+    copy_(out, t);
+    v.mutable_data() = out;
+  }
+  for (auto& [name, child] : children_) child->to(format);
 }
 
 Device Module::device() const {

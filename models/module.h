@@ -75,6 +75,10 @@ class Module {
   void to(Device device);
   // Converts floating parameters and buffers (not integer ones such as num_batches_tracked).
   void to(DType dtype);
+  // Lays 3-5-dim parameters (convolution weights) out channels-last, or back (PyTorch's
+  // model.to(memory_format=...)). A convolution with a channels-last weight returns a
+  // channels-last result, so activations stay channels-last through the network.
+  void to(MemoryFormat format);
   Device device() const;  // of the first parameter or buffer (CPU when there is none)
 
   // Re-draws every parameter of the tree with its module's default rule, parameter p from

@@ -44,9 +44,13 @@ fi
 
 for N in 256 1024; do
   hvp=""; [[ $N == 256 ]] && hvp="--hvp"
+  # --profile: per-kernel CUDA-event timings over 10 more steps (stderr), for BENCHMARKS.md.
   if build-gpu/apps/dfx bench --res $N --batch 8 --device cuda --steps 10 --warmup 3 --json $hvp \
-       >"$OUT/dfx_$N.json" 2>"$OUT/dfx_$N.err"; then
-    summary+=("dfx   W1 N=$N fp32: $(cat "$OUT/dfx_$N.json")")
+       --profile >"$OUT/dfx_$N.json" 2>"$OUT/dfx_$N.err"; then
+    summary+=("dfx   W1 N=$N fp32: $(cat "$OUT/dfx_$N.json" | head -c 600)")
+    summary+=("dfx   W1 N=$N per-kernel (top 8):")
+    while IFS= read -r line; do summary+=("    $line"); done \
+      < <(grep -A9 '^kernel ' "$OUT/dfx_$N.err")
   else
     summary+=("dfx   W1 N=$N: $(head -c 200 "$OUT/dfx_$N.err")")
   fi

@@ -139,3 +139,59 @@ TEST_CASE("ad::Hessian: one differentiable backward serves several HVPs and the 
   CHECK(scale > 1e-6);
   CHECK(worst <= 1e-12 * scale);
 }
+
+TEST_CASE("a channels-last U-Net gives the NCHW U-Net's loss, gradients, HVP and Adam step") {
+  for (int dims : {2, 3}) {
+    CAPTURE(dims);
+    Setup a = make(dims, dims == 2 ? 16 : 8), b = make(dims, dims == 2 ? 16 : 8);
+    b.net->to(MemoryFormat::ChannelsLast);
+    b.params = b.net->parameters();
+    int converted = 0;
+    for (const Var& p : b.params)
+      if (p.data().dim() >= 3)
+        converted += p.data().suggest_memory_format() == MemoryFormat::ChannelsLast;
+    CHECK(converted >= 4);
+    Tensor h = (*b.net)(Var(b.x)).data();
+    CHECK(h.shape() == (*a.net)(Var(a.x)).data().shape());
+    Var la = loss(a), lb = loss(b);
+    CHECK(lb.item() == doctest::Approx(la.item()).epsilon(1e-12));
+    auto ga = ad::grad({la}, a.params), gb = ad::grad({lb}, b.params);
+    std::vector<Tensor> v;
+    for (size_t i = 0; i < a.params.size(); ++i)
+      v.push_back(uniform(a.params[i].shape(), -1, 1, 77, i, 0, DType::Float64));
+    auto ha = ad::hvp([&] { return loss(a); }, a.params, v);
+    auto hb = ad::hvp([&] { return loss(b); }, b.params, v);
+    double worst_g = 0, worst_h = 0, scale_g = 0, scale_h = 0;
+    for (size_t i = 0; i < ga.size(); ++i) {
+      auto x = ga[i].data().to_vector(), y = gb[i].data().to_vector();
+      auto p = ha[i].to_vector(), q = hb[i].to_vector();
+      for (size_t k = 0; k < x.size(); ++k) {
+        worst_g = std::max(worst_g, std::abs(x[k] - y[k]));
+        scale_g = std::max(scale_g, std::abs(x[k]));
+        worst_h = std::max(worst_h, std::abs(p[k] - q[k]));
+        scale_h = std::max(scale_h, std::abs(p[k]));
+      }
+    }
+    CHECK(scale_g > 1e-6);
+    CHECK(worst_g <= 1e-10 * scale_g);
+    CHECK(worst_h <= 1e-10 * scale_h);
+    // One Adam step keeps the parameters' layouts and moves both models alike.
+    optim::AdamOptions ao;
+    ao.lr = 1e-2;
+    optim::Adam oa(a.params, ao), ob(b.params, ao);
+    for (auto* pr : {&a, &b}) {
+      auto& opt = pr == &a ? oa : ob;
+      opt.zero_grad();
+      loss(*pr).backward();
+      opt.step();
+    }
+    double worst_p = 0;
+    for (size_t i = 0; i < a.params.size(); ++i) {
+      auto x = a.params[i].data().to_vector(), y = b.params[i].data().to_vector();
+      for (size_t k = 0; k < x.size(); ++k) worst_p = std::max(worst_p, std::abs(x[k] - y[k]));
+      const Tensor& pb = b.params[i].data();
+      if (pb.dim() >= 3) CHECK(pb.strides() == channels_last_strides(pb.shape()));
+    }
+    CHECK(worst_p <= 1e-12);
+  }
+}
