@@ -1,5 +1,6 @@
 // kernels/conv.cpp — shape rules and checks of the convolution family, then device dispatch to
-// kernels/cpu/conv.cpp or kernels/cuda/conv.cu. Backends receive validated,
+// kernels/cpu/conv.cpp or kernels/cuda/conv.cu, or for CUDA tensors in the Auto and Cudnn
+// backends (kernels/conv_config.h) to kernels/cuda/conv_cudnn.cu. Backends receive validated,
 // contiguous operands.
 #include "kernels/conv.h"
 
@@ -10,6 +11,9 @@
 #include "kernels/cpu/conv.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/conv.cuh"
+#endif
+#if DFX_HAVE_CUDNN
+#include "kernels/cuda/conv_cudnn.cuh"
 #endif
 
 namespace dfx::kernels {
@@ -46,6 +50,18 @@ void check_rank(const char* op, const Shape& s, const char* what, const ConvGeom
 void check_device(const char* op, const Tensor& t) {
   DFX_CHECK(t.device().is_cpu() || DFX_HAVE_CUDA, op, ": no CUDA kernel for ", t.describe(),
             " (dfx was built without CUDA)");
+}
+
+// Who runs a call on `t`'s device: the call's backend, else the process default, for CUDA
+// tensors; Native stands for "DFX_BACKEND" (the CPU kernel for CPU tensors). Without cuDNN, Auto
+// is Native and Cudnn an error naming the op.
+ConvBackend backend_for(const Tensor& t, const ConvGeometry& g, const char* op) {
+  if (!t.device().is_cuda()) return ConvBackend::Native;
+  const ConvBackend b = g.backend ? *g.backend : conv_backend();
+  DFX_CHECK(b != ConvBackend::Cudnn || cudnn_available(), op, ": the cudnn convolution backend "
+            "was requested for ", t.describe(), ", but dfx was built without cuDNN; rebuild with "
+            "-Dcudnn=enabled (and -Dcudnn_root=PREFIX), or use the native or auto backend");
+  return cudnn_available() ? b : ConvBackend::Native;
 }
 
 }  // namespace
@@ -109,8 +125,14 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   Shape ys = conv_output_shape(x.shape(), w.shape(), g, "conv");
   check_bias("conv", bias, x, w.size(0));
   check_device("conv", x);
-  return DFX_BACKEND(x, conv(x.contiguous(), w.contiguous(),
-                             bias.defined() ? bias.contiguous() : Tensor(), ys, g));
+  const Tensor xc = x.contiguous(), wc = w.contiguous();
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  const ConvBackend mode = backend_for(x, g, "conv");
+#if DFX_HAVE_CUDNN
+  if (mode != ConvBackend::Native) return cuda::cudnn::conv(xc, wc, bc, ys, g, mode);
+#endif
+  (void)mode;
+  return DFX_BACKEND(x, conv(xc, wc, bc, ys, g));
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
@@ -133,8 +155,14 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
             "(output_padding must be < stride)");
   check_bias("conv_transpose", bias, y, w.size(1));
   check_device("conv_transpose", y);
-  return DFX_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(),
-                                       bias.defined() ? bias.contiguous() : Tensor(), x_shape, g));
+  const Tensor yc = y.contiguous(), wc = w.contiguous();
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  const ConvBackend mode = backend_for(y, g, "conv_transpose");
+#if DFX_HAVE_CUDNN
+  if (mode != ConvBackend::Native) return cuda::cudnn::conv_transpose(yc, wc, bc, x_shape, g, mode);
+#endif
+  (void)mode;
+  return DFX_BACKEND(y, conv_transpose(yc, wc, bc, x_shape, g));
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
@@ -145,7 +173,13 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
             " does not match the conv of input ", x.shape(), " with weight ", w_shape, " (",
             g.str(), "), which gives ", ys);
   check_device("conv_weight_grad", y);
-  return DFX_BACKEND(y, conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g));
+  const Tensor yc = y.contiguous(), xc = x.contiguous();
+  const ConvBackend mode = backend_for(y, g, "conv_weight_grad");
+#if DFX_HAVE_CUDNN
+  if (mode != ConvBackend::Native) return cuda::cudnn::conv_weight_grad(yc, xc, w_shape, g, mode);
+#endif
+  (void)mode;
+  return DFX_BACKEND(y, conv_weight_grad(yc, xc, w_shape, g));
 }
 
 Tensor conv_bias_grad(const Tensor& y) {
