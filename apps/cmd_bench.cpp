@@ -12,6 +12,7 @@
 #include "apps/run_common.h"
 #include "autodiff/ops.h"
 #include "core/rng.h"
+#include "kernels/conv_config.h"
 #include "kernels/profile.h"
 #include "pde/sampler.h"
 
@@ -126,7 +127,9 @@ int cmd_bench(const Args& args) {
     nlohmann::json j = {{"engine", "dfx"}, {"problem", o.s("problem")}, {"res", o.i("res")},
                         {"batch", B}, {"step_ms", step_s * 1e3}, {"samples_per_s", B / step_s},
                         {"peak_gib", peak_gib}, {"max_rss_gib", max_rss_gib()}, {"loss", last_loss},
-                        {"threads", o.i("threads")}, {"parameters", model->num_parameters()}};
+                        {"threads", o.i("threads")}, {"parameters", model->num_parameters()},
+                        {"device", device.str()}, {"tf32", kernels::allow_tf32()},
+                        {"conv_backend", kernels::conv_backend_name(kernels::conv_backend())}};
     if (o.b("hvp")) {
       j["hvp_ms"] = hvp_s * 1e3;
       j["grad_ms"] = grad_s * 1e3;
