@@ -129,7 +129,11 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   const ConvBackend mode = backend_for(x, g, "conv");
 #if DFX_HAVE_CUDNN
-  if (mode != ConvBackend::Native) return cuda::cudnn::conv(xc, wc, bc, ys, g, mode);
+  if (mode != ConvBackend::Native) {
+    // Profiled as "conv:auto" or "conv:cudnn" (DFX_BACKEND's calls are plain "conv").
+    KernelProfileScope profile(x, "conv", conv_backend_name(mode));
+    return cuda::cudnn::conv(xc, wc, bc, ys, g, mode);
+  }
 #endif
   (void)mode;
   return DFX_BACKEND(x, conv(xc, wc, bc, ys, g));
@@ -159,7 +163,10 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   const ConvBackend mode = backend_for(y, g, "conv_transpose");
 #if DFX_HAVE_CUDNN
-  if (mode != ConvBackend::Native) return cuda::cudnn::conv_transpose(yc, wc, bc, x_shape, g, mode);
+  if (mode != ConvBackend::Native) {
+    KernelProfileScope profile(y, "conv_transpose", conv_backend_name(mode));
+    return cuda::cudnn::conv_transpose(yc, wc, bc, x_shape, g, mode);
+  }
 #endif
   (void)mode;
   return DFX_BACKEND(y, conv_transpose(yc, wc, bc, x_shape, g));
@@ -176,7 +183,10 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
   const Tensor yc = y.contiguous(), xc = x.contiguous();
   const ConvBackend mode = backend_for(y, g, "conv_weight_grad");
 #if DFX_HAVE_CUDNN
-  if (mode != ConvBackend::Native) return cuda::cudnn::conv_weight_grad(yc, xc, w_shape, g, mode);
+  if (mode != ConvBackend::Native) {
+    KernelProfileScope profile(y, "conv_weight_grad", conv_backend_name(mode));
+    return cuda::cudnn::conv_weight_grad(yc, xc, w_shape, g, mode);
+  }
 #endif
   (void)mode;
   return DFX_BACKEND(y, conv_weight_grad(yc, xc, w_shape, g));
