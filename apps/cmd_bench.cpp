@@ -66,8 +66,10 @@ int cmd_bench(const Args& args) {
     opt->step();
     return loss.item();
   };
-  reset_peak_memory(device);
   for (int64_t i = 0; i < o.i("warmup"); ++i) step();
+  // The peak of the timed steps: the warm-up's one-off allocations (the convolution autotuner
+  // tries cuDNN algorithms with workspaces of up to GiBs) are not what a step needs.
+  reset_peak_memory(device);
   std::vector<double> times;
   double last_loss = 0;
   for (int64_t i = 0; i < o.i("steps"); ++i) {
