@@ -12,6 +12,7 @@
 #include "apps/run_common.h"
 #include "autodiff/ops.h"
 #include "core/rng.h"
+#include "kernels/conv_config.h"
 #include "kernels/profile.h"
 #include "pde/sampler.h"
 
@@ -65,8 +66,10 @@ int cmd_bench(const Args& args) {
     opt->step();
     return loss.item();
   };
-  reset_peak_memory(device);
   for (int64_t i = 0; i < o.i("warmup"); ++i) step();
+  // The peak of the timed steps: the warm-up's one-off allocations (the convolution autotuner
+  // tries cuDNN algorithms with workspaces of up to GiBs) are not what a step needs.
+  reset_peak_memory(device);
   std::vector<double> times;
   double last_loss = 0;
   for (int64_t i = 0; i < o.i("steps"); ++i) {
@@ -126,7 +129,9 @@ int cmd_bench(const Args& args) {
     nlohmann::json j = {{"engine", "dfx"}, {"problem", o.s("problem")}, {"res", o.i("res")},
                         {"batch", B}, {"step_ms", step_s * 1e3}, {"samples_per_s", B / step_s},
                         {"peak_gib", peak_gib}, {"max_rss_gib", max_rss_gib()}, {"loss", last_loss},
-                        {"threads", o.i("threads")}, {"parameters", model->num_parameters()}};
+                        {"threads", o.i("threads")}, {"parameters", model->num_parameters()},
+                        {"device", device.str()}, {"tf32", kernels::allow_tf32()},
+                        {"conv_backend", kernels::conv_backend_name(kernels::conv_backend())}};
     if (o.b("hvp")) {
       j["hvp_ms"] = hvp_s * 1e3;
       j["grad_ms"] = grad_s * 1e3;

@@ -17,7 +17,10 @@ int cmd_eval(const Args& args) {
              {"out", T::String, "", "directory for summary.json and the .npy arrays (optional)"},
              {"panels", T::Int, "0", "also draw this many fields into panels.png"},
              {"threads", T::Int, "0", "CPU threads (0: OpenMP default)"},
-             {"device", T::String, "cpu", "cpu or cuda[:N] (whatever device the run trained on)"}});
+             {"device", T::String, "cpu", "cpu or cuda[:N] (whatever device the run trained on)"},
+             {"tf32", T::Bool, "false", "float32 CUDA convolutions may use TF32 (or DFX_TF32=1)"},
+             {"conv_backend", T::String, "", "CUDA convolutions (unset: DFX_CONV_BACKEND, else "
+              "native)", {"auto", "native", "cudnn"}}});
   if (!o.parse(args)) return 0;
   DFX_CHECK(!o.s("checkpoint").empty(), "dfx eval: --checkpoint PATH is required");
   DFX_CHECK(o.i("samples") >= 1, "--samples must be >= 1, got ", o.i("samples"));
@@ -29,8 +32,14 @@ int cmd_eval(const Args& args) {
   const nlohmann::json defaults = run.to_json();
   for (auto it = defaults.begin(); it != defaults.end(); ++it)
     if (meta.config.contains(it.key()) && !meta.config[it.key()].is_null()) known[it.key()] = meta.config[it.key()];
+  // How to compute comes from this command line, not from the run that trained.
+  known.erase("tf32");
+  known.erase("conv_backend");
   run.apply_json(known, "checkpoint '" + path + "'");
   run.apply_json(nlohmann::json{{"device", o.s("device")}}, "--device");
+  run.apply_json(nlohmann::json{{"tf32", o.b("tf32")}}, "--tf32");
+  if (!o.s("conv_backend").empty())
+    run.apply_json(nlohmann::json{{"conv_backend", o.s("conv_backend")}}, "--conv-backend");
   auto problem = make_problem(problem_options(run));
   auto model = build_model(run, problem->dims());
   load_run_checkpoint(path, *model, nullptr);

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/cuda_runtime.h"
+#include "kernels/conv_config.h"
 #include "models/checkpoint.h"
 #include "optim/first_order_extra.h"
 #include "optim/second_order.h"
@@ -49,6 +50,9 @@ std::vector<OptionSpec> run_option_specs() {
       {"device", T::String, "cpu", "cpu or cuda[:N]"},
       {"channels_last", T::Bool, "false",
        "lay convolution weights and activations out channels-last (NHWC strides; same results)"},
+      {"tf32", T::Bool, "false", "float32 CUDA convolutions may use TF32 (or DFX_TF32=1)"},
+      {"conv_backend", T::String, "", "CUDA convolutions: dfx's kernels, cuDNN, or auto (timed "
+       "per shape); unset: DFX_CONV_BACKEND, else native", {"auto", "native", "cudnn"}},
       {"dtype", T::String, "float32", "parameter and activation precision", {"float32", "float64"}},
       {"threads", T::Int, "0", "CPU threads per process (0: OpenMP default)"},
       {"visc", T::Float, "0.01", "Burgers viscosity (0 = inviscid)"},
@@ -79,6 +83,16 @@ Device run_device(const Options& o) {
               "this machine); use --device cpu");
     DFX_CHECK(d.index < n, "--device ", d.str(), ": only ", n, " CUDA device", n == 1 ? "" : "s",
               " visible; expected cuda:0 .. cuda:", n - 1, ", or --device cpu");
+  }
+  // The process-wide convolution switches (kernels/conv_config.h); without the flags,
+  // DFX_TF32 / DFX_CONV_BACKEND or the defaults stay in force.
+  if (o.b("tf32")) kernels::set_allow_tf32(true);
+  if (!o.s("conv_backend").empty()) {
+    const kernels::ConvBackend b = kernels::parse_conv_backend(o.s("conv_backend"), "--conv-backend");
+    DFX_CHECK(b != kernels::ConvBackend::Cudnn || kernels::cudnn_available(),
+              "--conv-backend cudnn: dfx was built without cuDNN; use auto or native, or rebuild "
+              "with -Dcudnn=enabled (and -Dcudnn_root=PREFIX)");
+    kernels::set_conv_backend(b);
   }
   return d;
 }

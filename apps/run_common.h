@@ -20,7 +20,7 @@ namespace dfx::app {
 std::vector<OptionSpec> run_option_specs();
 ProblemOptions problem_options(const Options& o);
 DType run_dtype(const Options& o);
-Device run_device(const Options& o);
+Device run_device(const Options& o);  // also applies --tf32 and --conv-backend
 void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaults
 
 // The U-Net of --depth/--width/--dtype/--seed, on --device.

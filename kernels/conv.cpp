@@ -1,5 +1,6 @@
 // kernels/conv.cpp — shape rules and checks of the convolution family, then device dispatch to
-// kernels/cpu/conv.cpp or kernels/cuda/conv.cu. Backends receive validated,
+// kernels/cpu/conv.cpp or kernels/cuda/conv.cu, or for CUDA tensors in the Auto and Cudnn
+// backends (kernels/conv_config.h) to kernels/cuda/conv_cudnn.cu. Backends receive validated,
 // contiguous operands.
 #include "kernels/conv.h"
 
@@ -10,6 +11,9 @@
 #include "kernels/cpu/conv.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/conv.cuh"
+#endif
+#if DFX_HAVE_CUDNN
+#include "kernels/cuda/conv_cudnn.cuh"
 #endif
 
 namespace dfx::kernels {
@@ -53,6 +57,18 @@ MemoryFormat result_format(const Tensor& x, const Tensor& w) {
 void check_device(const char* op, const Tensor& t) {
   DFX_CHECK(t.device().is_cpu() || DFX_HAVE_CUDA, op, ": no CUDA kernel for ", t.describe(),
             " (dfx was built without CUDA)");
+}
+
+// Who runs a call on `t`'s device: the call's backend, else the process default, for CUDA
+// tensors; Native stands for "DFX_BACKEND" (the CPU kernel for CPU tensors). Without cuDNN, Auto
+// is Native and Cudnn an error naming the op.
+ConvBackend backend_for(const Tensor& t, const ConvGeometry& g, const char* op) {
+  if (!t.device().is_cuda()) return ConvBackend::Native;
+  const ConvBackend b = g.backend ? *g.backend : conv_backend();
+  DFX_CHECK(b != ConvBackend::Cudnn || cudnn_available(), op, ": the cudnn convolution backend "
+            "was requested for ", t.describe(), ", but dfx was built without cuDNN; rebuild with "
+            "-Dcudnn=enabled (and -Dcudnn_root=PREFIX), or use the native or auto backend");
+  return cudnn_available() ? b : ConvBackend::Native;
 }
 
 }  // namespace
@@ -116,11 +132,22 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   Shape ys = conv_output_shape(x.shape(), w.shape(), g, "conv");
   check_bias("conv", bias, x, w.size(0));
   check_device("conv", x);
-  // The native kernels work in NCHW; the result is channels-last when the input or the weight
-  // is (PyTorch's rule, so a model converted with Module::to(ChannelsLast) stays so).
-  return DFX_BACKEND(x, conv(x.contiguous(), w.contiguous(),
-                             bias.defined() ? bias.contiguous() : Tensor(), ys, g))
-      .contiguous(result_format(x, w));
+  // The result is channels-last when the input or the weight is (PyTorch's rule, so a model
+  // converted with Module::to(ChannelsLast) stays so). cuDNN reads either layout in place; the
+  // native kernels work in NCHW, so their operands and result are converted.
+  const MemoryFormat fmt = result_format(x, w);
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  const ConvBackend mode = backend_for(x, g, "conv");
+#if DFX_HAVE_CUDNN
+  if (mode != ConvBackend::Native) {
+    // Profiled as "conv:auto" or "conv:cudnn" (DFX_BACKEND's calls are plain "conv").
+    KernelProfileScope profile(x, "conv", conv_backend_name(mode));
+    return cuda::cudnn::conv(x.contiguous(fmt), w.contiguous(fmt), bc, ys, g, mode)
+        .contiguous(fmt);
+  }
+#endif
+  (void)mode;
+  return DFX_BACKEND(x, conv(x.contiguous(), w.contiguous(), bc, ys, g)).contiguous(fmt);
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
@@ -143,9 +170,19 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
             "(output_padding must be < stride)");
   check_bias("conv_transpose", bias, y, w.size(1));
   check_device("conv_transpose", y);
-  return DFX_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(),
-                                       bias.defined() ? bias.contiguous() : Tensor(), x_shape, g))
-      .contiguous(result_format(y, w));
+  const MemoryFormat fmt = result_format(y, w);
+  const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  const ConvBackend mode = backend_for(y, g, "conv_transpose");
+#if DFX_HAVE_CUDNN
+  if (mode != ConvBackend::Native) {
+    KernelProfileScope profile(y, "conv_transpose", conv_backend_name(mode));
+    return cuda::cudnn::conv_transpose(y.contiguous(fmt), w.contiguous(fmt), bc, x_shape, g, mode)
+        .contiguous(fmt);
+  }
+#endif
+  (void)mode;
+  return DFX_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(), bc, x_shape, g))
+      .contiguous(fmt);
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
@@ -156,6 +193,16 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
             " does not match the conv of input ", x.shape(), " with weight ", w_shape, " (",
             g.str(), "), which gives ", ys);
   check_device("conv_weight_grad", y);
+  const ConvBackend mode = backend_for(y, g, "conv_weight_grad");
+#if DFX_HAVE_CUDNN
+  if (mode != ConvBackend::Native) {
+    // cuDNN reads channels-last activations in place (both in one layout).
+    const MemoryFormat fmt = result_format(x, y);
+    KernelProfileScope profile(y, "conv_weight_grad", conv_backend_name(mode));
+    return cuda::cudnn::conv_weight_grad(y.contiguous(fmt), x.contiguous(fmt), w_shape, g, mode);
+  }
+#endif
+  (void)mode;
   return DFX_BACKEND(y, conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g));
 }
 

@@ -3,10 +3,12 @@
 // ConvTranspose layers) and its adjoint in w (conv_weight_grad). Each dispatches by device.
 #pragma once
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/conv_config.h"
 
 namespace dfx::kernels {
 
@@ -17,6 +19,11 @@ struct ConvGeometry {
   std::array<int64_t, 3> stride{1, 1, 1};
   std::array<int64_t, 3> padding{0, 0, 0};
   std::array<int64_t, 3> dilation{1, 1, 1};
+  // Which implementation runs this call on CUDA tensors (kernels/conv_config.h); unset: the
+  // process default conv_backend(). It lives here, not in an extra argument, so a layer's choice
+  // reaches its backward ops: the autodiff rules pass the same geometry to conv_transpose and
+  // conv_weight_grad. Ignored for CPU tensors.
+  std::optional<ConvBackend> backend;
 
   // From per-dim lists; a list with one value is broadcast to all `nd` dims. Throws naming `op`
   // on a wrong length, a stride or dilation < 1, or a negative padding.
@@ -24,7 +31,7 @@ struct ConvGeometry {
                            const std::vector<int64_t>& padding,
                            const std::vector<int64_t>& dilation, const char* op = "conv");
   bool operator==(const ConvGeometry& o) const = default;
-  std::string str() const;  // "stride [2, 2], padding [1, 1], dilation [1, 1]"
+  std::string str() const;  // "stride [2, 2], padding [1, 1], dilation [1, 1]" (no backend)
 };
 
 // Spatial output sizes of a convolution of spatial sizes `in` with kernel sizes `k`:

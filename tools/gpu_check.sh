@@ -42,19 +42,39 @@ else
   summary+=("dfx train --device cuda: FAILED: $(tail -3 "$OUT/train_gpu.log" | tr '\n' ' ')")
 fi
 
+# dfx rows in fp32 and with --tf32, convolutions autotuned (dfx's kernels against cuDNN; each
+# decision logged to dfx_<N>_<mode>.err by DFX_CONV_LOG), next to torch's fp32 and --tf32 rows.
+# dfx runs 5 steps after 2 warm-up steps (the first one autotunes) to stay inside the budget;
+# the HVP is timed once per N = 256, in fp32.
 for N in 256 1024; do
   hvp=""; [[ $N == 256 ]] && hvp="--hvp"
-  # --profile: per-kernel CUDA-event timings over 10 more steps (stderr), for BENCHMARKS.md.
-  if build-gpu/apps/dfx bench --res $N --batch 8 --device cuda --steps 10 --warmup 3 --json $hvp \
-       --profile >"$OUT/dfx_$N.json" 2>"$OUT/dfx_$N.err"; then
-    summary+=("dfx   W1 N=$N fp32: $(cat "$OUT/dfx_$N.json" | head -c 600)")
-    summary+=("dfx   W1 N=$N per-kernel (top 8):")
-    while IFS= read -r line; do summary+=("    $line"); done \
-      < <(grep -A9 '^kernel ' "$OUT/dfx_$N.err")
-  else
-    summary+=("dfx   W1 N=$N: $(head -c 200 "$OUT/dfx_$N.err")")
-  fi
-  for mode in "" "--tf32" "--tf32 --compile"; do
+  modes=("" "--tf32")
+  # NHWC activations and weights (cuDNN reads them in place), if the budget still allows.
+  [[ $N == 1024 && $(( $(date +%s) - T0 )) -lt 330 ]] && modes+=("--tf32 --channels-last")
+  for mode in "${modes[@]}"; do
+    tag=${mode:-fp32}; tag=${tag//--/}; tag=${tag// /_}
+    # Per-kernel CUDA-event timings (5 more steps, stderr) for the N = 1024 TF32 row.
+    prof=""; [[ $N == 1024 && $mode == "--tf32" ]] && prof="--profile"
+    if DFX_CONV_LOG=1 timeout 150 build-gpu/apps/dfx bench --res $N --batch 8 --device cuda \
+         --conv-backend auto --steps 5 --warmup 2 --json $hvp $mode $prof \
+         >"$OUT/dfx_${N}_$tag.json" 2>"$OUT/dfx_${N}_$tag.err"; then
+      tuned=$(grep -c 'dfx conv autotune' "$OUT/dfx_${N}_$tag.err")
+      native=$(grep -c -- '-> native \[' "$OUT/dfx_${N}_$tag.err")
+      summary+=("dfx   W1 N=$N $tag (conv auto: $tuned decisions, $native of them dfx's kernel): $(tail -1 "$OUT/dfx_${N}_$tag.json" | head -c 700)")
+      if [[ -n $prof ]]; then
+        summary+=("dfx   W1 N=$N $tag per-kernel (top 10):")
+        while IFS= read -r line; do summary+=("    $line"); done \
+          < <(grep -A10 '^kernel ' "$OUT/dfx_${N}_$tag.err")
+      fi
+    else
+      summary+=("dfx   W1 N=$N $tag: failed: $(grep -v 'dfx conv autotune' "$OUT/dfx_${N}_$tag.err" | tail -c 300)")
+    fi
+    hvp=""
+  done
+  hvp=""; [[ $N == 256 ]] && hvp="--hvp"
+  tmodes=("" "--tf32" "--tf32 --compile")
+  [[ $N == 1024 && $(( $(date +%s) - T0 )) -lt 400 ]] && tmodes+=("--tf32 --channels-last")
+  for mode in "${tmodes[@]}"; do
     if timeout 150 $PY bench/torch_ref.py --res $N --batch 8 --device cuda --steps 10 --warmup 3 \
          --json $hvp $mode >"$OUT/torch_$N.json" 2>"$OUT/torch_$N.err"; then
       summary+=("torch W1 N=$N ${mode:-fp32}: $(tail -1 "$OUT/torch_$N.json")")

@@ -26,6 +26,8 @@ expect_fail "unknown command" "unknown command" "$DFX" frobnicate
 expect_fail "unknown problem" "must be one of poisson2d" "$DFX" train --problem heat
 expect_fail "unknown optimizer" "must be one of adam" "$DFX" train --optimizer rmsprop
 expect_fail "bad number" "expects an integer" "$DFX" train --res abc
+expect_fail "unknown conv backend" "conv-backend.*must be one of auto\|native\|cudnn" "$DFX" train --conv-backend fastest
+expect_fail "unknown eval conv backend" "conv-backend.*must be one of auto\|native\|cudnn" "$DFX" eval --checkpoint x --conv-backend cuda
 expect_fail "res not divisible" "not divisible by 2\^\(depth-1\) = 8" "$DFX" train --res 20 --depth 4 --out "$tmp/x"
 expect_fail "absent CUDA device" "cuda:9: (no CUDA device|only [0-9]+ CUDA device|dfx was built without CUDA)" "$DFX" train "${tiny[@]}" --steps 1 --device cuda:9 --out "$tmp/x"
 expect_fail "res too small" "res must be >= 4" "$DFX" train --res 2 --depth 1 --out "$tmp/x"
