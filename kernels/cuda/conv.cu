@@ -1,7 +1,8 @@
 // kernels/cuda/conv.cu — convolutions on the GPU as implicit GEMM: no column matrix is
 // materialised; the GEMM's operand tiles are gathered straight from NC(D)HW tensors into shared
 // memory (64 x 16 tiles of A and B, 256 threads, a 4 x 4 register block per thread, FP32 or FP64
-// FMA; no tensor cores yet). The three products, batch folded into the GEMM's N or K dim:
+// FMA; with kernels::allow_tf32(), float32 tiles are multiplied on TF32 tensor cores by WMMA).
+// The three products, batch folded into the GEMM's N or K dim:
 //   conv            Y[o, (n, j)]  = sum_r     W[o, r]          col_n[r, j]      (+ bias[o])
 //   conv_transpose  X[c, (n, i)]  = sum_(o,k) W[o, c, k]       Y[n, o, j(i, k)] (+ bias[c])
 //   weight grad     dW[o, r]      = sum_(n,j) Y[n, o, j]       col_n[r, j]
@@ -11,11 +12,14 @@
 // that depends only on the shapes; each chunk writes its own partial, and a second kernel adds
 // the partials in chunk order (accumulating float32 in float64), so results are deterministic.
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/conv_config.h"
 #include "kernels/cuda/conv.cuh"
 #include "kernels/cuda/reduce.cuh"
 
@@ -288,6 +292,87 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 }
 
+// The TF32 tensor-core variant of igemm_kernel (float32 only, used when kernels::allow_tf32()):
+// the same operand gathers into shared memory and the same epilogue, but the 64 x 64 tile is
+// multiplied by the 8 warps with m16n16k8 TF32 WMMA (FP32 accumulation), each warp owning a
+// 16 x 32 strip; the accumulators go through shared memory to the per-thread epilogue. Operands
+// are rounded to TF32 (10-bit mantissa, nearest) as they are loaded, as cuBLAS and cuDNN do; the
+// k loop still runs in a fixed order, so results are deterministic.
+template <class Ops>
+__global__ void __launch_bounds__(kGemmThreads)
+    igemm_tf32_kernel(int64_t M, int64_t N, int64_t K, int64_t kchunk, Ops ops) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  namespace wmma = nvcuda::wmma;
+  __shared__ __align__(32) float As[kBK][kBM];
+  __shared__ __align__(32) float Bs[kBK][kBN];
+  __shared__ __align__(32) float Cs[kBM][kBN];
+  __shared__ typename Ops::MI mis[kBM];
+  __shared__ typename Ops::NI nis[kBN];
+  __shared__ typename Ops::KI kis[kBK];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int warp = tid / 32, wm = (warp / 2) * 16, wn = (warp % 2) * 32;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
+  const int64_t kbeg = static_cast<int64_t>(blockIdx.z) * kchunk;
+  const int64_t kend = min(K, kbeg + kchunk);
+  if (tid < kBM && m0 + tid < M) mis[tid] = ops.mi(m0 + tid);
+  if (tid >= kBM && tid < kBM + kBN && n0 + tid - kBM < N) nis[tid - kBM] = ops.ni(n0 + tid - kBM);
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2];
+  wmma::fill_fragment(acc[0], 0.0f);
+  wmma::fill_fragment(acc[1], 0.0f);
+  for (int64_t k0 = kbeg; k0 < kend; k0 += kBK) {
+    if (tid < kBK && k0 + tid < kend) kis[tid] = ops.ki(k0 + tid);
+    __syncthreads();
+#pragma unroll
+    for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
+      const int e = tid + l * kGemmThreads;
+      const int kk = e / kBM, mm = e % kBM;
+      As[kk][mm] = (m0 + mm < M && k0 + kk < kend) ? ops.a(mis[mm], kis[kk]) : 0.0f;
+    }
+#pragma unroll
+    for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
+      const int e = tid + l * kGemmThreads;
+      const int kk = e / kBN, nn = e % kBN;
+      Bs[kk][nn] = (n0 + nn < N && k0 + kk < kend) ? ops.b(kis[kk], nis[nn]) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 8) {
+      // A(m, k) = As[k][m]: column-major with leading dimension kBM; B(k, n) = Bs[k][n].
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> a;
+      wmma::load_matrix_sync(a, &As[kk][wm], kBM);
+#pragma unroll
+      for (int i = 0; i < a.num_elements; ++i) a.x[i] = wmma::__float_to_tf32(a.x[i]);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b;
+        wmma::load_matrix_sync(b, &Bs[kk][wn + 16 * j], kBN);
+#pragma unroll
+        for (int i = 0; i < b.num_elements; ++i) b.x[i] = wmma::__float_to_tf32(b.x[i]);
+        wmma::mma_sync(acc[j], a, b, acc[j]);
+      }
+    }
+    __syncthreads();  // As, Bs and kis are rewritten next
+  }
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+    wmma::store_matrix_sync(&Cs[wm][wn + 16 * j], acc[j], kBN, wmma::mem_row_major);
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + ty + 16 * i;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t n = n0 + tx + 16 * j;
+      if (n < N) ops.store(m, n, Cs[ty + 16 * i][tx + 16 * j], blockIdx.z);
+    }
+  }
+#else
+  __trap();  // launched only on sm_80 and newer (launch_igemm checks)
+#endif
+}
+
 template <class T> struct AccOf { using type = T; };
 template <> struct AccOf<float> { using type = double; };
 
@@ -311,6 +396,14 @@ __global__ void fill_bias_kernel(T* __restrict__ out, const T* __restrict__ bias
     out[i] = bias ? bias[(i / plane) % channels] : T(0);
 }
 
+// TF32 WMMA needs compute capability 8.0 (Ampere) or newer.
+bool tensor_cores_tf32() {
+  int device = 0, major = 0;
+  DFX_CUDA_CHECK(cudaGetDevice(&device));
+  DFX_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 8;
+}
+
 template <class T, class Ops>
 void launch_igemm(int64_t M, int64_t N, int64_t K, int64_t splits, const Ops& ops,
                   const std::string& name, const Shape& shape) {
@@ -319,6 +412,13 @@ void launch_igemm(int64_t M, int64_t N, int64_t K, int64_t splits, const Ops& op
             " x ", K, " exceeds the grid limits for shape ", shape);
   const int64_t kchunk = (K + splits - 1) / splits;
   dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(splits));
+  if constexpr (std::is_same_v<T, float>) {
+    if (allow_tf32() && tensor_cores_tf32()) {
+      igemm_tf32_kernel<Ops><<<grid, kGemmThreads, 0, launch_stream()>>>(M, N, K, kchunk, ops);
+      DFX_CUDA_CHECK_LAUNCH(name + " (TF32 tensor cores)", shape);
+      return;
+    }
+  }
   igemm_kernel<T, Ops><<<grid, kGemmThreads, 0, launch_stream()>>>(M, N, K, kchunk, ops);
   DFX_CUDA_CHECK_LAUNCH(name, shape);
 }

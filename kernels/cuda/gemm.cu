@@ -7,6 +7,7 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "kernels/conv_config.h"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/gemm.h"
 
@@ -48,6 +49,9 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tens
   cublasHandle_t h = handle_for(device);
   // The handle is shared by every stream of the device: bind it to the current one per call.
   check_cublas(cublasSetStream(h, ::dfx::cuda::current_cuda_stream(device)), "cublasSetStream");
+  // float32 GEMMs may use TF32 tensor cores only when the user allowed it (kernels/conv_config.h).
+  check_cublas(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+               "cublasSetMathMode");
   const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   if (c.dtype() == DType::Float32) {

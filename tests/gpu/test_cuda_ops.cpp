@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "kernels/conv.h"
+#include "kernels/conv_config.h"
 #include "kernels/elementwise.h"
 #include "kernels/fem.h"
 #include "kernels/norm.h"
@@ -316,6 +317,53 @@ TEST_CASE("cuda ops: conv, conv_transpose and the weight and bias gradients matc
                 k::conv(base.transpose(2, 3), wt.contiguous().transpose(2, 3), Tensor(), g2), t,
                 label("conv transposed input and weight", base.shape(), dt));
   }
+}
+
+TEST_CASE("cuda ops: the native TF32 tensor-core convolutions match the CPU to TF32 accuracy") {
+  // TF32 keeps 10 mantissa bits of each product's operands: about 1e-3 relative error per
+  // product, shrinking in long sums. The tolerance (scaled by the largest |value|, as
+  // check_close does) is 5e-3; float32 FMA must stay within 1e-5, so a TF32 path that silently
+  // ran in FP32 shows up in the bitwise comparison below and one that is wrong misses 5e-3.
+  const bool was_tf32 = k::allow_tf32();
+  const k::ConvBackend was_backend = k::conv_backend();
+  k::set_conv_backend(k::ConvBackend::Native);
+  struct Case {
+    Shape x, w;
+    std::vector<int64_t> stride, padding;
+  };
+  const std::vector<Case> cases = {
+      {{2, 16, 33, 31}, {24, 16, 3, 3}, {1}, {1}},  // K = 144: a partial last tile in M, N, K
+      {{1, 8, 20, 20}, {4, 8, 3, 3}, {2}, {1}},     // stride 2, M < 16
+      {{1, 3, 6, 7, 8}, {5, 3, 3, 3, 3}, {1}, {1}}, // 3-d
+      {{4, 32, 48, 48}, {32, 32, 3, 3}, {1}, {1}},  // split-K weight gradient
+  };
+  uint64_t seed = 900;
+  for (const Case& c : cases) {
+    const int nd = static_cast<int>(c.x.size()) - 2;
+    const k::ConvGeometry g = k::ConvGeometry::make(nd, c.stride, c.padding, {1});
+    const Tensor x = rnd(c.x, seed++, DType::Float32), w = rnd(c.w, seed++, DType::Float32);
+    const Tensor b = rnd({c.w[0]}, seed++, DType::Float32);
+    const Tensor x64 = x.to(DType::Float64), w64 = w.to(DType::Float64);
+    const Tensor y64 = k::conv(x64, w64, b.to(DType::Float64), g);
+    const Tensor gy = rnd(y64.shape(), seed++, DType::Float32);
+    const std::string at = label("tf32 conv " + g.str(), c.x, DType::Float32);
+    k::set_allow_tf32(false);
+    const Tensor y_fp32 = k::conv(gpu(x), gpu(w), gpu(b), g).cpu();
+    k::set_allow_tf32(true);
+    const Tensor y_tf32 = k::conv(gpu(x), gpu(w), gpu(b), g);
+    check_close(y_tf32.to(DType::Float64), y64, 5e-3, at);
+    CHECK(y_tf32.cpu().to_vector() != y_fp32.to_vector());  // the tensor cores really ran
+    check_close(k::conv_transpose(gpu(gy), gpu(w), Tensor(), c.x, g).to(DType::Float64),
+                k::conv_transpose(gy.to(DType::Float64), w64, Tensor(), c.x, g), 5e-3,
+                "conv_transpose: " + at);
+    check_close(k::conv_weight_grad(gpu(gy), gpu(x), c.w, g).to(DType::Float64),
+                k::conv_weight_grad(gy.to(DType::Float64), x64, c.w, g), 5e-3,
+                "conv_weight_grad: " + at);
+    // Deterministic: the same bits twice.
+    CHECK(k::conv(gpu(x), gpu(w), gpu(b), g).cpu().to_vector() == y_tf32.cpu().to_vector());
+  }
+  k::set_allow_tf32(was_tf32);
+  k::set_conv_backend(was_backend);
 }
 
 TEST_CASE("cuda ops: concat, stack and split work on the device") {
