@@ -16,7 +16,8 @@ enum class ReduceOp { Sum, Max };
 // A pending nonblocking operation. wait() completes it; the tensor handed to the call holds the
 // result afterwards. Destroying an unfinished Work waits for it. On the NCCL backend, waiting is
 // device-side: wait() orders the calling thread's current CUDA stream after the collective
-// (later kernels and copies on it see the result) without blocking the host.
+// (later kernels and copies on it see the result) without blocking the host; a host tensor,
+// staged through the GPU, gets its result copied back in wait(), which then does block.
 class Work {
  public:
   virtual ~Work() = default;
