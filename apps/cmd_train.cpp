@@ -55,15 +55,19 @@ int cmd_train(const Args& args) {
       {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
       {"sync_bn", T::Bool, "true", "batch-norm moments over the global batch under MPI"},
       {"overlap", T::Bool, "true", "start gradient all-reduces during backward (false: after it)"},
+      {"comm", T::String, "auto", "communicator: auto (NCCL for one GPU per MPI rank, else MPI "
+       "under mpiexec, else one process), local, mpi (device tensors staged through the host) or "
+       "nccl (needs --device cuda)", {"auto", "local", "mpi", "nccl"}},
   });
   Options o("train", "trains a U-Net on a PDE loss, data-free", specs);
   if (!o.parse(args)) return 0;
   apply_optimizer_defaults(o);
 
-  auto comm = dist::make_default();
-  const bool root = comm->rank() == 0;
   apply_threads(o.i("threads"));
-  const Device device = run_device(o);
+  const RunComm run_comm = make_run_comm(o);
+  const auto& comm = run_comm.comm;
+  const Device device = run_comm.device;
+  const bool root = comm->rank() == 0;
   const std::string out = o.s("out");
   // Every rank checks; only rank 0 writes.
   if (root) ensure_directory(out);
@@ -81,7 +85,7 @@ int cmd_train(const Args& args) {
   const int64_t total_steps = o.i("steps") > 0 ? o.i("steps") : o.i("epochs") * steps_per_epoch;
   DFX_CHECK(total_steps >= 1, "nothing to do: --steps and --epochs are both 0");
 
-  auto model = build_model(o, problem->dims());
+  auto model = build_model(o, problem->dims(), device);
   model->train();
   auto params = model->parameters();
   auto opt = build_optimizer(o, params);
@@ -104,16 +108,18 @@ int cmd_train(const Args& args) {
 
   nlohmann::json config = o.to_json();
   config["ranks"] = comm->size();
+  config["backend"] = comm->backend();
   std::ofstream metrics;
   if (root) {
     write_text_atomic(out + "/config.json", config.dump(2) + "\n");
     metrics.open(out + "/metrics.jsonl", start_step > 0 ? std::ios::app : std::ios::trunc);
     DFX_CHECK(metrics.good(), "cannot write '", out, "/metrics.jsonl'");
     ensure_directory(out + "/checkpoints");
-    std::printf("dfx train: %s N=%lld, U-Net depth %lld width %lld (%s parameters), batch %lld on %d rank%s, %lld steps\n",
+    std::printf("dfx train: %s N=%lld, U-Net depth %lld width %lld (%s parameters), batch %lld on %d rank%s (%s, %s), %lld steps\n",
                 o.s("problem").c_str(), (long long)o.i("res"), (long long)o.i("depth"),
                 (long long)o.i("width"), nn::format_count(model->num_parameters()).c_str(),
-                (long long)B, comm->size(), comm->size() > 1 ? "s" : "", (long long)total_steps);
+                (long long)B, comm->size(), comm->size() > 1 ? "s" : "", comm->backend().c_str(),
+                device.str().c_str(), (long long)total_steps);
   }
   const bool tty = root && ::isatty(STDOUT_FILENO);
   // Held-out fields and their reference solutions, once: periodic evaluations only run the model.

@@ -73,8 +73,9 @@ ProblemOptions problem_options(const Options& o) {
 
 DType run_dtype(const Options& o) { return o.s("dtype") == "float64" ? DType::Float64 : DType::Float32; }
 
-Device run_device(const Options& o) {
-  Device d = Device::parse(o.s("device"));
+Device run_device(const Options& o, int local_rank) {
+  const std::string name = o.s("device");
+  Device d = Device::parse(name);
   if (d.is_cuda()) {
     DFX_CHECK(cuda::is_built(), "--device ", d.str(), ": dfx was built without CUDA (nvcc was not "
               "found at configure time); use --device cpu or rebuild with -Dcuda=enabled");
@@ -83,6 +84,7 @@ Device run_device(const Options& o) {
               "this machine); use --device cpu");
     DFX_CHECK(d.index < n, "--device ", d.str(), ": only ", n, " CUDA device", n == 1 ? "" : "s",
               " visible; expected cuda:0 .. cuda:", n - 1, ", or --device cpu");
+    if (name == "cuda") d.index = local_rank % n;
   }
   // The process-wide convolution switches (kernels/conv_config.h); without the flags,
   // DFX_TF32 / DFX_CONV_BACKEND or the defaults stay in force.
@@ -97,6 +99,35 @@ Device run_device(const Options& o) {
   return d;
 }
 
+RunComm make_run_comm(const Options& o) {
+  const std::string kind = o.s("comm");
+  const bool want_cuda = Device::parse(o.s("device")).is_cuda();
+  if (kind == "nccl") {
+    DFX_CHECK(want_cuda, "--comm nccl needs --device cuda (NCCL moves GPU buffers), got --device ",
+              o.s("device"), "; use --comm mpi or --comm auto for CPU training");
+    DFX_CHECK(dist::nccl_available(), "--comm nccl: dfx was built without NCCL (reconfigure with "
+              "-Dnccl=enabled, -Dnccl_root=PREFIX); --comm mpi also runs on device tensors, staged "
+              "through host memory");
+  }
+  std::shared_ptr<dist::Communicator> host;
+  if (kind == "local") host = dist::make_local();
+  else if (kind == "mpi") host = dist::make_mpi();
+  else host = dist::make_default();  // auto, and the bootstrap of nccl
+  const dist::NodeRank node = dist::node_rank(*host);
+  const Device device = run_device(o, node.local_rank);
+  bool nccl = kind == "nccl";
+  if (kind == "auto" && want_cuda && host->size() > 1 && dist::nccl_available()) {
+    // NCCL refuses two ranks on one GPU, so only when every host has a GPU per rank; all ranks
+    // must agree, since creating the NCCL communicator is collective.
+    const bool ok = o.s("device") == "cuda" && node.local_size <= cuda::device_count();
+    Tensor veto = from_vector<int64_t>({ok ? 0 : 1}, {1});
+    host->all_reduce(veto, dist::ReduceOp::Max);
+    nccl = veto.data<int64_t>()[0] == 0;
+  }
+  if (nccl) return {dist::make_nccl(host, device.index), device};
+  return {host, device};
+}
+
 void apply_threads(int64_t threads) {
   DFX_CHECK(threads >= 0, "--threads must be >= 0, got ", threads);
   if (threads == 0) return;
@@ -105,6 +136,10 @@ void apply_threads(int64_t threads) {
 }
 
 std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
+  return build_model(o, dims, run_device(o));
+}
+
+std::shared_ptr<nn::UNet> build_model(const Options& o, int dims, Device device) {
   nn::UNetOptions u;
   u.dims = dims;
   u.depth = static_cast<int>(o.i("depth"));
@@ -117,7 +152,6 @@ std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
   DFX_CHECK(o.i("res") % div == 0, "--res ", o.i("res"), " is not divisible by 2^(depth-1) = ", div,
             " (the U-Net halves the grid depth-1 times); pick a multiple of ", div);
   auto model = std::make_shared<nn::UNet>(u);
-  const Device device = run_device(o);
   if (!device.is_cpu()) model->to(device);  // initialised on the CPU: the same weights anywhere
   if (o.b("channels_last")) model->to(MemoryFormat::ChannelsLast);
   return model;

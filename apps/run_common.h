@@ -10,6 +10,7 @@
 
 #include "apps/options.h"
 #include "apps/problem.h"
+#include "dist/communicator.h"
 #include "models/unet.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -20,11 +21,26 @@ namespace dfx::app {
 std::vector<OptionSpec> run_option_specs();
 ProblemOptions problem_options(const Options& o);
 DType run_dtype(const Options& o);
-Device run_device(const Options& o);  // also applies --tf32 and --conv-backend
+// --device, checked against the devices present. Plain "cuda" (no index) is
+// cuda:(local_rank % device count), so the ranks of one host spread over its GPUs; "cuda:N" is
+// cuda:N on every rank. Also applies --tf32 and --conv-backend.
+Device run_device(const Options& o, int local_rank = 0);
+
+// The communicator of `dfx train --comm` and this rank's --device (docs/distributed.md):
+// local: this process alone; mpi: MPI (device tensors staged through host memory); nccl: NCCL
+// on the rank's GPU, bootstrapped over MPI under a launcher (Local otherwise), needs --device
+// cuda; auto: NCCL when launched by MPI with --device cuda, dfx has NCCL and every rank of each
+// host gets its own GPU, else MPI under a launcher, else Local.
+struct RunComm {
+  std::shared_ptr<dist::Communicator> comm;
+  Device device;
+};
+RunComm make_run_comm(const Options& o);
 void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaults
 
-// The U-Net of --depth/--width/--dtype/--seed, on --device.
+// The U-Net of --depth/--width/--dtype/--seed, on --device (or on `device`).
 std::shared_ptr<nn::UNet> build_model(const Options& o, int dims);
+std::shared_ptr<nn::UNet> build_model(const Options& o, int dims, Device device);
 void apply_optimizer_defaults(Options& o);  // --lr default per method when not given
 std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params);
 optim::Schedule build_schedule(const Options& o, int64_t total_steps);

@@ -1,7 +1,8 @@
 // dist/communicator.h — the small interface every distributed piece of dfx talks to: rank, size,
 // all-reduce (blocking and nonblocking), broadcast, all-gather, barrier. Backends: Local (one
-// process), MPI (dist/mpi_communicator.h, built with MPI) and, with the CUDA work, NCCL. The
-// backend is chosen at run time; code above never sees MPI or NCCL types.
+// process), MPI (dist/mpi_communicator.h, built with MPI) and NCCL (GPU buffers, built with CUDA
+// and NCCL; dist/nccl_communicator.h). The backend is chosen at run time; code above never sees
+// MPI or NCCL types.
 #pragma once
 #include <memory>
 #include <string>
@@ -13,7 +14,10 @@ namespace dfx::dist {
 enum class ReduceOp { Sum, Max };
 
 // A pending nonblocking operation. wait() completes it; the tensor handed to the call holds the
-// result afterwards. Destroying an unfinished Work waits for it.
+// result afterwards. Destroying an unfinished Work waits for it. On the NCCL backend, waiting is
+// device-side: wait() orders the calling thread's current CUDA stream after the collective
+// (later kernels and copies on it see the result) without blocking the host; a host tensor,
+// staged through the GPU, gets its result copied back in wait(), which then does block.
 class Work {
  public:
   virtual ~Work() = default;
@@ -51,5 +55,21 @@ std::shared_ptr<Communicator> make_mpi();
 std::shared_ptr<Communicator> make_default();
 
 bool mpi_available();
+
+// NCCL on cuda:`device`, one rank per rank of `bootstrap` (MPI under a launcher, or Local for one
+// process): rank 0's ncclUniqueId is broadcast over `bootstrap`, which the NCCL communicator
+// keeps alive. Every rank must pass a different GPU (NCCL refuses two ranks on one device).
+// Throws when dfx was built without CUDA and NCCL.
+std::shared_ptr<Communicator> make_nccl(std::shared_ptr<Communicator> bootstrap, int device);
+
+bool nccl_available();  // built with NCCL (a device may still be missing)
+
+// This rank's position among the ranks on its host (same host name), and their number: to give
+// each rank of a node its own GPU. Collective: every rank of `comm` must call it.
+struct NodeRank {
+  int local_rank = 0;
+  int local_size = 1;
+};
+NodeRank node_rank(Communicator& comm);
 
 }  // namespace dfx::dist

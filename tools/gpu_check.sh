@@ -34,6 +34,40 @@ if command -v compute-sanitizer >/dev/null; then
   summary+=("memcheck: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)")
 fi
 
+# Distribution on the GPU (docs/distributed.md). NCCL at P = 1 is in dfx_gpu above. Here: the
+# MPI backend on device buffers with two ranks sharing the one GPU (NCCL must refuse that
+# cleanly on both), then NCCL itself with two ranks made to see two hosts (a distinct
+# NCCL_HOSTID each, sockets over lo), then dfx train on the GPU with --comm nccl (P = 1) and under
+# mpirun (auto picks MPI for ranks sharing a GPU). Hangs are cut by the timeouts.
+if [[ -x build-gpu/tests/mpi/dfx_mpi ]] && command -v mpirun >/dev/null; then
+  mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
+  timeout 60 "${mpi[@]}" build-gpu/tests/mpi/dfx_mpi -ts=mpi-gpu >"$OUT/mpi_gpu.log" 2>&1
+  rc=$?
+  summary+=("dfx_mpi mpi-gpu, 2 ranks on one GPU (exit $rc): $(grep -E 'test cases:' "$OUT/mpi_gpu.log" | tail -1)")
+  timeout 45 "${mpi[@]}" -x NCCL_SOCKET_IFNAME=lo -x NCCL_NET=Socket -x NCCL_IB_DISABLE=1 \
+    -x NCCL_P2P_DISABLE=1 -x NCCL_SHM_DISABLE=1 \
+    bash -c 'NCCL_HOSTID=dfx-rank$OMPI_COMM_WORLD_RANK exec "$0" "$@"' \
+    build-gpu/tests/mpi/dfx_mpi -ts=mpi-gpu -tc='NCCL*' >"$OUT/nccl_np2.log" 2>&1
+  rc=$?
+  summary+=("NCCL over MPI, 2 ranks as two hosts (exit $rc): $(grep -E 'test cases:' "$OUT/nccl_np2.log" | tail -1)")
+  if timeout 45 "${mpi[@]}" build-gpu/apps/dfx train --device cuda --res 32 --depth 3 --width 8 \
+       --batch 4 --samples 16 --steps 10 --eval-samples 0 --panels 0 --out "$OUT/train_mpi_gpu" \
+       >"$OUT/train_mpi_gpu.log" 2>&1; then
+    summary+=("dfx train --device cuda, 2 MPI ranks: $(grep -o 'on 2 ranks ([^)]*)' "$OUT/train_mpi_gpu.log"), $(grep -o 'loss [0-9.e+-]*' "$OUT/train_mpi_gpu.log" | tail -1)")
+  else
+    summary+=("dfx train --device cuda, 2 MPI ranks: FAILED: $(tail -3 "$OUT/train_mpi_gpu.log" | tr '\n' ' ')")
+  fi
+else
+  summary+=("dfx_mpi: not built (no MPI at configure time)")
+fi
+if timeout 45 build-gpu/apps/dfx train --comm nccl --device cuda --res 32 --depth 3 --width 8 \
+     --batch 4 --samples 16 --steps 10 --eval-samples 0 --panels 0 --out "$OUT/train_nccl" \
+     >"$OUT/train_nccl.log" 2>&1; then
+  summary+=("dfx train --comm nccl --device cuda (P = 1): $(grep -o 'loss [0-9.e+-]*' "$OUT/train_nccl.log" | tail -1)")
+else
+  summary+=("dfx train --comm nccl: FAILED: $(tail -3 "$OUT/train_nccl.log" | tr '\n' ' ')")
+fi
+
 # A short CPU-vs-GPU training run end to end (dfx train on the GPU, eval against the reference).
 if timeout 120 build-gpu/apps/dfx train --device cuda --res 64 --batch 8 --steps 200 --lr 3e-3 \
      --eval-samples 16 --panels 0 --out "$OUT/train_gpu" >"$OUT/train_gpu.log" 2>&1; then

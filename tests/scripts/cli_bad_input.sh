@@ -30,6 +30,8 @@ expect_fail "unknown conv backend" "conv-backend.*must be one of auto\|native\|c
 expect_fail "unknown eval conv backend" "conv-backend.*must be one of auto\|native\|cudnn" "$DFX" eval --checkpoint x --conv-backend cuda
 expect_fail "res not divisible" "not divisible by 2\^\(depth-1\) = 8" "$DFX" train --res 20 --depth 4 --out "$tmp/x"
 expect_fail "absent CUDA device" "cuda:9: (no CUDA device|only [0-9]+ CUDA device|dfx was built without CUDA)" "$DFX" train "${tiny[@]}" --steps 1 --device cuda:9 --out "$tmp/x"
+expect_fail "nccl without a GPU" "comm nccl needs --device cuda" "$DFX" train "${tiny[@]}" --steps 1 --comm nccl --out "$tmp/x"
+expect_fail "unknown communicator" "must be one of auto" "$DFX" train "${tiny[@]}" --steps 1 --comm gloo --out "$tmp/x"
 expect_fail "res too small" "res must be >= 4" "$DFX" train --res 2 --depth 1 --out "$tmp/x"
 expect_fail "unwritable out" "cannot create output directory|not writable" "$DFX" train "${tiny[@]}" --steps 1 --out /proc/dfx-cannot-write
 expect_fail "bad config json" "not valid JSON" bash -c "echo '{oops' > $tmp/bad.json; $DFX train --config $tmp/bad.json"
