@@ -49,13 +49,32 @@ void check_like(const Tensor& g, const Tensor& x, const char* op) {
             op, ": gradient ", g.describe(), " does not match input ", x.describe());
 }
 
+// A channels-last x (core/tensor.h) is [N, *S, C] in memory, i.e. [N * S, C, 1] to the kernels,
+// which have a dense path for S = 1 (a column reduction over rows of C): no layout copies.
+bool as_rows(const Tensor& x, int64_t& n, int64_t& s) {
+  if (x.dim() < 3 || x.suggest_memory_format() != MemoryFormat::ChannelsLast) return false;
+  n *= s;
+  s = 1;
+  return true;
+}
+
+// x in the layout the kernels will read (see as_rows), and an output like it.
+Tensor kernel_layout(const Tensor& t, bool rows) {
+  return rows ? t.contiguous(MemoryFormat::ChannelsLast) : t.contiguous();
+}
+Tensor empty_like_layout(const Tensor& x, bool rows) {
+  return Tensor::empty(x.shape(), x.dtype(), x.device(),
+                       rows ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous);
+}
+
 }  // namespace
 
 Tensor channel_sums(const Tensor& x) {
   int64_t n, c, s;
   split_dims(x, "channel_sums", n, c, s);
+  const bool rows = as_rows(x, n, s);
   Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
-  DFX_BACKEND(x, channel_sums(x.contiguous(), n, c, s, out));
+  DFX_BACKEND(x, channel_sums(kernel_layout(x, rows), n, c, s, out));
   return out;
 }
 
@@ -68,9 +87,10 @@ Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const
   Tensor is = per_channel(invstd, x, c, 1, "bn_apply", "invstd");
   Tensor ga = per_channel(gamma, x, c, 1, "bn_apply", "gamma");
   Tensor be = per_channel(beta, x, c, 0, "bn_apply", "beta");
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  DFX_BACKEND(x, bn_apply(x.contiguous(), n, c, s, m, is, ga, be, y));
-  return y.contiguous(x.suggest_memory_format());  // the kernels work in NCHW
+  const bool rows = as_rows(x, n, s);
+  Tensor y = empty_like_layout(x, rows);
+  DFX_BACKEND(x, bn_apply(kernel_layout(x, rows), n, c, s, m, is, ga, be, y));
+  return y;
 }
 
 Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
@@ -81,8 +101,10 @@ Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
   DFX_CHECK(mean.defined() && invstd.defined(), "bn_backward_reduce: mean and invstd are required");
   Tensor m = per_channel(mean, x, c, 0, "bn_backward_reduce", "mean");
   Tensor is = per_channel(invstd, x, c, 1, "bn_backward_reduce", "invstd");
+  const bool rows = as_rows(x, n, s);
   Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
-  DFX_BACKEND(x, bn_backward_reduce(g.contiguous(), x.contiguous(), n, c, s, m, is, out));
+  DFX_BACKEND(x, bn_backward_reduce(kernel_layout(g, rows), kernel_layout(x, rows), n, c, s, m,
+                                    is, out));
   return out;
 }
 
@@ -99,10 +121,11 @@ Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, c
   Tensor is = per_channel(invstd, x, c, 1, "bn_backward_apply", "invstd");
   Tensor ga = per_channel(gamma, x, c, 1, "bn_backward_apply", "gamma");
   Tensor sm = sums.to(DType::Float64).contiguous();
-  Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  DFX_BACKEND(x, bn_backward_apply(g.contiguous(), x.contiguous(), n, c, s, m, is, ga, sm,
-                                    count, gx));
-  return gx.contiguous(x.suggest_memory_format());
+  const bool rows = as_rows(x, n, s);
+  Tensor gx = empty_like_layout(x, rows);
+  DFX_BACKEND(x, bn_backward_apply(kernel_layout(g, rows), kernel_layout(x, rows), n, c, s, m, is,
+                                    ga, sm, count, gx));
+  return gx;
 }
 
 }  // namespace dfx::kernels

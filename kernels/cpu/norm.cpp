@@ -1,6 +1,7 @@
 // kernels/cpu/norm.cpp — batch-norm kernels on the CPU. Each plane (n, c) is cut into fixed
 // chunks; a chunk's partial sums are computed by one OpenMP iteration and then added per channel
-// in (n, chunk) order, so sums are bitwise independent of the thread count.
+// in (n, chunk) order, so sums are bitwise independent of the thread count. S = 1 ([rows, C]:
+// channels-last tensors, BatchNorm1d) has its own path, chunks of rows vectorised across C.
 #include "kernels/cpu/norm.h"
 
 #include <algorithm>
@@ -43,12 +44,60 @@ void combine(const std::vector<double>& part, int64_t n, int64_t c, int64_t s, d
   }
 }
 
+// ---- S = 1: [rows, C] (channels-last tensors, BatchNorm1d) ----
+// Rows are cut into fixed chunks of kRowChunk; a chunk's per-channel partials are computed by
+// one OpenMP iteration (vectorised across channels) and added per channel in chunk order.
+constexpr int64_t kRowChunk = 256;
+
+int64_t row_chunks(int64_t rows) { return std::max<int64_t>((rows + kRowChunk - 1) / kRowChunk, 1); }
+
+// part [chunks][2][C]: f(row, a_row_out, b_row_out) accumulates one row into the two partial rows.
+template <class F>
+void rows_reduce(int64_t rows, int64_t c, double* out, F&& f) {
+  const int64_t chunks = row_chunks(rows);
+  std::vector<double> part(static_cast<size_t>(2 * chunks * c), 0.0);
+#pragma omp parallel for schedule(static) if (chunks > 1 && rows * c >= 32768)
+  for (int64_t q = 0; q < chunks; ++q) {
+    double* pa = part.data() + 2 * q * c;
+    double* pb = pa + c;
+    for (int64_t r = q * kRowChunk; r < std::min(rows, (q + 1) * kRowChunk); ++r) f(r, pa, pb);
+  }
+  for (int64_t ch = 0; ch < c; ++ch) {
+    double a = 0, b = 0;
+    for (int64_t q = 0; q < chunks; ++q) {
+      a += part[2 * q * c + ch];
+      b += part[2 * q * c + c + ch];
+    }
+    out[ch] = a;
+    out[c + ch] = b;
+  }
+}
+
+// f(row) over every row, rows spread over threads.
+template <class F>
+void rows_apply(int64_t rows, int64_t c, F&& f) {
+#pragma omp parallel for schedule(static) if (rows * c >= 32768)
+  for (int64_t r = 0; r < rows; ++r) f(r);
+}
+
 }  // namespace
 
 void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& out) {
   dispatch_float(x.dtype(), "channel_sums", [&](auto z) {
     using T = decltype(z);
     const T* px = x.data<T>();
+    if (s == 1) {
+      rows_reduce(n, c, out.data<double>(), [&](int64_t r, double* a, double* b) {
+        const T* p = px + r * c;
+#pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const double v = static_cast<double>(p[ch]);
+          a[ch] += v;
+          b[ch] += v * v;
+        }
+      });
+      return;
+    }
     std::vector<double> part(2 * n * c * chunks_of(s), 0.0);
     const int64_t per = chunks_of(s);
     for_each_chunk(n, c, s, [&](int64_t plane, int64_t, int64_t b, int64_t e) {
@@ -76,6 +125,21 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
     T* py = y.data<T>();
     const double *pm = mean.data<double>(), *pis = invstd.data<double>();
     const double *pga = gamma.data<double>(), *pbe = beta.data<double>();
+    if (s == 1) {
+      std::vector<T> m(c), a(c), be(c);
+      for (int64_t ch = 0; ch < c; ++ch) {
+        m[ch] = static_cast<T>(pm[ch]);
+        a[ch] = static_cast<T>(pis[ch] * pga[ch]);
+        be[ch] = static_cast<T>(pbe[ch]);
+      }
+      rows_apply(n, c, [&](int64_t r) {
+        const T* p = px + r * c;
+        T* o = py + r * c;
+#pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) o[ch] = (p[ch] - m[ch]) * a[ch] + be[ch];
+      });
+      return;
+    }
     for_each_chunk(n, c, s, [&](int64_t plane, int64_t ch, int64_t b, int64_t e) {
       // (x - mean) * a + beta rather than x * a + shift: no cancellation when |mean| >> std.
       const T m = static_cast<T>(pm[ch]), a = static_cast<T>(pis[ch] * pga[ch]);
@@ -94,6 +158,22 @@ void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, 
     using T = decltype(z);
     const T *px = x.data<T>(), *pg = g.data<T>();
     const double* pm = mean.data<double>();
+    double* po = out.data<double>();
+    const double* pis = invstd.data<double>();
+    if (s == 1) {
+      rows_reduce(n, c, po, [&](int64_t r, double* a, double* b) {
+        const T* xp = px + r * c;
+        const T* gp = pg + r * c;
+#pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const double gv = static_cast<double>(gp[ch]);
+          a[ch] += gv;
+          b[ch] += gv * (static_cast<double>(xp[ch]) - pm[ch]);
+        }
+      });
+      for (int64_t ch = 0; ch < c; ++ch) po[c + ch] *= pis[ch];
+      return;
+    }
     const int64_t per = chunks_of(s);
     std::vector<double> part(2 * n * c * per, 0.0);
     for_each_chunk(n, c, s, [&](int64_t plane, int64_t ch, int64_t b, int64_t e) {
@@ -111,10 +191,8 @@ void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, 
       part[2 * q] = s1;
       part[2 * q + 1] = s2;
     });
-    double* po = out.data<double>();
     combine(part, n, c, s, po);
     // sum g * xhat = invstd * sum g * (x - mean): one multiply per channel instead of per element.
-    const double* pis = invstd.data<double>();
     for (int64_t ch = 0; ch < c; ++ch) po[c + ch] *= pis[ch];
   });
 }
@@ -128,6 +206,25 @@ void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, i
     T* po = gx.data<T>();
     const double *pm = mean.data<double>(), *pis = invstd.data<double>();
     const double *pga = gamma.data<double>(), *ps = sums.data<double>();
+    if (s == 1) {
+      std::vector<T> kk(c), mg(c), q(c), m(c);
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const double is = pis[ch];
+        kk[ch] = static_cast<T>(pga[ch] * is);
+        mg[ch] = static_cast<T>(ps[ch] / count);
+        q[ch] = static_cast<T>(is * ps[c + ch] / count);
+        m[ch] = static_cast<T>(pm[ch]);
+      }
+      rows_apply(n, c, [&](int64_t r) {
+        const T* xp = px + r * c;
+        const T* gp = pg + r * c;
+        T* o = po + r * c;
+#pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch)
+          o[ch] = kk[ch] * (gp[ch] - mg[ch] - (xp[ch] - m[ch]) * q[ch]);
+      });
+      return;
+    }
     for_each_chunk(n, c, s, [&](int64_t plane, int64_t ch, int64_t b, int64_t e) {
       // gx = k * (g - mg - (x - mean) * q) with per-channel k, mg and q folded in float64.
       const double is = pis[ch];

@@ -3,9 +3,11 @@
 // a chunk into a float64 pair (warp shuffles, fixed tree), then one block per channel reduces its
 // N * chunks partials in a fixed tree. The chunking depends only on the shape, so a given shape
 // always sums in the same order; no atomics. The apply passes are elementwise, one thread per
-// element, with the same per-channel constants (folded in float64) as the CPU kernels.
+// element, with the same per-channel constants (folded in float64) as the CPU kernels. S = 1
+// ([rows, C]: channels-last tensors, BatchNorm1d) reduces columns instead (rows_partials_kernel).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
@@ -46,6 +48,52 @@ __global__ void plane_partials_kernel(const T* __restrict__ x, const T* __restri
   }
   acc = block_reduce(acc, [](Double2 u, Double2 v) { return u + v; }, smem);
   if (threadIdx.x == 0) part[q] = acc;
+}
+
+// S = 1 ([rows, C]: channels-last tensors, BatchNorm1d): block (chunk, group) reduces rows
+// [chunk * kRowChunk, ...) of channels [group * cg, ...) with cg = min(C, 256) channels per block
+// and rep = blockDim / cg threads per channel (so reads of a row are coalesced across channels);
+// the rep partials of a channel are added in a fixed order. part[chunk * C + ch] is then the
+// layout channel_combine_kernel reads with n = chunks, per = 1.
+constexpr int64_t kRowChunk = 1024;
+
+template <class T, int kMode>
+__global__ void rows_partials_kernel(const T* __restrict__ x, const T* __restrict__ g,
+                                     const double* __restrict__ mean, int64_t rows, int64_t c,
+                                     int cg, Double2* __restrict__ part) {
+  __shared__ Double2 smem[kThreads];
+  const int rep = blockDim.x / cg;
+  const int lane = threadIdx.x % cg, r0 = threadIdx.x / cg;
+  const int64_t chunk = blockIdx.x;
+  const int64_t ch = static_cast<int64_t>(blockIdx.y) * cg + lane;
+  const int64_t lo = chunk * kRowChunk, hi = min(rows, lo + kRowChunk);
+  Double2 acc{0.0, 0.0};
+  if (ch < c && r0 < rep) {
+    if constexpr (kMode == 0) {
+      for (int64_t r = lo + r0; r < hi; r += rep) {
+        const double v = static_cast<double>(x[r * c + ch]);
+        acc.a += v;
+        acc.b += v * v;
+      }
+    } else {
+      const double m = mean[ch];
+      for (int64_t r = lo + r0; r < hi; r += rep) {
+        const double gv = static_cast<double>(g[r * c + ch]);
+        acc.a += gv;
+        acc.b += gv * (static_cast<double>(x[r * c + ch]) - m);
+      }
+    }
+  }
+  smem[threadIdx.x] = acc;
+  __syncthreads();
+  if (r0 == 0 && ch < c) {
+    Double2 sum = smem[lane];
+    for (int j = 1; j < rep; ++j) {
+      sum.a += smem[j * cg + lane].a;
+      sum.b += smem[j * cg + lane].b;
+    }
+    part[chunk * c + ch] = sum;
+  }
 }
 
 // Block ch reduces partials (i * c + ch) * per + k over i < n, k < per; out is [2, C]. With
@@ -120,6 +168,26 @@ void channel_reduce(const Tensor& x, const Tensor* g, const Tensor* mean, const 
   const std::string name = ::dfx::detail::cat(op, "<", dtype_name(x.dtype()), ">");
   if (n == 0 || s == 0) {  // an empty batch gives zero sums (the rank still joins all-reduces)
     DFX_CUDA_CHECK(cudaMemsetAsync(po, 0, sizeof(double) * 2 * c, launch_stream()));
+    return;
+  }
+  if (s == 1) {
+    const int64_t chunks = (n + kRowChunk - 1) / kRowChunk;
+    const int cg = static_cast<int>(std::min<int64_t>(c, kThreads));
+    const int threads = (kThreads / cg) * cg;
+    const int64_t groups = (c + cg - 1) / cg;
+    DFX_CHECK(chunks <= 0x7fffffff && groups <= 65535, op, ": ", chunks, " x ", groups,
+              " blocks exceed the grid limits for ", x.describe());
+    Tensor part = scratch_bytes(sizeof(Double2) * chunks * c, x.device());
+    Double2* pp = static_cast<Double2*>(part.raw_data());
+    dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(groups));
+    rows_partials_kernel<T, kMode><<<grid, threads, 0, launch_stream()>>>(
+        x.data<T>(), g ? g->data<T>() : nullptr, mean ? mean->data<double>() : nullptr, n, c, cg,
+        pp);
+    DFX_CUDA_CHECK_LAUNCH(name + " (rows_partials_kernel)", x.shape());
+    const int cthreads = chunks >= 256 ? 256 : 64;
+    channel_combine_kernel<<<static_cast<unsigned>(c), cthreads, 0, launch_stream()>>>(
+        pp, chunks, c, 1, invstd ? invstd->data<double>() : nullptr, po);
+    DFX_CUDA_CHECK_LAUNCH(name + " (channel_combine_kernel)", x.shape());
     return;
   }
   DFX_CHECK(items <= 0x7fffffff, op, ": ", items, " chunks exceed the grid limit for ",

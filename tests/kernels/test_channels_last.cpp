@@ -2,6 +2,7 @@
 // core/tensor.h): its strides and predicates, and that elementwise ops, batch norm, pooling,
 // upsampling and convolution give the same values as on NCHW tensors while keeping the layout.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <string>
@@ -104,6 +105,17 @@ TEST_CASE("channels-last: batch norm, pooling, upsampling and convolution keep t
   Tensor gx = k::bn_backward_apply(g.contiguous(CL), xc, mean, invstd, gamma, red, 96.0);
   CHECK(gx.suggest_memory_format() == CL);
   CHECK(max_abs_diff(gx, k::bn_backward_apply(g, x, mean, invstd, gamma, red, 96.0)) <= 1e-14);
+  // The channels-last (rows) path sums in an order fixed by the shape: the same bits on 1 and 2
+  // threads, and within rounding of the NCHW (plane) path.
+  Tensor big = randn({4, 16, 32, 32}, 63, 0, 0, DType::Float32);
+  Tensor bigc = big.contiguous(CL);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<double> one = k::channel_sums(bigc).to_vector();
+  omp_set_num_threads(2);
+  CHECK(k::channel_sums(bigc).to_vector() == one);
+  omp_set_num_threads(threads);
+  CHECK(max_abs_diff(k::channel_sums(bigc), k::channel_sums(big)) <= 1e-9);
   // Pooling and its adjoints.
   k::PoolWindow win{{2}, {2}, {0}};
   k::MaxPoolResult mp = k::max_pool(xc, win), mp0 = k::max_pool(x, win);
