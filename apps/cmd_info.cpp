@@ -5,6 +5,8 @@
 #include "config.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
+#include "kernels/conv_config.h"
+#include "kernels/profile.h"
 
 extern "C" char* openblas_get_corename(void);
 extern "C" char* openblas_get_config(void);
@@ -27,6 +29,13 @@ int cmd_info(const Args& args) {
   const int n = cuda::device_count();
   std::printf("CUDA devices: %d%s\n", n, cuda::is_built() ? "" : " (built without CUDA)");
   for (int i = 0; i < n; ++i) std::printf("  cuda:%d %s\n", i, cuda::device_name(i).c_str());
+  // The process-wide switches as the environment sets them (docs/cuda.md).
+  std::printf("CUDA convolutions: backend %s, TF32 %s, deterministic %s (DFX_CONV_BACKEND, "
+              "DFX_TF32, DFX_CONV_DETERMINISTIC)\n",
+              kernels::conv_backend_name(kernels::conv_backend()),
+              kernels::allow_tf32() ? "on" : "off", kernels::conv_deterministic() ? "on" : "off");
+  std::printf("per-kernel timings: %s (DFX_KERNEL_PROFILE)\n",
+              kernels::kernel_profiling() ? "on" : "off");
   return 0;
 }
 
