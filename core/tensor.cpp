@@ -145,6 +145,13 @@ MemoryFormat Tensor::suggest_memory_format() const {
   return MemoryFormat::Contiguous;
 }
 
+bool Tensor::same_layout(const Tensor& other) const {
+  if (shape_ != other.shape_) return false;
+  for (int i = 0; i < dim(); ++i)
+    if (shape_[i] != 1 && strides_[i] != other.strides_[i]) return false;
+  return true;
+}
+
 static Shape infer_shape(const Shape& shape, int64_t numel, const char* op, const Shape& from) {
   Shape out = shape;
   int infer = -1;

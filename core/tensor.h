@@ -74,6 +74,9 @@ class Tensor {
   // channels-last and not also plain contiguous, or (one channel: both) when its strides are
   // exactly channels_last_strides; Contiguous otherwise.
   MemoryFormat suggest_memory_format() const;
+  // Same shape and the same strides on every dim of size > 1: element i of one lies where
+  // element i of the other does (a flat loop over both storages visits matching elements).
+  bool same_layout(const Tensor& other) const;
 
   // ---- views (share storage) ----
   Tensor view(const Shape& shape) const;     // needs compatible strides; one -1 is inferred

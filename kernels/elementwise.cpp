@@ -196,6 +196,34 @@ void axpy_(const Tensor& a, double alpha, const Tensor& b) {
   cpu::axpy_(a, alpha, b);
 }
 
+void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const AdamUpdate& u) {
+  KernelProfileScope prof(p, "adam_update_");
+  for (const Tensor* t : {&g, &m, &v}) {
+    check_same_device(p, *t, "adam_update_");
+    DFX_CHECK(t->shape() == p.shape() && t->dtype() == p.dtype(), "adam_update_: ",
+              t->describe(), " does not match the parameter ", p.describe());
+  }
+  DFX_CHECK(p.dtype() == DType::Float32 || p.dtype() == DType::Float64,
+            "adam_update_: expected float32 or float64, got ", p.describe());
+  const MemoryFormat fmt = p.suggest_memory_format();
+  DFX_CHECK(p.is_contiguous(fmt) && m.same_layout(p) && v.same_layout(p),
+            "adam_update_: parameter ", p.describe(), " and its moments must be dense with the "
+            "same strides (got ", p.strides(), ", ", m.strides(), ", ", v.strides(), ")");
+  // The flat loop walks storage order, so g must lie like p.
+  const Tensor gl = g.same_layout(p) ? g : g.contiguous(fmt);
+  DFX_CHECK(gl.same_layout(p), "adam_update_: gradient ", g.describe(),
+            " cannot take the parameter's strides ", p.strides());
+  if (p.device().is_cuda()) {
+#if DFX_HAVE_CUDA
+    return cuda::adam_update_(p, gl, m, v, u);
+#else
+    no_cuda("adam_update_", p);
+#endif
+  }
+  cpu::adam_update_(p, gl, m, v, u);
+}
+
 void scale_(const Tensor& x, double alpha) {
   copy_(x, binary(BinaryOp::Mul, x, full({}, alpha, x.dtype(), x.device())));
 }

@@ -35,6 +35,21 @@ void axpy_(const Tensor& a, double alpha, const Tensor& b);
 // x *= alpha in place.
 void scale_(const Tensor& x, double alpha);
 
+// One Adam step fused into one pass (PyTorch's formula; the optimiser folds the bias
+// corrections into step and inv_sqrt_bc2):
+//   g' = g + weight_decay * p   (L2; 0 for none)
+//   m  = beta1 m + (1 - beta1) g'        v = beta2 v + (1 - beta2) g'^2
+//   p -= step * m / (sqrt(v) * inv_sqrt_bc2 + eps)
+// p, m and v are updated in place and must be dense with identical strides (contiguous or
+// channels-last); g is brought to their layout when it differs. Each element in float32/float64
+// with the constants rounded to that dtype, as the unfused ops do.
+struct AdamUpdate {
+  double beta1 = 0.9, beta2 = 0.999, step = 1e-3, inv_sqrt_bc2 = 1.0, eps = 1e-8;
+  double weight_decay = 0.0;
+};
+void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const AdamUpdate& u);
+
 inline Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
 inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
 inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }

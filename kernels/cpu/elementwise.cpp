@@ -254,4 +254,28 @@ void axpy_(const Tensor& a, double alpha, const Tensor& b) {
   });
 }
 
+void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const AdamUpdate& u) {
+  const int64_t n = p.numel();
+  dispatch_float(p.dtype(), "adam_update_", [&](auto z) {
+    using T = decltype(z);
+    T *pp = p.data<T>(), *pm = m.data<T>(), *pv = v.data<T>();
+    const T* pg = g.data<T>();
+    const T b1 = static_cast<T>(u.beta1), ob1 = static_cast<T>(1.0 - u.beta1);
+    const T b2 = static_cast<T>(u.beta2), ob2 = static_cast<T>(1.0 - u.beta2);
+    const T isb = static_cast<T>(u.inv_sqrt_bc2), eps = static_cast<T>(u.eps);
+    const T neg_step = static_cast<T>(-u.step), wd = static_cast<T>(u.weight_decay);
+    const bool decay = u.weight_decay != 0.0;
+#pragma omp parallel for simd schedule(static) if (n >= 32768)
+    for (int64_t i = 0; i < n; ++i) {
+      const T gv = decay ? pg[i] + pp[i] * wd : pg[i];
+      const T mi = pm[i] * b1 + gv * ob1;
+      const T vi = pv[i] * b2 + (gv * gv) * ob2;
+      pm[i] = mi;
+      pv[i] = vi;
+      pp[i] = pp[i] + neg_step * (mi / (std::sqrt(vi) * isb + eps));
+    }
+  });
+}
+
 }  // namespace dfx::kernels::cpu

@@ -10,5 +10,8 @@ Tensor compare(CompareOp op, const Tensor& a, const Tensor& b);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor clamp(const Tensor& x, double lo, double hi, bool mask);
 void axpy_(const Tensor& a, double alpha, const Tensor& b);
+// p, g, m, v dense with identical strides (checked by the entry point): a flat loop.
+void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const AdamUpdate& u);
 
 }  // namespace dfx::kernels::cpu

@@ -516,6 +516,49 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
+namespace {
+
+template <class T>
+__global__ void adam_update_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                                   T* __restrict__ v, int64_t n, T b1, T ob1, T b2, T ob2, T isb,
+                                   T eps, T neg_step, T wd, bool decay) {
+  const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    const T pi = p[i];
+    const T gv = decay ? g[i] + pi * wd : g[i];
+    const T mi = m[i] * b1 + gv * ob1;
+    const T vi = v[i] * b2 + (gv * gv) * ob2;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi + neg_step * (mi / (sqrt(vi) * isb + eps));
+  }
+}
+
+}  // namespace
+
+void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const AdamUpdate& u) {
+  for (const Tensor* t : {&p, &g, &m, &v}) check_cuda_operand(*t, "adam_update_");
+  const int64_t n = p.numel();
+  if (n == 0) return;
+  ::dfx::cuda::DeviceGuard guard(p.device().index);
+  auto run = [&](auto z) {
+    using T = decltype(z);
+    adam_update_kernel<T><<<grid_for(n), kThreads, 0, launch_stream()>>>(
+        p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), n, static_cast<T>(u.beta1),
+        static_cast<T>(1.0 - u.beta1), static_cast<T>(u.beta2), static_cast<T>(1.0 - u.beta2),
+        static_cast<T>(u.inv_sqrt_bc2), static_cast<T>(u.eps), static_cast<T>(-u.step),
+        static_cast<T>(u.weight_decay), u.weight_decay != 0.0);
+    DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("adam_update_kernel<", dtype_name(p.dtype()), ">"),
+                          p.shape());
+  };
+  switch (p.dtype()) {
+    case DType::Float32: run(float{}); break;
+    case DType::Float64: run(double{}); break;
+    default: DFX_FAIL("adam_update_: the CUDA kernel supports float32 and float64, got ", p.describe());
+  }
+}
+
 Tensor clamp(const Tensor& x, double lo, double hi, bool mask) {
   const char* name = mask ? "clamp_mask" : "clamp";
   check_cuda_operand(x, name);

@@ -389,6 +389,35 @@ TEST_CASE("cuda ops: the native TF32 tensor-core convolutions match the CPU to T
   k::set_conv_backend(was_backend);
 }
 
+TEST_CASE("cuda ops: the fused Adam update matches the CPU's, in both layouts") {
+  uint64_t seed = 950;
+  for (DType dt : kFloats) {
+    for (bool cl : {false, true}) {
+      const MemoryFormat fmt = cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+      const Shape shape{3, 7, 5, 9};
+      const Tensor p = rnd(shape, seed++, dt).contiguous(fmt);
+      const Tensor m = rnd(shape, seed++, dt).contiguous(fmt);
+      const Tensor v = pos(shape, seed++, dt).contiguous(fmt);
+      const Tensor g = rnd(shape, seed++, dt);
+      k::AdamUpdate u;
+      u.step = 0.02;
+      u.inv_sqrt_bc2 = 3.0;
+      u.weight_decay = 0.01;
+      const Tensor pc = p.clone().contiguous(fmt), mc = m.clone().contiguous(fmt),
+                   vc = v.clone().contiguous(fmt);
+      const Tensor pg = gpu(p).contiguous(fmt), mg = gpu(m).contiguous(fmt),
+                   vg = gpu(v).contiguous(fmt);
+      k::adam_update_(pc, g, mc, vc, u);
+      k::adam_update_(pg, gpu(g), mg, vg, u);
+      const std::string at = label(cl ? "adam_update_ channels-last" : "adam_update_", shape, dt);
+      const double t = dt == DType::Float32 ? 1e-6 : 1e-13;
+      check_close(pg, pc, t, at + " p");
+      check_close(mg, mc, t, at + " m");
+      check_close(vg, vc, t, at + " v");
+    }
+  }
+}
+
 TEST_CASE("cuda ops: concat, stack and split work on the device") {
   const Tensor a = rnd({2, 3, 4}, 500, DType::Float32), b = rnd({2, 5, 4}, 501, DType::Float32);
   check_exact(k::concat({gpu(a), gpu(b)}, 1), k::concat({a, b}, 1), "concat dim 1");

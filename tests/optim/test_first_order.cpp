@@ -72,6 +72,61 @@ TEST_CASE("Adam, AdamW and amsgrad follow PyTorch's formulas") {
   }
 }
 
+TEST_CASE("the fused Adam update equals the unfused ops, in float32 and float64, in both layouts") {
+  namespace k = dfx::kernels;
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    for (bool cl : {false, true}) {
+      for (double wd : {0.0, 0.05}) {
+        CAPTURE(dtype_name(dt));
+        CAPTURE(cl);
+        CAPTURE(wd);
+        const MemoryFormat fmt = cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+        const Shape shape{3, 5, 4, 6};
+        Tensor p = randn(shape, 71, 0, 0, dt).contiguous(fmt);
+        Tensor m = k::mul(randn(shape, 72, 0, 0, dt), full({}, 0.1, dt)).contiguous(fmt);
+        Tensor v = k::mul(uniform(shape, 0.0, 1.0, 73, 0, 0, dt), full({}, 0.01, dt)).contiguous(fmt);
+        const Tensor g = randn(shape, 74, 0, 0, dt);  // NCHW even when p is channels-last
+        k::AdamUpdate u;
+        u.beta1 = 0.9;
+        u.beta2 = 0.999;
+        u.step = 0.01 / (1 - std::pow(0.9, 3));
+        u.inv_sqrt_bc2 = 1 / std::sqrt(1 - std::pow(0.999, 3));
+        u.eps = 1e-8;
+        u.weight_decay = wd;
+        // The unfused ops, as Adam::step ran them before the fused kernel.
+        auto s = [&](double x) { return full({}, x, dt); };
+        const Tensor gw = wd != 0 ? k::add(g, k::mul(p, s(wd))) : g;
+        const Tensor m2 = k::add(k::mul(m, s(0.9)), k::mul(gw, s(1 - 0.9)));
+        const Tensor v2 = k::add(k::mul(v, s(0.999)), k::mul(k::mul(gw, gw), s(1 - 0.999)));
+        const Tensor denom = k::add(k::mul(k::unary(k::UnaryOp::Sqrt, v2), s(u.inv_sqrt_bc2)),
+                                    s(u.eps));
+        const Tensor p2 = k::add(p, k::mul(s(-u.step), k::div(m2, denom)));
+        k::adam_update_(p, g, m, v, u);
+        CHECK(p.suggest_memory_format() == fmt);  // in place: the layout stays
+        // Relative to each tensor's largest magnitude: a fused multiply-add may round a
+        // cancelling lerp differently from the separate ops.
+        const double tol = dt == DType::Float32 ? 1e-6 : 1e-14;
+        auto close = [&](const Tensor& a, const Tensor& b) {
+          const auto x = a.to_vector(), y = b.to_vector();
+          double worst = 0, scale = 0;
+          for (double e : y) scale = std::max(scale, std::fabs(e));
+          for (size_t i = 0; i < x.size(); ++i)
+            worst = std::max(worst, std::fabs(x[i] - y[i]) / scale);
+          return worst;
+        };
+        CHECK(close(m, m2) <= tol);
+        CHECK(close(v, v2) <= tol);
+        CHECK(close(p, p2) <= tol);
+      }
+    }
+  }
+  // Moments that do not lie like the parameter are refused (Adam::step then runs the ops).
+  Tensor p = randn({2, 3, 4, 5}, 75, 0, 0, DType::Float32).contiguous(MemoryFormat::ChannelsLast);
+  Tensor m = zeros({2, 3, 4, 5}), v = zeros({2, 3, 4, 5});
+  CHECK_THROWS_WITH(kernels::adam_update_(p, m, m, v, kernels::AdamUpdate{}),
+                    doctest::Contains("same strides"));
+}
+
 TEST_CASE("optimiser state round-trips: a restored run continues bit for bit") {
   auto make = [] { return Var(uniform({4}, -1, 1, 3, 0, 0, DType::Float64), true); };
   auto grad_at = [](int s) { return uniform({4}, -1, 1, 4, static_cast<uint64_t>(s), 0, DType::Float64); };
