@@ -1,0 +1,381 @@
+// Emulated-CUDA checks: the kernels of kernels/cuda/*.cu run on host threads over CPU tensors and
+// are compared with the CPU kernels.
+#include <algorithm>
+#include "cuda_emu.h"
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "kernels/conv.h"
+#include "kernels/conv_config.h"
+#include "kernels/cuda/conv.cuh"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/fem.cuh"
+#include "kernels/cuda/norm.cuh"
+#include "kernels/cuda/pool.cuh"
+#include "kernels/cuda/reduce.cuh"
+#include "kernels/elementwise.h"
+#include "kernels/fem.h"
+#include "kernels/norm.h"
+#include "kernels/pool.h"
+#include "kernels/reduce.h"
+
+using namespace dfx;
+namespace k = dfx::kernels;
+namespace kc = dfx::kernels::cuda;
+
+int fails = 0, checks = 0;
+
+void check(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
+  ++checks;
+  if (got.shape() != want.shape() || got.dtype() != want.dtype()) {
+    ++fails;
+    std::cout << "FAIL shape/dtype " << what << ": " << got.describe() << " vs " << want.describe() << "\n";
+    return;
+  }
+  auto g = got.to_vector(), w = want.to_vector();
+  double scale = 0;
+  for (double v : w) if (std::isfinite(v)) scale = std::max(scale, std::fabs(v));
+  int bad = 0; size_t first = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    bool ok = (std::isnan(g[i]) && std::isnan(w[i])) || g[i] == w[i] ||
+              std::fabs(g[i] - w[i]) <= tol * (std::fabs(w[i]) + scale);
+    if (!ok && bad++ == 0) first = i;
+  }
+  if (bad) {
+    ++fails;
+    std::cout << "FAIL " << what << ": " << bad << "/" << g.size() << " first " << first << " got "
+              << g[first] << " want " << w[first] << "\n";
+  }
+}
+
+Tensor rnd(const Shape& s, uint64_t seed, DType dt, double shift = 0.1) {
+  auto v = randn(s, seed, 0, 0, DType::Float64).to_vector();
+  for (double& x : v) x += shift;
+  return from_vector<double>(v, s).to(dt);
+}
+Tensor pos(const Shape& s, uint64_t seed, DType dt) { return uniform(s, 0.5, 2.0, seed, 0, 0, dt); }
+double tol(DType t) { return t == DType::Float32 ? 1e-5 : 1e-12; }
+std::string nm(const std::string& op, const Shape& s, DType dt) {
+  return op + " " + dtype_name(dt) + " " + ::dfx::detail::cat(s);
+}
+
+// ---- copies of kernels/pool.cpp's map builders (anonymous there) ----
+k::AxisMap window_map(int64_t in, int64_t out, int64_t kk, int64_t s, int64_t p) {
+  k::AxisMap m; m.rows = out; m.cols = in; m.ptr = {0}; m.col.clear(); m.w.clear();
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t lo = std::max<int64_t>(o * s - p, 0), hi = std::min(o * s - p + kk, in);
+    for (int64_t c = lo; c < hi; ++c) { m.col.push_back(c); m.w.push_back(1.0); }
+    m.ptr.push_back(static_cast<int64_t>(m.col.size()));
+  }
+  return m;
+}
+
+void test_reduce() {
+  struct C { Shape s; std::vector<std::vector<int>> dims; };
+  std::vector<C> cases = {{{7}, {{0}}}, {{3, 5}, {{0}, {1}, {0, 1}}},
+                          {{4, 6, 5}, {{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1}, {0, 1, 2}}},
+                          {{3, 5001}, {{1}, {0, 1}}}, {{3001, 3}, {{0}}}, {{2, 900, 7}, {{0, 1}, {1}}}};
+  uint64_t seed = 1;
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    for (auto& c : cases) {
+      Tensor x = rnd(c.s, seed++, dt);
+      for (auto& d : c.dims) {
+        std::vector<int64_t> d64(d.begin(), d.end());
+        for (k::ReduceOp op : {k::ReduceOp::Sum, k::ReduceOp::Mean, k::ReduceOp::Max, k::ReduceOp::Min}) {
+          Tensor want = k::reduce(op, x, d64);
+          Tensor out = Tensor::empty(want.shape(), dt);
+          kc::reduce(op, x, d, out);
+          check(out, want, op == k::ReduceOp::Max || op == k::ReduceOp::Min ? 0 : tol(dt),
+                nm("reduce" + std::to_string(int(op)) + " dims " + ::dfx::detail::cat(Shape(d64)), c.s, dt));
+        }
+        Tensor want = k::var(x, d64, 1);
+        Tensor out = Tensor::empty(want.shape(), dt);
+        kc::var(x, d, 1, out);
+        check(out, want, tol(dt), nm("var", c.s, dt));
+      }
+      for (int a = 0; a < x.dim(); ++a) {
+        Tensor want = k::argmax(x, a);
+        Tensor out = Tensor::empty(want.shape(), DType::Int64);
+        kc::argmax(x, a, out);
+        check(out, want, 0, nm("argmax " + std::to_string(a), c.s, dt));
+      }
+    }
+  }
+  Tensor t = from_vector<double>({1, 3, 3, 2, NAN, 5, 0, 1, NAN, 2, 2, 1, -INFINITY, -INFINITY, -5, -INFINITY}, {4, 4});
+  Tensor out = Tensor::empty({4}, DType::Int64);
+  kc::argmax(t, 1, out);
+  check(out, k::argmax(t, 1), 0, "argmax NaN ties");
+  Tensor mx = Tensor::empty({4}, DType::Float64);
+  kc::reduce(k::ReduceOp::Max, t, {1}, mx);
+  check(mx, k::amax(t, {1}), 0, "max NaN");
+  // determinism: twice the same bits
+  Tensor x = rnd({2, 70000}, 9, DType::Float32);
+  Tensor a1 = Tensor::empty({2}, DType::Float32), a2 = Tensor::empty({2}, DType::Float32);
+  kc::reduce(k::ReduceOp::Sum, x, {1}, a1);
+  kc::reduce(k::ReduceOp::Sum, x, {1}, a2);
+  check(a1, a2, 0, "reduce determinism");
+  check(a1, k::sum(x, {1}), 1e-6, "sum long rows f32");
+}
+
+void test_norm() {
+  uint64_t seed = 100;
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (Shape s : {Shape{4, 3}, Shape{2, 5, 7}, Shape{3, 4, 6, 5}, Shape{2, 3, 9001}}) {
+      int64_t n = s[0], c = s[1], sp = 1;
+      for (size_t i = 2; i < s.size(); ++i) sp *= s[i];
+      Tensor x = rnd(s, seed++, dt, 0.7), g = rnd(s, seed++, dt);
+      Tensor mean = rnd({c}, seed++, DType::Float64), inv = pos({c}, seed++, DType::Float64);
+      Tensor gamma = rnd({c}, seed++, DType::Float64, 1.0), beta = rnd({c}, seed++, DType::Float64);
+      Tensor out = Tensor::empty({2, c}, DType::Float64);
+      kc::channel_sums(x, n, c, sp, out);
+      check(out, k::channel_sums(x), 1e-12, nm("channel_sums", s, dt));
+      Tensor y = Tensor::empty(s, dt);
+      kc::bn_apply(x, n, c, sp, mean, inv, gamma, beta, y);
+      check(y, k::bn_apply(x, mean, inv, gamma, beta), tol(dt), nm("bn_apply", s, dt));
+      Tensor sums = Tensor::empty({2, c}, DType::Float64);
+      kc::bn_backward_reduce(g, x, n, c, sp, mean, inv, sums);
+      Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
+      check(sums, ws, 1e-12, nm("bn_backward_reduce", s, dt));
+      Tensor gx = Tensor::empty(s, dt);
+      kc::bn_backward_apply(g, x, n, c, sp, mean, inv, gamma, ws, double(n * sp), gx);
+      check(gx, k::bn_backward_apply(g, x, mean, inv, gamma, ws, double(n * sp)), tol(dt),
+            nm("bn_backward_apply", s, dt));
+    }
+}
+
+// Channels-last x: the kernels see [N*S, C, 1] (the rows path); the reference is the CPU's
+// plane path on the NCHW tensor.
+void test_norm_rows() {
+  uint64_t seed = 150;
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (Shape s : {Shape{2, 300, 30, 20}, Shape{3, 16, 40, 40}, Shape{1, 7, 5, 3}, Shape{2, 256, 3, 2, 2}}) {
+      int64_t c = s[1], rows = s[0];
+      for (size_t i = 2; i < s.size(); ++i) rows *= s[i];
+      Tensor x = rnd(s, seed++, dt, 0.7), g = rnd(s, seed++, dt);
+      Tensor xc = x.contiguous(MemoryFormat::ChannelsLast), gc = g.contiguous(MemoryFormat::ChannelsLast);
+      Tensor mean = rnd({c}, seed++, DType::Float64), inv = pos({c}, seed++, DType::Float64);
+      Tensor gamma = rnd({c}, seed++, DType::Float64, 1.0), beta = rnd({c}, seed++, DType::Float64);
+      Tensor out = Tensor::empty({2, c}, DType::Float64);
+      kc::channel_sums(xc, rows, c, 1, out);
+      check(out, k::channel_sums(x), 1e-12, nm("rows channel_sums", s, dt));
+      Tensor y = Tensor::empty(s, dt, Device::cpu(), MemoryFormat::ChannelsLast);
+      kc::bn_apply(xc, rows, c, 1, mean, inv, gamma, beta, y);
+      check(y, k::bn_apply(x, mean, inv, gamma, beta), tol(dt), nm("rows bn_apply", s, dt));
+      Tensor sums = Tensor::empty({2, c}, DType::Float64);
+      kc::bn_backward_reduce(gc, xc, rows, c, 1, mean, inv, sums);
+      Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
+      check(sums, ws, 1e-12, nm("rows bn_backward_reduce", s, dt));
+      Tensor gx = Tensor::empty(s, dt, Device::cpu(), MemoryFormat::ChannelsLast);
+      kc::bn_backward_apply(gc, xc, rows, c, 1, mean, inv, gamma, ws, double(rows), gx);
+      check(gx, k::bn_backward_apply(g, x, mean, inv, gamma, ws, double(rows)), tol(dt),
+            nm("rows bn_backward_apply", s, dt));
+    }
+}
+
+void test_fem() {
+  uint64_t seed = 200;
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (Shape s : {Shape{2, 5, 7}, Shape{1, 33, 17}, Shape{2, 5, 5, 5}, Shape{1, 70, 90}}) {
+      const int d = int(s.size()) - 1;
+      Tensor K = k::q1_stiffness(d, 1.0 / double(s.back() - 1));
+      Tensor u = rnd(s, seed++, dt), nu = pos(s, seed++, dt), h = rnd(s, seed++, dt);
+      Tensor e = Tensor::empty({s[0]}, dt);
+      kc::fem_energy(u, nu, K, e);
+      check(e, k::fem_energy(u, nu), tol(dt), nm("fem_energy", s, dt));
+      Tensor a = Tensor::empty(s, dt);
+      kc::fem_apply(nu, u, K, a);
+      check(a, k::fem_apply(nu, u), tol(dt), nm("fem_apply", s, dt));
+      Tensor b = Tensor::empty(s, dt);
+      kc::fem_bilinear(h, u, K, b);
+      check(b, k::fem_bilinear(h, u), tol(dt), nm("fem_bilinear", s, dt));
+    }
+}
+
+void test_pool() {
+  struct C { Shape s; int64_t kk, st, p; };
+  std::vector<C> cases = {{{2, 3, 11}, 3, 2, 1}, {{2, 3, 8, 8}, 2, 2, 0}, {{1, 2, 9, 7}, 3, 2, 1},
+                          {{1, 2, 5, 6, 7}, 2, 2, 0}, {{1, 1, 7, 5, 6}, 3, 2, 1}, {{1, 2, 6, 6}, 3, 1, 1}};
+  uint64_t seed = 300;
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (auto& c : cases) {
+      Tensor x = rnd(c.s, seed++, dt);
+      k::PoolWindow w{{c.kk}, {c.st}, {c.p}};
+      auto want = k::max_pool(x, w);
+      const int nsp = int(c.s.size()) - 2;
+      k::PoolGeometry g;
+      g.planes = c.s[0] * c.s[1];
+      for (int d = 0; d < 3; ++d) { g.in[d] = g.out[d] = g.k[d] = g.s[d] = 1; g.p[d] = 0; }
+      for (int i = 0; i < nsp; ++i) {
+        int d = 3 - nsp + i;
+        g.in[d] = c.s[2 + i]; g.k[d] = c.kk; g.s[d] = c.st; g.p[d] = c.p;
+        g.out[d] = (g.in[d] + 2 * c.p - c.kk) / c.st + 1;
+      }
+      Tensor v = Tensor::empty(want.values.shape(), dt), idx = Tensor::empty(want.values.shape(), DType::Int64);
+      kc::max_pool(x, g, v, idx);
+      check(v, want.values, 0, nm("max_pool values", c.s, dt));
+      check(idx, want.indices, 0, nm("max_pool indices", c.s, dt));
+      const int64_t in_n = x.numel() / g.planes;
+      Tensor gv = Tensor::empty(want.values.shape(), dt);
+      if (!kc::pool_gather(x, want.indices, g.planes, in_n, gv)) { ++fails; std::cout << "gather bad\n"; }
+      check(gv, k::pool_gather(x, want.indices), 0, nm("pool_gather", c.s, dt));
+      Tensor gr = rnd(want.values.shape(), seed++, dt);
+      Tensor sc = Tensor::empty(c.s, dt);
+      if (!kc::pool_scatter(gr, want.indices, g.planes, in_n, sc)) { ++fails; std::cout << "scatter bad\n"; }
+      check(sc, k::pool_scatter(gr, want.indices, c.s), tol(dt), nm("pool_scatter", c.s, dt));
+      // separable: avg pool and its adjoint
+      k::AxisMap maps[3];
+      for (int d = 0; d < 3; ++d) maps[d] = window_map(g.in[d], g.out[d], g.k[d], g.s[d], g.p[d]);
+      const double scale = 1.0 / double(g.k[0] * g.k[1] * g.k[2]);
+      Tensor av = Tensor::empty(want.values.shape(), dt);
+      kc::separable(x, maps, scale, g.planes, av);
+      check(av, k::avg_pool(x, w), tol(dt), nm("avg_pool", c.s, dt));
+      for (auto& m : maps) m = m.transposed();
+      Tensor aa = Tensor::empty(c.s, dt);
+      kc::separable(gr, maps, scale, g.planes, aa);
+      check(aa, k::avg_pool_adjoint(gr, c.s, w), tol(dt), nm("avg_pool_adjoint", c.s, dt));
+    }
+  Tensor bad = from_vector<int64_t>({0, 99}, {1, 1, 2});
+  Tensor o = Tensor::empty({1, 1, 4}, DType::Float32);
+  ++checks;
+  if (kc::pool_scatter(ones({1, 1, 2}), bad, 1, 4, o)) { ++fails; std::cout << "FAIL scatter bad index accepted\n"; }
+  ++checks;
+  Tensor o2 = Tensor::empty({1, 1, 2}, DType::Float32);
+  if (kc::pool_gather(ones({1, 1, 4}), bad, 1, 4, o2)) { ++fails; std::cout << "FAIL gather bad index accepted\n"; }
+}
+
+void test_conv() {
+  struct C { Shape x, w; std::vector<int64_t> st, pd, dl; bool bias; };
+  std::vector<C> cases = {
+      {{2, 3, 17}, {4, 3, 3}, {1}, {1}, {1}, true},
+      {{2, 3, 18}, {5, 3, 4}, {2}, {2}, {2}, false},
+      {{2, 3, 9, 11}, {5, 3, 3, 3}, {1}, {1}, {1}, true},
+      {{1, 4, 16, 15}, {6, 4, 3, 3}, {2}, {1}, {1}, true},
+      {{2, 2, 13, 12}, {3, 2, 3, 2}, {2, 1}, {2, 0}, {2, 3}, false},
+      {{3, 5, 8, 8}, {7, 5, 1, 1}, {1}, {0}, {1}, true},
+      {{1, 3, 7, 8, 9}, {4, 3, 3, 3, 3}, {1}, {1}, {1}, true},
+      {{2, 2, 9, 8, 7}, {3, 2, 2, 3, 2}, {2}, {1}, {1, 2, 1}, false},
+      {{2, 4, 48, 48}, {3, 4, 3, 3}, {1}, {1}, {1}, true},  // split-K
+  };
+  uint64_t seed = 400;
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (auto& c : cases) {
+      int nd = int(c.x.size()) - 2;
+      auto g = k::ConvGeometry::make(nd, c.st, c.pd, c.dl);
+      Tensor x = rnd(c.x, seed++, dt), w = rnd(c.w, seed++, dt);
+      Tensor b = c.bias ? rnd({c.w[0]}, seed++, dt) : Tensor();
+      Tensor y = k::conv(x, w, b, g);
+      check(kc::conv(x, w, b, y.shape(), g), y, tol(dt), nm("conv " + g.str(), c.x, dt));
+      Tensor gy = rnd(y.shape(), seed++, dt);
+      Tensor bt = c.bias ? rnd({c.x[1]}, seed++, dt) : Tensor();
+      check(kc::conv_transpose(gy, w, bt, c.x, g), k::conv_transpose(gy, w, bt, c.x, g), tol(dt),
+            nm("conv_transpose " + g.str(), c.x, dt));
+      check(kc::conv_weight_grad(gy, x, c.w, g), k::conv_weight_grad(gy, x, c.w, g), tol(dt),
+            nm("conv_weight_grad " + g.str(), c.x, dt));
+      check(kc::conv_bias_grad(gy), k::conv_bias_grad(gy), tol(dt), nm("conv_bias_grad", c.x, dt));
+    }
+  auto g2 = k::ConvGeometry::make(2, {2}, {1}, {1});
+  Tensor w = rnd({4, 3, 3, 3}, 1, DType::Float64), y = rnd({2, 4, 5, 6}, 2, DType::Float64);
+  Shape xs{2, 3, 10, 12};
+  check(kc::conv_transpose(y, w, Tensor(), xs, g2), k::conv_transpose(y, w, Tensor(), xs, g2), 1e-12,
+        "output padding");
+}
+
+// The TF32 WMMA path of kernels/cuda/conv.cu (kernels::allow_tf32) against float64 on the CPU.
+void test_conv_tf32() {
+  struct C { Shape x, w; std::vector<int64_t> st, pd; };
+  std::vector<C> cases = {
+      {{2, 16, 33, 31}, {24, 16, 3, 3}, {1}, {1}},
+      {{1, 8, 20, 20}, {4, 8, 3, 3}, {2}, {1}},
+      {{1, 3, 6, 7, 8}, {5, 3, 3, 3, 3}, {1}, {1}},
+      {{2, 4, 48, 48}, {3, 4, 3, 3}, {1}, {1}},  // split-K
+  };
+  uint64_t seed = 900;
+  for (auto& c : cases) {
+    int nd = int(c.x.size()) - 2;
+    auto g = k::ConvGeometry::make(nd, c.st, c.pd, {1});
+    Tensor x = rnd(c.x, seed++, DType::Float32), w = rnd(c.w, seed++, DType::Float32);
+    Tensor b = rnd({c.w[0]}, seed++, DType::Float32);
+    Tensor x64 = x.to(DType::Float64), w64 = w.to(DType::Float64);
+    Tensor y64 = k::conv(x64, w64, b.to(DType::Float64), g);
+    Tensor gy = rnd(y64.shape(), seed++, DType::Float32);
+    k::set_allow_tf32(false);
+    Tensor y32 = kc::conv(x, w, b, y64.shape(), g);
+    k::set_allow_tf32(true);
+    Tensor yt = kc::conv(x, w, b, y64.shape(), g);
+    check(yt.to(DType::Float64), y64, 5e-3, nm("tf32 conv " + g.str(), c.x, DType::Float32));
+    ++checks;
+    if (yt.to_vector() == y32.to_vector()) { ++fails; std::cout << "FAIL tf32 equals fp32\n"; }
+    check(kc::conv_transpose(gy, w, Tensor(), c.x, g).to(DType::Float64),
+          k::conv_transpose(gy.to(DType::Float64), w64, Tensor(), c.x, g), 5e-3,
+          nm("tf32 conv_transpose " + g.str(), c.x, DType::Float32));
+    check(kc::conv_weight_grad(gy, x, c.w, g).to(DType::Float64),
+          k::conv_weight_grad(gy.to(DType::Float64), x64, c.w, g), 5e-3,
+          nm("tf32 conv_weight_grad " + g.str(), c.x, DType::Float32));
+    // TF32 rounding bound: |err| <= sum |a||b| * 2^-10 (two operands rounded to 10 bits).
+    k::set_allow_tf32(false);
+  }
+}
+
+void test_adam() {
+  uint64_t seed = 960;
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    Shape shape{3, 7, 5, 9};
+    Tensor p = rnd(shape, seed++, dt), m = rnd(shape, seed++, dt), v = pos(shape, seed++, dt);
+    Tensor g = rnd(shape, seed++, dt);
+    k::AdamUpdate u;
+    u.step = 0.02; u.inv_sqrt_bc2 = 3.0; u.weight_decay = 0.01;
+    Tensor pc = p.clone(), mc = m.clone(), vc = v.clone();
+    k::adam_update_(pc, g, mc, vc, u);
+    kc::adam_update_(p, g, m, v, u);
+    check(p, pc, dt == DType::Float32 ? 1e-6 : 1e-13, nm("adam p", shape, dt));
+    check(m, mc, dt == DType::Float32 ? 1e-6 : 1e-13, nm("adam m", shape, dt));
+    check(v, vc, dt == DType::Float32 ? 1e-6 : 1e-13, nm("adam v", shape, dt));
+  }
+}
+
+void test_elementwise() {
+  uint64_t seed = 600;
+  for (DType dt : {DType::Float64, DType::Float32, DType::Int64}) {
+    Tensor a = rnd({4, 5, 3}, seed++, DType::Float64), b = rnd({5, 1}, seed++, DType::Float64);
+    if (dt == DType::Int64) {
+      std::vector<int64_t> av, bv;
+      for (double v : a.to_vector()) av.push_back(std::lround(v * 2));
+      for (double v : b.to_vector()) bv.push_back(std::lround(v * 2));
+      a = from_vector<int64_t>(av, a.shape()); b = from_vector<int64_t>(bv, b.shape());
+    } else { a = a.to(dt); b = b.to(dt); }
+    Tensor at = a.transpose(0, 2);
+    for (k::CompareOp op : {k::CompareOp::Eq, k::CompareOp::Ne, k::CompareOp::Lt, k::CompareOp::Le,
+                            k::CompareOp::Gt, k::CompareOp::Ge}) {
+      check(kc::compare(op, a, b), k::compare(op, a, b), 0, nm("compare", a.shape(), dt));
+      check(kc::compare(op, at, b), k::compare(op, at, b), 0, nm("compare strided", at.shape(), dt));
+    }
+    Tensor cond = k::compare(k::CompareOp::Gt, a, b);
+    check(kc::where(cond, a, b), k::where(cond, a, b), 0, nm("where", a.shape(), dt));
+    check(kc::clamp(at, -0.5, 0.75, false), k::clamp(at, -0.5, 0.75), 0, nm("clamp", at.shape(), dt));
+    check(kc::clamp(at, -0.5, 0.75, true), k::clamp_mask(at, -0.5, 0.75), 0, nm("clamp_mask", at.shape(), dt));
+  }
+}
+
+int main(int argc, char** argv) {
+  std::string only = argc > 1 ? argv[1] : "";
+  auto run = [&](const char* n, void (*f)()) {
+    if (!only.empty() && only != n) return;
+    try { f(); } catch (const std::exception& e) { ++fails; std::cout << "EXCEPTION in " << n << ": " << e.what() << "\n"; }
+    std::cout << n << " done: " << checks << " checks, " << fails << " failures, launches " << emu::launches << std::endl;
+  };
+  run("elementwise", test_elementwise);
+  run("adam", test_adam);
+  run("reduce", test_reduce);
+  run("norm", test_norm);
+  run("norm_rows", test_norm_rows);
+  run("fem", test_fem);
+  run("pool", test_pool);
+  run("conv", test_conv);
+  run("conv_tf32", test_conv_tf32);
+  return fails ? 1 : 0;
+}
