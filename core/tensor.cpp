@@ -70,19 +70,30 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 
+// Visits dims in channels-last order (C, then the spatial dims innermost first, then N) with the
+// dense stride each would have: f(dim, stride) returns false to stop. Allocation-free, since
+// elementwise ops ask on every call.
+template <class F>
+static bool for_channels_last_dims(const Shape& shape, F&& f) {
+  const int nd = static_cast<int>(shape.size());
+  int64_t s = 1;
+  if (!f(1, s)) return false;
+  s *= std::max<int64_t>(shape[1], 1);
+  for (int d = nd - 1; d >= 2; --d) {
+    if (!f(d, s)) return false;
+    s *= std::max<int64_t>(shape[d], 1);
+  }
+  return f(0, s);
+}
+
 Shape channels_last_strides(const Shape& shape) {
   DFX_CHECK(shape.size() >= 3 && shape.size() <= 5, "channels_last_strides: expected 3 to 5 dims "
             "([N, C, *S] with 1 to 3 spatial dims), got shape ", shape);
-  const int nd = static_cast<int>(shape.size());
   Shape st(shape.size());
-  int64_t s = 1;
-  st[1] = s;  // C innermost
-  s *= std::max<int64_t>(shape[1], 1);
-  for (int d = nd - 1; d >= 2; --d) {
-    st[d] = s;
-    s *= std::max<int64_t>(shape[d], 1);
-  }
-  st[0] = s;
+  for_channels_last_dims(shape, [&](int d, int64_t stride) {
+    st[d] = stride;
+    return true;
+  });
   return st;
 }
 
@@ -128,20 +139,27 @@ bool Tensor::is_contiguous() const {
 bool Tensor::is_contiguous(MemoryFormat format) const {
   if (format == MemoryFormat::Contiguous) return is_contiguous();
   if (dim() < 3 || dim() > 5) return false;
-  const Shape want = channels_last_strides(shape_);
-  for (int i = 0; i < dim(); ++i)
-    if (shape_[i] != 1 && strides_[i] != want[i]) return false;
-  return true;
+  return for_channels_last_dims(shape_, [&](int d, int64_t want) {
+    return shape_[d] == 1 || strides_[d] == want;
+  });
 }
 
 MemoryFormat Tensor::suggest_memory_format() const {
-  if (!is_contiguous() && is_contiguous(MemoryFormat::ChannelsLast))
-    return MemoryFormat::ChannelsLast;
+  if (dim() < 3 || dim() > 5) return MemoryFormat::Contiguous;
+  const bool contiguous = is_contiguous();
+  if (!contiguous && is_contiguous(MemoryFormat::ChannelsLast)) return MemoryFormat::ChannelsLast;
   // Where one channel makes both layouts dense, the exact strides decide (Module::to lays
   // weights out with exact channels-last strides, so a 1-channel conv follows the model).
-  if (dim() >= 3 && dim() <= 5 && strides_ == channels_last_strides(shape_) &&
-      strides_ != contiguous_strides(shape_))
-    return MemoryFormat::ChannelsLast;
+  if (!contiguous) return MemoryFormat::Contiguous;
+  const bool exact_cl = for_channels_last_dims(shape_, [&](int d, int64_t want) {
+    return strides_[d] == want;
+  });
+  if (!exact_cl) return MemoryFormat::Contiguous;
+  int64_t expect = 1;  // exactly the contiguous strides as well (every dim but N of size 1)?
+  for (int i = dim() - 1; i >= 0; --i) {
+    if (strides_[i] != expect) return MemoryFormat::ChannelsLast;
+    expect *= std::max<int64_t>(shape_[i], 1);
+  }
   return MemoryFormat::Contiguous;
 }
 

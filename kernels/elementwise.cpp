@@ -54,14 +54,17 @@ namespace {
 // viewed back in logical NCHW order, that result is channels-last too.
 class ChannelsLastViews {
  public:
-  ChannelsLastViews(const Shape& out_shape, std::initializer_list<const Tensor*> operands) {
-    nd_ = static_cast<int>(out_shape.size());
-    if (nd_ < 3 || nd_ > 5) return;
+  // out_shape() is only evaluated when an operand is channels-last (the rare case), so plain
+  // NCHW calls pay no second broadcast.
+  template <class OutShape>
+  ChannelsLastViews(std::initializer_list<const Tensor*> operands, OutShape&& out_shape) {
     for (const Tensor* t : operands) {
-      if (t->shape() == out_shape && t->suggest_memory_format() == MemoryFormat::ChannelsLast) {
-        on_ = true;
-        return;
-      }
+      if (t->suggest_memory_format() != MemoryFormat::ChannelsLast) continue;
+      const Shape shape = out_shape();
+      if (t->shape() != shape) continue;
+      nd_ = static_cast<int>(shape.size());
+      on_ = true;
+      return;
     }
   }
   Tensor in(const Tensor& t) const {
@@ -101,7 +104,7 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
 Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
   DFX_CHECK(x.defined(), unary_name(op), ": undefined input");
   KernelProfileScope prof(x, "unary", unary_name(op));
-  const ChannelsLastViews cl(x.shape(), {&x});
+  const ChannelsLastViews cl({&x}, [&] { return x.shape(); });
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cl.out(cuda::unary(op, cl.in(x), alpha));
@@ -115,7 +118,8 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, binary_name(op));
   KernelProfileScope prof(a, "binary", binary_name(op));
-  const ChannelsLastViews cl(broadcast_shapes(a.shape(), b.shape(), binary_name(op)), {&a, &b});
+  const ChannelsLastViews cl({&a, &b},
+                             [&] { return broadcast_shapes(a.shape(), b.shape(), binary_name(op)); });
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cl.out(cuda::binary(op, cl.in(a), cl.in(b)));
@@ -129,7 +133,8 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "compare");
   KernelProfileScope prof(a, "compare");
-  const ChannelsLastViews cl(broadcast_shapes(a.shape(), b.shape(), "compare"), {&a, &b});
+  const ChannelsLastViews cl({&a, &b},
+                             [&] { return broadcast_shapes(a.shape(), b.shape(), "compare"); });
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cl.out(cuda::compare(op, cl.in(a), cl.in(b)));
@@ -144,9 +149,9 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "where");
   check_same_device(cond, a, "where");
   KernelProfileScope prof(a, "where");
-  const ChannelsLastViews cl(
-      broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where"),
-      {&cond, &a, &b});
+  const ChannelsLastViews cl({&cond, &a, &b}, [&] {
+    return broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
+  });
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cl.out(cuda::where(cl.in(cond), cl.in(a), cl.in(b)));
@@ -160,7 +165,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 Tensor clamp(const Tensor& x, double lo, double hi) {
   DFX_CHECK(lo <= hi, "clamp: lo ", lo, " > hi ", hi);
   KernelProfileScope prof(x, "clamp");
-  const ChannelsLastViews cl(x.shape(), {&x});
+  const ChannelsLastViews cl({&x}, [&] { return x.shape(); });
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cl.out(cuda::clamp(cl.in(x), lo, hi, false));
@@ -173,7 +178,7 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 
 Tensor clamp_mask(const Tensor& x, double lo, double hi) {
   KernelProfileScope prof(x, "clamp_mask");
-  const ChannelsLastViews cl(x.shape(), {&x});
+  const ChannelsLastViews cl({&x}, [&] { return x.shape(); });
   if (x.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cl.out(cuda::clamp(cl.in(x), lo, hi, true));
