@@ -23,12 +23,14 @@
 #include "dist/data_parallel.h"
 #include "dist/nccl_communicator.h"
 #include "kernels/elementwise.h"
+#include "tests/mlp_fixture.h"
 #if DFX_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
 
 using namespace dfx;
 namespace A = dfx::ad;
+using dfx::testing::max_rel;
 
 namespace {
 
@@ -98,37 +100,15 @@ bool same_values(const Tensor& a, const Tensor& b) {
   return a.to_vector() == b.to_vector();
 }
 
-double max_rel(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_vector(), y = b.to_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0, scale = 1e-300;
-  for (double v : y) scale = std::max(scale, std::abs(v));
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]) / scale);
-  return m;
-}
-
 std::shared_ptr<dist::Communicator> nccl1() { return dist::make_nccl(dist::make_local(), 0); }
 
-// A two-layer perceptron in float64 on the GPU; its loss divides by the global count.
-constexpr int64_t kIn = 6, kHidden = 9, kOut = 4;
-struct Mlp {
-  std::vector<A::Var> params;
-  Mlp() {
-    params = {A::Var(uniform({kIn, kHidden}, -0.7, 0.7, 5, 0, 0, DType::Float64).to(kGpu), true),
-              A::Var(uniform({kHidden}, -0.2, 0.2, 5, 1, 0, DType::Float64).to(kGpu), true),
-              A::Var(uniform({kHidden, kOut}, -0.7, 0.7, 5, 2, 0, DType::Float64).to(kGpu), true),
-              A::Var(uniform({kOut}, -0.2, 0.2, 5, 3, 0, DType::Float64).to(kGpu), true)};
-  }
-  A::Var loss(const Tensor& x, int64_t global_count) const {
-    A::Var h = A::tanh(A::matmul(A::Var(x), params[0]) + params[1]);
-    A::Var y = A::matmul(h, params[2]) + params[3];
-    Tensor target = kernels::unary(kernels::UnaryOp::Tanh, x.narrow(1, 0, kOut));
-    return A::sum(A::square(y - A::Var(target))) * (1.0 / static_cast<double>(global_count));
-  }
+// The shared two-layer perceptron (tests/mlp_fixture.h), on the GPU.
+struct Mlp : dfx::testing::Mlp {
+  Mlp() : dfx::testing::Mlp(kGpu) {}
 };
 
 Tensor batch(int64_t n, uint64_t seed) {
-  return uniform({n, kIn}, -1, 1, seed, 0, 0, DType::Float64).to(kGpu);
+  return uniform({n, dfx::testing::kMlpIn}, -1, 1, seed, 0, 0, DType::Float64).to(kGpu);
 }
 
 // One reduced step: gradients of `net` after backward + finish() on `comm`.

@@ -8,57 +8,22 @@
 #include "dfx.h"
 #include "dist/data_parallel.h"
 #include "mpi_world.h"
+#include "tests/mlp_fixture.h"
 
 using namespace dfx;
 using dfx::testing::all_ranks;
+using dfx::testing::max_rel;
+using dfx::testing::Mlp;
+using dfx::testing::mlp_inputs;
 using dfx::testing::world;
 namespace A = dfx::ad;
 
 namespace {
 
-constexpr int64_t kIn = 5, kHidden = 7, kOut = 3;
-
-// Sample s is a pure function of s (counter-based RNG), so any rank can build any sample.
-Tensor inputs(const std::vector<int64_t>& idx) {
-  Tensor x = Tensor::empty({static_cast<int64_t>(idx.size()), kIn}, DType::Float64);
-  for (size_t i = 0; i < idx.size(); ++i)
-    copy_(x.select(0, static_cast<int64_t>(i)), uniform({kIn}, -1, 1, 99, static_cast<uint64_t>(idx[i])));
-  return x;
-}
-
 std::vector<int64_t> iota(int64_t n, int64_t start = 0) {
   std::vector<int64_t> v(n);
   for (int64_t i = 0; i < n; ++i) v[i] = start + i;
   return v;
-}
-
-struct Mlp {
-  std::vector<Var> params;
-  Mlp() {
-    params = {Var(uniform({kIn, kHidden}, -0.7, 0.7, 5, 0, 0, DType::Float64), true),
-              Var(uniform({kHidden}, -0.2, 0.2, 5, 1, 0, DType::Float64), true),
-              Var(uniform({kHidden, kOut}, -0.7, 0.7, 5, 2, 0, DType::Float64), true)};
-  }
-  // Sum of per-sample losses (sum_j (y_j - sin(x_j))^2) divided by `global_count`.
-  Var loss(const Tensor& x, int64_t global_count) const {
-    Var h = A::tanh(A::matmul(Var(x), params[0]) + params[1]);
-    Var y = A::matmul(h, params[2]);
-    Tensor target = kernels::unary(kernels::UnaryOp::Tanh, x.narrow(1, 0, kOut));
-    return A::sum(A::square(y - Var(target))) * (1.0 / static_cast<double>(global_count));
-  }
-  std::vector<Tensor> values() const {
-    std::vector<Tensor> v;
-    for (auto& p : params) v.push_back(p.data());
-    return v;
-  }
-};
-
-double max_rel(const Tensor& a, const Tensor& b) {
-  auto x = a.to_vector(), y = b.to_vector();
-  double m = 0, scale = 1e-300;
-  for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(y[i]));
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]) / scale);
-  return m;
 }
 
 }  // namespace
@@ -109,7 +74,7 @@ TEST_CASE("loss and gradients on P ranks equal the single-process ones (B = 7, 8
     std::vector<int64_t> batch = iota(B, 1000);
     // Reference: every rank computes the whole batch alone.
     Mlp ref;
-    Var lref = ref.loss(inputs(batch), B);
+    Var lref = ref.loss(mlp_inputs(batch), B);
     auto gref = A::grad({lref}, ref.params);
     // Distributed: shard, divide by the global count, reduce (small buckets: several of them).
     Mlp net;
@@ -117,7 +82,7 @@ TEST_CASE("loss and gradients on P ranks equal the single-process ones (B = 7, 8
     std::vector<int64_t> mine = dist::shard_indices(batch, c.rank(), c.size());
     Tensor local = zeros({}, DType::Float64);
     if (!mine.empty()) {
-      Var l = net.loss(inputs(mine), B);
+      Var l = net.loss(mlp_inputs(mine), B);
       l.backward();
       local = l.data().clone();
     }
@@ -135,7 +100,7 @@ TEST_CASE("gradient accumulation over micro-batches reduces once and matches one
   const int64_t B = 9;
   std::vector<int64_t> batch = iota(B, 50);
   Mlp ref;
-  auto gref = A::grad({ref.loss(inputs(batch), B)}, ref.params);
+  auto gref = A::grad({ref.loss(mlp_inputs(batch), B)}, ref.params);
   Mlp net;
   dist::GradReducer reducer(testing::world_ptr(), net.params);
   std::vector<int64_t> mine = dist::shard_indices(batch, c.rank(), c.size());
@@ -143,9 +108,9 @@ TEST_CASE("gradient accumulation over micro-batches reduces once and matches one
   const size_t half = mine.size() / 2;
   std::vector<int64_t> m1(mine.begin(), mine.begin() + half), m2(mine.begin() + half, mine.end());
   reducer.set_sync(false);
-  if (!m1.empty()) net.loss(inputs(m1), B).backward();
+  if (!m1.empty()) net.loss(mlp_inputs(m1), B).backward();
   reducer.set_sync(true);
-  if (!m2.empty()) net.loss(inputs(m2), B).backward();
+  if (!m2.empty()) net.loss(mlp_inputs(m2), B).backward();
   reducer.finish();
   bool ok = true;
   for (size_t i = 0; i < gref.size(); ++i) ok = ok && max_rel(net.params[i].grad().data(), gref[i].data()) < 1e-13;
@@ -160,11 +125,11 @@ TEST_CASE("distributed HVP equals the single-process HVP") {
   std::vector<Tensor> v;
   for (size_t i = 0; i < net.params.size(); ++i)
     v.push_back(uniform(net.params[i].shape(), -1, 1, 77, i, 0, DType::Float64));
-  auto href = A::hvp([&] { return net.loss(inputs(batch), B); }, net.params, v);
+  auto href = A::hvp([&] { return net.loss(mlp_inputs(batch), B); }, net.params, v);
   std::vector<int64_t> mine = dist::shard_indices(batch, c.rank(), c.size());
   std::vector<Tensor> h;
   if (!mine.empty()) {
-    h = dist::hvp(c, net.loss(inputs(mine), B), net.params, v);
+    h = dist::hvp(c, net.loss(mlp_inputs(mine), B), net.params, v);
   } else {  // nothing local: contribute zeros to the same collectives
     for (auto& p : net.params) {
       Tensor z = zeros_like(p.data());
@@ -187,11 +152,11 @@ TEST_CASE("dist::Hessian: global gradient and repeated HVPs equal the single-pro
     u.push_back(uniform(net.params[i].shape(), -1, 1, 78, i, 0, DType::Float64));
     v.push_back(uniform(net.params[i].shape(), -1, 1, 79, i, 0, DType::Float64));
   }
-  auto gref = A::grad({net.loss(inputs(batch), B)}, net.params);
-  auto uref = A::hvp([&] { return net.loss(inputs(batch), B); }, net.params, u);
-  auto vref = A::hvp([&] { return net.loss(inputs(batch), B); }, net.params, v);
+  auto gref = A::grad({net.loss(mlp_inputs(batch), B)}, net.params);
+  auto uref = A::hvp([&] { return net.loss(mlp_inputs(batch), B); }, net.params, u);
+  auto vref = A::hvp([&] { return net.loss(mlp_inputs(batch), B); }, net.params, v);
   std::vector<int64_t> mine = dist::shard_indices(batch, c.rank(), c.size());
-  dist::Hessian h(c, mine.empty() ? A::Var() : net.loss(inputs(mine), B), net.params);
+  dist::Hessian h(c, mine.empty() ? A::Var() : net.loss(mlp_inputs(mine), B), net.params);
   auto hv = h.apply(v);
   auto hu = h.apply(u);
   bool ok = true;
@@ -213,7 +178,7 @@ TEST_CASE("a training trajectory is the same on any P, and parameters stay bitwi
   std::vector<double> losses_ref, losses;
   for (int step = 0; step < 5; ++step) {
     std::vector<int64_t> batch = iota(B, 10 * step);
-    Var lr_loss = ref.loss(inputs(batch), B);
+    Var lr_loss = ref.loss(mlp_inputs(batch), B);
     for (auto& p : ref.params) p.zero_grad();
     lr_loss.backward();
     for (auto& p : ref.params) kernels::axpy_(p.mutable_data(), -lr, p.grad().data());
@@ -223,7 +188,7 @@ TEST_CASE("a training trajectory is the same on any P, and parameters stay bitwi
     std::vector<int64_t> mine = dist::shard_indices(batch, c.rank(), c.size());
     Tensor local = zeros({}, DType::Float64);
     if (!mine.empty()) {
-      Var l = net.loss(inputs(mine), B);
+      Var l = net.loss(mlp_inputs(mine), B);
       l.backward();
       local = l.data().clone();
     }

@@ -18,51 +18,21 @@
 #include "dist/nccl_communicator.h"
 #include "kernels/elementwise.h"
 #include "mpi_world.h"
+#include "tests/mlp_fixture.h"
 
 using namespace dfx;
 using dfx::testing::all_ranks;
+using dfx::testing::max_rel;
+using dfx::testing::Mlp;
+using dfx::testing::mlp_inputs;
 using dfx::testing::world;
 namespace A = dfx::ad;
 
 namespace {
 
-constexpr int64_t kIn = 5, kHidden = 7, kOut = 3;
-
 // This rank's GPU: ranks of one host take their GPUs round robin.
 Device my_gpu() {
   return Device::cuda(dist::node_rank(world()).local_rank % cuda::device_count());
-}
-
-// Sample s is a pure function of s, so every rank can build the whole batch for the reference.
-Tensor inputs(const std::vector<int64_t>& idx, Device d) {
-  Tensor x = Tensor::empty({static_cast<int64_t>(idx.size()), kIn}, DType::Float64);
-  for (size_t i = 0; i < idx.size(); ++i)
-    copy_(x.select(0, static_cast<int64_t>(i)),
-          uniform({kIn}, -1, 1, 99, static_cast<uint64_t>(idx[i])));
-  return x.to(d);
-}
-
-struct Mlp {
-  std::vector<A::Var> params;
-  explicit Mlp(Device d) {
-    params = {A::Var(uniform({kIn, kHidden}, -0.7, 0.7, 5, 0, 0, DType::Float64).to(d), true),
-              A::Var(uniform({kHidden}, -0.2, 0.2, 5, 1, 0, DType::Float64).to(d), true),
-              A::Var(uniform({kHidden, kOut}, -0.7, 0.7, 5, 2, 0, DType::Float64).to(d), true)};
-  }
-  A::Var loss(const Tensor& x, int64_t global_count) const {
-    A::Var h = A::tanh(A::matmul(A::Var(x), params[0]) + params[1]);
-    A::Var y = A::matmul(h, params[2]);
-    Tensor target = kernels::unary(kernels::UnaryOp::Tanh, x.narrow(1, 0, kOut));
-    return A::sum(A::square(y - A::Var(target))) * (1.0 / static_cast<double>(global_count));
-  }
-};
-
-double max_rel(const Tensor& a, const Tensor& b) {
-  auto x = a.to_vector(), y = b.to_vector();
-  double m = 0, scale = 1e-300;
-  for (double v : y) scale = std::max(scale, std::abs(v));
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]) / scale);
-  return m;
 }
 
 // Every collective of `c` on tensors of device `d`, checked on every rank.
@@ -103,11 +73,11 @@ void check_grad_reducer(std::shared_ptr<dist::Communicator> c, Device d) {
     std::vector<int64_t> batch(B);
     for (int64_t i = 0; i < B; ++i) batch[i] = 300 + i;
     Mlp ref(d);
-    auto gref = A::grad({ref.loss(inputs(batch, d), B)}, ref.params);
+    auto gref = A::grad({ref.loss(mlp_inputs(batch, d), B)}, ref.params);
     Mlp net(d);
     dist::GradReducer reducer(c, net.params, 200);
     std::vector<int64_t> mine = dist::shard_indices(batch, c->rank(), c->size());
-    if (!mine.empty()) net.loss(inputs(mine, d), B).backward();
+    if (!mine.empty()) net.loss(mlp_inputs(mine, d), B).backward();
     reducer.finish();
     bool ok = reducer.bucket_count() > 1;
     for (size_t i = 0; i < gref.size(); ++i) {
