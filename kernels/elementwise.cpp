@@ -118,8 +118,8 @@ Tensor unary(UnaryOp op, const Tensor& x, double alpha) {
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, binary_name(op));
   KernelProfileScope prof(a, "binary", binary_name(op));
-  const ChannelsLastViews cl({&a, &b},
-                             [&] { return broadcast_shapes(a.shape(), b.shape(), binary_name(op)); });
+  const ChannelsLastViews cl(
+      {&a, &b}, [&] { return broadcast_shapes(a.shape(), b.shape(), binary_name(op)); });
   if (a.device().is_cuda()) {
 #if DFX_HAVE_CUDA
     return cl.out(cuda::binary(op, cl.in(a), cl.in(b)));

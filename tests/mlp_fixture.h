@@ -30,9 +30,11 @@ inline Tensor mlp_inputs(const std::vector<int64_t>& idx, Device device = Device
 struct Mlp {
   std::vector<ad::Var> params;
   explicit Mlp(Device device = Device::cpu()) {
-    params = {ad::Var(uniform({kMlpIn, kMlpHidden}, -0.7, 0.7, 5, 0, 0, DType::Float64).to(device), true),
-              ad::Var(uniform({kMlpHidden}, -0.2, 0.2, 5, 1, 0, DType::Float64).to(device), true),
-              ad::Var(uniform({kMlpHidden, kMlpOut}, -0.7, 0.7, 5, 2, 0, DType::Float64).to(device), true)};
+    auto param = [&](const Shape& shape, double scale, uint64_t stream) {
+      return ad::Var(uniform(shape, -scale, scale, 5, stream, 0, DType::Float64).to(device), true);
+    };
+    params = {param({kMlpIn, kMlpHidden}, 0.7, 0), param({kMlpHidden}, 0.2, 1),
+              param({kMlpHidden, kMlpOut}, 0.7, 2)};
   }
   // Sum of per-sample losses (sum_j (y_j - tanh(x_j))^2) divided by `global_count`.
   ad::Var loss(const Tensor& x, int64_t global_count) const {
