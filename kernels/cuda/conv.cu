@@ -226,6 +226,44 @@ struct WgradOps {
 
 constexpr int kBM = 64, kBN = 64, kBK = 16, kGemmThreads = 256;
 
+// The two GEMM kernels below share their tile logistics: the block's output rows and columns
+// are decoded once, then every k-slice of 16 gathers A (kBM x kBK) and B (kBK x kBN) into shared
+// memory, zeros outside M, N and the block's k chunk.
+template <class Ops>
+__device__ __forceinline__ void decode_tile(const Ops& ops, typename Ops::MI* mis,
+                                            typename Ops::NI* nis, int64_t m0, int64_t n0,
+                                            int64_t M, int64_t N) {
+  const int tid = threadIdx.x;
+  // Entries past M or N are never read.
+  if (tid < kBM && m0 + tid < M) mis[tid] = ops.mi(m0 + tid);
+  if (tid >= kBM && tid < kBM + kBN && n0 + tid - kBM < N) nis[tid - kBM] = ops.ni(n0 + tid - kBM);
+}
+
+// Decodes slice k0's reduction indices, then gathers its A and B tiles; ends with a barrier.
+template <class T, class Ops>
+__device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kBM],
+                                             T (&Bs)[kBK][kBN], const typename Ops::MI* mis,
+                                             const typename Ops::NI* nis, typename Ops::KI* kis,
+                                             int64_t m0, int64_t n0, int64_t k0, int64_t M,
+                                             int64_t N, int64_t kend) {
+  const int tid = threadIdx.x;
+  if (tid < kBK && k0 + tid < kend) kis[tid] = ops.ki(k0 + tid);
+  __syncthreads();  // kis (and, the first time, mis and nis) are ready
+#pragma unroll
+  for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
+    const int e = tid + l * kGemmThreads;
+    const int kk = e / kBM, mm = e % kBM;
+    As[kk][mm] = (m0 + mm < M && k0 + kk < kend) ? ops.a(mis[mm], kis[kk]) : T(0);
+  }
+#pragma unroll
+  for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
+    const int e = tid + l * kGemmThreads;
+    const int kk = e / kBN, nn = e % kBN;
+    Bs[kk][nn] = (n0 + nn < N && k0 + kk < kend) ? ops.b(kis[kk], nis[nn]) : T(0);
+  }
+  __syncthreads();
+}
+
 // C[m, n] = sum_k A(m, k) B(k, n) over k in this block's chunk [z * kchunk, ...) of [0, K).
 // Thread (ty, tx) of a 16 x 16 grid owns rows ty + 16 i and columns tx + 16 j (i, j < 4), so
 // shared-memory reads are broadcasts or consecutive. The k loop runs in a fixed order.
@@ -242,30 +280,14 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
   const int64_t kbeg = static_cast<int64_t>(blockIdx.z) * kchunk;
   const int64_t kend = min(K, kbeg + kchunk);
-  // Decode the tile's rows and columns once (entries past M or N are never read).
-  if (tid < kBM && m0 + tid < M) mis[tid] = ops.mi(m0 + tid);
-  if (tid >= kBM && tid < kBM + kBN && n0 + tid - kBM < N) nis[tid - kBM] = ops.ni(n0 + tid - kBM);
+  decode_tile(ops, mis, nis, m0, n0, M, N);
   T acc[4][4];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[i][j] = T(0);
   for (int64_t k0 = kbeg; k0 < kend; k0 += kBK) {
-    if (tid < kBK && k0 + tid < kend) kis[tid] = ops.ki(k0 + tid);
-    __syncthreads();  // kis (and, the first time, mis and nis) are ready
-#pragma unroll
-    for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
-      const int e = tid + l * kGemmThreads;
-      const int kk = e / kBM, mm = e % kBM;
-      As[kk][mm] = (m0 + mm < M && k0 + kk < kend) ? ops.a(mis[mm], kis[kk]) : T(0);
-    }
-#pragma unroll
-    for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
-      const int e = tid + l * kGemmThreads;
-      const int kk = e / kBN, nn = e % kBN;
-      Bs[kk][nn] = (n0 + nn < N && k0 + kk < kend) ? ops.b(kis[kk], nis[nn]) : T(0);
-    }
-    __syncthreads();
+    gather_tiles(ops, As, Bs, mis, nis, kis, m0, n0, k0, M, N, kend);
 #pragma unroll
     for (int kk = 0; kk < kBK; ++kk) {
       T av[4], bv[4];
@@ -315,27 +337,12 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
   const int64_t kbeg = static_cast<int64_t>(blockIdx.z) * kchunk;
   const int64_t kend = min(K, kbeg + kchunk);
-  if (tid < kBM && m0 + tid < M) mis[tid] = ops.mi(m0 + tid);
-  if (tid >= kBM && tid < kBM + kBN && n0 + tid - kBM < N) nis[tid - kBM] = ops.ni(n0 + tid - kBM);
+  decode_tile(ops, mis, nis, m0, n0, M, N);
   wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2];
   wmma::fill_fragment(acc[0], 0.0f);
   wmma::fill_fragment(acc[1], 0.0f);
   for (int64_t k0 = kbeg; k0 < kend; k0 += kBK) {
-    if (tid < kBK && k0 + tid < kend) kis[tid] = ops.ki(k0 + tid);
-    __syncthreads();
-#pragma unroll
-    for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
-      const int e = tid + l * kGemmThreads;
-      const int kk = e / kBM, mm = e % kBM;
-      As[kk][mm] = (m0 + mm < M && k0 + kk < kend) ? ops.a(mis[mm], kis[kk]) : 0.0f;
-    }
-#pragma unroll
-    for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
-      const int e = tid + l * kGemmThreads;
-      const int kk = e / kBN, nn = e % kBN;
-      Bs[kk][nn] = (n0 + nn < N && k0 + kk < kend) ? ops.b(kis[kk], nis[nn]) : 0.0f;
-    }
-    __syncthreads();
+    gather_tiles(ops, As, Bs, mis, nis, kis, m0, n0, k0, M, N, kend);
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 8) {
       // A(m, k) = As[k][m]: column-major with leading dimension kBM; B(k, n) = Bs[k][n].
