@@ -147,53 +147,47 @@ TEST_CASE("cuda ops: sum, mean, max, min, var and argmax match the CPU over any 
 }
 
 TEST_CASE("cuda ops: batch-norm sums, apply and backward match the CPU") {
-  const Shape shapes[] = {{4, 3}, {2, 5, 7}, {3, 4, 6, 5}, {2, 3, 4, 5, 6}, {2, 3, 9001}};
+  // Channels-last inputs (the last three) are read in place as [N*S, C] rows
+  // (rows_partials_kernel for the sums: C > 256 in two channel groups, several row chunks) and
+  // keep their layout.
+  struct Case {
+    Shape shape;
+    bool channels_last;
+  };
+  const Case cases[] = {{{4, 3}, false},           {{2, 5, 7}, false},
+                        {{3, 4, 6, 5}, false},      {{2, 3, 4, 5, 6}, false},
+                        {{2, 3, 9001}, false},      {{2, 300, 30, 20}, true},
+                        {{3, 16, 40, 40}, true},    {{2, 8, 3, 4, 5}, true}};
   uint64_t seed = 100;
   for (DType dt : kFloats) {
-    for (const Shape& s : shapes) {
+    for (const Case& c : cases) {
+      const Shape& s = c.shape;
+      const MemoryFormat fmt =
+          c.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+      const std::string tag = c.channels_last ? " channels-last" : "";
       const int64_t C = s[1];
       const Tensor x = rnd(s, seed++, dt, 0.7), g = rnd(s, seed++, dt);
       const Tensor mean = rnd({C}, seed++, DType::Float64), invstd = pos({C}, seed++, DType::Float64);
       const Tensor gamma = rnd({C}, seed++, dt, 1.0), beta = rnd({C}, seed++, dt);
-      const Tensor xg = gpu(x), gg = gpu(g);
+      const Tensor xg = gpu(x).contiguous(fmt), gg = gpu(g).contiguous(fmt);
       const Tensor mg = gpu(mean), ig = gpu(invstd), gag = gpu(gamma), bg = gpu(beta);
       const double t = tol_for(dt);
-      check_close(k::channel_sums(xg), k::channel_sums(x), 1e-12, label("channel_sums", s, dt));
-      check_close(k::bn_apply(xg, mg, ig, gag, bg), k::bn_apply(x, mean, invstd, gamma, beta), t,
-                  label("bn_apply", s, dt));
+      check_close(k::channel_sums(xg), k::channel_sums(x), 1e-12,
+                  label("channel_sums" + tag, s, dt));
+      const Tensor y = k::bn_apply(xg, mg, ig, gag, bg);
+      CHECK(y.suggest_memory_format() == xg.suggest_memory_format());
+      check_close(y, k::bn_apply(x, mean, invstd, gamma, beta), t,
+                  label("bn_apply" + tag, s, dt));
       check_close(k::bn_apply(xg, mg, ig, Tensor(), Tensor()),
                   k::bn_apply(x, mean, invstd, Tensor(), Tensor()), t,
-                  label("bn_apply without affine", s, dt));
+                  label("bn_apply without affine" + tag, s, dt));
       const Tensor sums = k::bn_backward_reduce(g, x, mean, invstd);
       check_close(k::bn_backward_reduce(gg, xg, mg, ig), sums, 1e-12,
-                  label("bn_backward_reduce", s, dt));
+                  label("bn_backward_reduce" + tag, s, dt));
       const double count = static_cast<double>(x.numel() / C);
       check_close(k::bn_backward_apply(gg, xg, mg, ig, gag, gpu(sums), count),
                   k::bn_backward_apply(g, x, mean, invstd, gamma, sums, count), t,
-                  label("bn_backward_apply", s, dt));
-    }
-    // Channels-last inputs: the kernels read [N*S, C] rows in place (rows_partials_kernel for
-    // the sums, C > 256 in two channel groups, several row chunks) and keep the layout.
-    for (const Shape& s : {Shape{2, 300, 30, 20}, Shape{3, 16, 40, 40}, Shape{2, 8, 3, 4, 5}}) {
-      const int64_t C = s[1];
-      const MemoryFormat cl = MemoryFormat::ChannelsLast;
-      const Tensor x = rnd(s, seed++, dt, 0.7), g = rnd(s, seed++, dt);
-      const Tensor mean = rnd({C}, seed++, DType::Float64), invstd = pos({C}, seed++, DType::Float64);
-      const Tensor gamma = rnd({C}, seed++, dt, 1.0), beta = rnd({C}, seed++, dt);
-      const Tensor xg = gpu(x).contiguous(cl), gg = gpu(g).contiguous(cl);
-      const Tensor mg = gpu(mean), ig = gpu(invstd), gag = gpu(gamma), bg = gpu(beta);
-      const double t = tol_for(dt);
-      check_close(k::channel_sums(xg), k::channel_sums(x), 1e-12, label("channels-last sums", s, dt));
-      const Tensor y = k::bn_apply(xg, mg, ig, gag, bg);
-      CHECK(y.suggest_memory_format() == cl);
-      check_close(y, k::bn_apply(x, mean, invstd, gamma, beta), t, label("channels-last apply", s, dt));
-      const Tensor sums = k::bn_backward_reduce(g, x, mean, invstd);
-      check_close(k::bn_backward_reduce(gg, xg, mg, ig), sums, 1e-12,
-                  label("channels-last backward_reduce", s, dt));
-      const double count = static_cast<double>(x.numel() / C);
-      check_close(k::bn_backward_apply(gg, xg, mg, ig, gag, gpu(sums), count),
-                  k::bn_backward_apply(g, x, mean, invstd, gamma, sums, count), t,
-                  label("channels-last backward_apply", s, dt));
+                  label("bn_backward_apply" + tag, s, dt));
     }
     // A non-contiguous input: channels taken from a transposed tensor.
     const Tensor base = rnd({5, 3, 4}, seed++, dt);
