@@ -196,33 +196,20 @@ void with_handle(const Problem& p, F&& f) {
 
 // ---- descriptors -----------------------------------------------------------------------------
 
-struct TensorDesc {
-  cudnnTensorDescriptor_t d = nullptr;
-  TensorDesc() = default;
-  TensorDesc(const TensorDesc&) = delete;
-  TensorDesc& operator=(const TensorDesc&) = delete;
-  ~TensorDesc() {
-    if (d) (void)cudnnDestroyTensorDescriptor(d);
+// Owns one cuDNN descriptor (created by the code that fills it), destroyed once.
+template <class Handle, cudnnStatus_t (*Destroy)(Handle)>
+struct Desc {
+  Handle d = nullptr;
+  Desc() = default;
+  Desc(const Desc&) = delete;
+  Desc& operator=(const Desc&) = delete;
+  ~Desc() {
+    if (d) (void)Destroy(d);
   }
 };
-struct FilterDesc {
-  cudnnFilterDescriptor_t d = nullptr;
-  FilterDesc() = default;
-  FilterDesc(const FilterDesc&) = delete;
-  FilterDesc& operator=(const FilterDesc&) = delete;
-  ~FilterDesc() {
-    if (d) (void)cudnnDestroyFilterDescriptor(d);
-  }
-};
-struct ConvDesc {
-  cudnnConvolutionDescriptor_t d = nullptr;
-  ConvDesc() = default;
-  ConvDesc(const ConvDesc&) = delete;
-  ConvDesc& operator=(const ConvDesc&) = delete;
-  ~ConvDesc() {
-    if (d) (void)cudnnDestroyConvolutionDescriptor(d);
-  }
-};
+using TensorDesc = Desc<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor>;
+using FilterDesc = Desc<cudnnFilterDescriptor_t, cudnnDestroyFilterDescriptor>;
+using ConvDesc = Desc<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor>;
 
 cudnnDataType_t data_type(DType t) {
   return t == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
