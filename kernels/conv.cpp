@@ -133,8 +133,8 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   check_bias("conv", bias, x, w.size(0));
   check_device("conv", x);
   // The result is channels-last when the input or the weight is (PyTorch's rule, so a model
-  // converted with Module::to(ChannelsLast) stays so). cuDNN reads either layout in place; the
-  // native kernels work in NCHW, so their operands and result are converted.
+  // converted with Module::to(ChannelsLast) stays so). cuDNN and the native CUDA kernels read
+  // either layout in place; the CPU kernels convert channels-last operands.
   const MemoryFormat fmt = result_format(x, w);
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   const ConvBackend mode = backend_for(x, g, "conv");
@@ -147,7 +147,7 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   }
 #endif
   (void)mode;
-  return DFX_BACKEND(x, conv(x.contiguous(), w.contiguous(), bc, ys, g)).contiguous(fmt);
+  return DFX_BACKEND(x, conv(x.contiguous(fmt), w.contiguous(fmt), bc, ys, g, fmt));
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
@@ -181,8 +181,7 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
   }
 #endif
   (void)mode;
-  return DFX_BACKEND(y, conv_transpose(y.contiguous(), w.contiguous(), bc, x_shape, g))
-      .contiguous(fmt);
+  return DFX_BACKEND(y, conv_transpose(y.contiguous(fmt), w.contiguous(fmt), bc, x_shape, g, fmt));
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
@@ -194,16 +193,16 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
             g.str(), "), which gives ", ys);
   check_device("conv_weight_grad", y);
   const ConvBackend mode = backend_for(y, g, "conv_weight_grad");
+  // Channels-last activations are read in place (both in one layout); dW comes out in it too.
+  const MemoryFormat fmt = result_format(x, y);
 #if DFX_HAVE_CUDNN
   if (mode != ConvBackend::Native) {
-    // cuDNN reads channels-last activations in place (both in one layout).
-    const MemoryFormat fmt = result_format(x, y);
     KernelProfileScope profile(y, "conv_weight_grad", conv_backend_name(mode));
     return cuda::cudnn::conv_weight_grad(y.contiguous(fmt), x.contiguous(fmt), w_shape, g, mode);
   }
 #endif
   (void)mode;
-  return DFX_BACKEND(y, conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g));
+  return DFX_BACKEND(y, conv_weight_grad(y.contiguous(fmt), x.contiguous(fmt), w_shape, g, fmt));
 }
 
 Tensor conv_bias_grad(const Tensor& y) {
@@ -212,6 +211,16 @@ Tensor conv_bias_grad(const Tensor& y) {
   DFX_CHECK(y.dtype() == DType::Float32 || y.dtype() == DType::Float64,
             "conv_bias_grad: expected float32 or float64, got ", y.describe());
   check_device("conv_bias_grad", y);
+  // A channels-last gradient is read in place as [N * S, C, 1], whose sum over dims (0, 2) is
+  // the same per-channel sum.
+  if (y.dim() >= 3 && y.suggest_memory_format() == MemoryFormat::ChannelsLast &&
+      y.is_contiguous(MemoryFormat::ChannelsLast)) {
+    std::vector<int> nhwc{0};
+    for (int d = 2; d < y.dim(); ++d) nhwc.push_back(d);
+    nhwc.push_back(1);
+    const Tensor rows = y.permute(nhwc).view(Shape{y.numel() / y.size(1), y.size(1), 1});
+    return DFX_BACKEND(rows, conv_bias_grad(rows));
+  }
   return DFX_BACKEND(y, conv_bias_grad(y.contiguous()));
 }
 

@@ -382,7 +382,10 @@ bool empty_shape(const Shape& s) { return shape_numel(s) == 0; }
 }  // namespace
 
 Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y_shape,
-            const ConvGeometry& g) {
+            const ConvGeometry& g, MemoryFormat fmt) {
+  if (fmt == MemoryFormat::ChannelsLast)  // these kernels work in NCHW
+    return conv(x.contiguous(), w.contiguous(), bias, y_shape, g, MemoryFormat::Contiguous)
+        .contiguous(fmt);
   Tensor y = Tensor::empty(y_shape, x.dtype());
   if (empty_shape(y_shape)) return y;
   Geo3 geo = make_geo(x.shape(), w.shape(), y_shape, g);
@@ -400,7 +403,11 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
-                      const ConvGeometry& g) {
+                      const ConvGeometry& g, MemoryFormat fmt) {
+  if (fmt == MemoryFormat::ChannelsLast)
+    return conv_transpose(y.contiguous(), w.contiguous(), bias, x_shape, g,
+                          MemoryFormat::Contiguous)
+        .contiguous(fmt);
   Tensor x = Tensor::empty(x_shape, y.dtype());
   if (empty_shape(x_shape)) return x;
   Geo3 geo = make_geo(x_shape, w.shape(), y.shape(), g);
@@ -418,7 +425,10 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
-                        const ConvGeometry& g) {
+                        const ConvGeometry& g, MemoryFormat fmt) {
+  if (fmt == MemoryFormat::ChannelsLast)
+    return conv_weight_grad(y.contiguous(), x.contiguous(), w_shape, g, MemoryFormat::Contiguous)
+        .contiguous(fmt);
   Tensor dw = Tensor::empty(w_shape, y.dtype());
   if (empty_shape(w_shape)) return dw;
   Geo3 geo = make_geo(x.shape(), w_shape, y.shape(), g);

@@ -58,6 +58,15 @@ Geo3 make_geo(const Shape& x, const Shape& w, const Shape& y, const ConvGeometry
 // Each GEMM index is decoded once per tile into a small record held in shared memory: MI for a
 // row of the output tile, NI for a column, KI for a reduction index. The per-element operand
 // loads then need only adds, compares and the stride divisibility test, no 64-bit divisions.
+//
+// Every set serves both memory formats (template flag CL). Element (n, c, s) of a dense
+// [N, C, S] tensor is at (n C + c) S + s in NCHW and at (n S + s) C + c in channels-last, where
+// the weight [O, C, K] is stored as [O, K, C]. In channels-last the reductions over (channel,
+// tap) run taps outside and channels inside, r = k C + c, so consecutive r are adjacent in memory
+// in the input and in the weight. Each set names the index along which each operand tile and
+// the output are adjacent in memory (kAKFast / kBKFast: the reduction index, else the tile's row
+// or column; kStoreMFast: output rows, else columns), and the kernels give that index to
+// consecutive threads, so loads and stores coalesce in both formats.
 
 // Splits flat tap kk into its offsets times dilation, per padded spatial dim.
 __device__ __forceinline__ void tap_offsets(const Geo3& g, int64_t kk, int64_t (&e)[3]) {
@@ -72,19 +81,21 @@ __device__ __forceinline__ void coords3(const int64_t (&n)[3], int64_t j, int64_
   q[2] = j % n[2];
 }
 
-// x[base + coff + (id, ih, iw)] with (id, ih, iw) = origin + tap, 0 outside the input.
+// x[base + sstride * (id, ih, iw)] with (id, ih, iw) = origin + tap, 0 outside the input;
+// sstride is the distance of adjacent positions (1 in NCHW, C in channels-last).
 template <class T>
 __device__ __forceinline__ T x_at(const T* __restrict__ x, const Geo3& g, int64_t base,
-                                  const int64_t (&origin)[3], const int64_t (&tap)[3]) {
+                                  int64_t sstride, const int64_t (&origin)[3],
+                                  const int64_t (&tap)[3]) {
   const int64_t id = origin[0] + tap[0], ih = origin[1] + tap[1], iw = origin[2] + tap[2];
   if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) return T(0);
-  return x[base + (id * g.in[1] + ih) * g.in[2] + iw];
+  return x[base + ((id * g.in[1] + ih) * g.in[2] + iw) * sstride];
 }
 
 // An output position j of sample nb as a receptive-field origin (stride applied, padding
 // subtracted) and the offset of x_nb.
 struct FieldOrigin {
-  int64_t xbase;      // nb * C * in_size
+  int64_t xbase;      // nb * C * in_size (either format)
   int64_t origin[3];  // o * s - p per dim
 };
 __device__ __forceinline__ FieldOrigin field_origin(const Geo3& g, int64_t nb, int64_t j) {
@@ -95,23 +106,27 @@ __device__ __forceinline__ FieldOrigin field_origin(const Geo3& g, int64_t nb, i
   for (int a = 0; a < 3; ++a) f.origin[a] = q[a] * g.s[a] - g.p[a];
   return f;
 }
-// A row r = (c, k) of the column matrix: channel offset and tap offsets.
+// A row r of the column matrix, (c, k) = (r / K, r % K) in NCHW and (r % C, r / C) in
+// channels-last: channel offset in x and tap offsets.
 struct FieldTap {
   int64_t r;
-  int64_t coff;    // c * in_size
+  int64_t coff;    // c * in_size in NCHW, c in channels-last
   int64_t tap[3];  // k * d per dim
 };
+template <bool CL>
 __device__ __forceinline__ FieldTap field_tap(const Geo3& g, int64_t r) {
   FieldTap t;
   const int64_t K = g.k_size();
+  const int64_t c = CL ? r % g.c : r / K, kk = CL ? r / g.c : r % K;
   t.r = r;
-  t.coff = (r / K) * g.in_size();
-  tap_offsets(g, r % K, t.tap);
+  t.coff = CL ? c : c * g.in_size();
+  tap_offsets(g, kk, t.tap);
   return t;
 }
 
-template <class T>
+template <class T, bool CL>
 struct FwdOps {  // Y[o, (n, j)] = sum_r W[o, r] col_n[r, j]
+  static constexpr bool kAKFast = true, kBKFast = CL, kStoreMFast = CL;
   const T* x;
   const T* w;
   const T* bias;
@@ -125,30 +140,33 @@ struct FwdOps {  // Y[o, (n, j)] = sum_r W[o, r] col_n[r, j]
     const int64_t S = g.out_size();
     return field_origin(g, col / S, col % S);
   }
-  __device__ KI ki(int64_t r) const { return field_tap(g, r); }
+  __device__ KI ki(int64_t r) const { return field_tap<CL>(g, r); }
+  // The weight's rows are r-ordered in either format.
   __device__ T a(const MI& o, const KI& k) const { return w[o * g.rows() + k.r]; }
   __device__ T b(const KI& k, const NI& n) const {
-    return x_at(x, g, n.xbase + k.coff, n.origin, k.tap);
+    return x_at(x, g, n.xbase + k.coff, CL ? g.c : 1, n.origin, k.tap);
   }
   __device__ void store(int64_t o, int64_t col, T v, int64_t) const {
     const int64_t S = g.out_size();
-    y[((col / S) * g.o + o) * S + col % S] = bias ? v + bias[o] : v;
+    y[CL ? col * g.o + o : ((col / S) * g.o + o) * S + col % S] = bias ? v + bias[o] : v;
   }
 };
 
-// conv_transpose: X[c, (n, i)] = sum_(o,k) W[o, c, k] Y[n, o, j], j * s = i + p - k * d.
+// conv_transpose: X[c, (n, i)] = sum_(o,k) W[o, c, k] Y[n, o, j], j * s = i + p - k * d; the
+// reduction index is q = o K + k in NCHW and k O + o in channels-last.
 struct TransCol {
   int64_t ybase;  // nb * O * S
   int64_t t[3];   // i + p per dim
 };
 struct TransTap {
-  int64_t woff;  // o * C * K + k
-  int64_t yoff;  // o * S
+  int64_t woff;  // w's offset of (o, 0, k)
+  int64_t yoff;  // y's offset of channel o
   int64_t e[3];  // k * d per dim
 };
 
-template <class T>
+template <class T, bool CL>
 struct BwdDataOps {
+  static constexpr bool kAKFast = !CL, kBKFast = CL, kStoreMFast = CL;
   const T* y;
   const T* w;
   const T* bias;
@@ -168,14 +186,17 @@ struct BwdDataOps {
     return n;
   }
   __device__ KI ki(int64_t q) const {
-    const int64_t K = g.k_size(), o = q / K, kk = q % K;
+    const int64_t K = g.k_size();
+    const int64_t o = CL ? q % g.o : q / K, kk = CL ? q / g.o : q % K;
     KI k;
-    k.woff = o * g.c * K + kk;
-    k.yoff = o * g.out_size();
+    k.woff = CL ? (o * K + kk) * g.c : o * g.c * K + kk;
+    k.yoff = CL ? o : o * g.out_size();
     tap_offsets(g, kk, k.e);
     return k;
   }
-  __device__ T a(const MI& c, const KI& k) const { return w[k.woff + c * g.k_size()]; }
+  __device__ T a(const MI& c, const KI& k) const {
+    return w[k.woff + (CL ? c : c * g.k_size())];
+  }
   __device__ T b(const KI& k, const NI& n) const {
     int64_t j = 0;
 #pragma unroll
@@ -186,22 +207,24 @@ struct BwdDataOps {
       if (oj * g.s[a] != t || oj >= g.out[a]) return T(0);
       j = j * g.out[a] + oj;
     }
-    return y[n.ybase + k.yoff + j];
+    return y[n.ybase + k.yoff + (CL ? j * g.o : j)];
   }
   __device__ void store(int64_t c, int64_t col, T v, int64_t) const {
     const int64_t I = g.in_size();
-    x[((col / I) * g.c + c) * I + col % I] = bias ? v + bias[c] : v;
+    x[CL ? col * g.c + c : ((col / I) * g.c + c) * I + col % I] = bias ? v + bias[c] : v;
   }
 };
 
-// Weight gradient: dW[o, r] = sum_(n,j) Y[n, o, j] col_n[r, j]; the reduction index is (n, j).
+// Weight gradient: dW[o, r] = sum_(n,j) Y[n, o, j] col_n[r, j]; the reduction index is (n, j),
+// and dW's rows come out r-ordered, i.e. in the weight's own format.
 struct WgradK {
-  int64_t yidx;  // nb * O * S + j
+  int64_t yidx;  // y's offset of (nb, 0, j)
   FieldOrigin f;
 };
 
-template <class T>
+template <class T, bool CL>
 struct WgradOps {
+  static constexpr bool kAKFast = !CL, kBKFast = !CL, kStoreMFast = false;
   const T* y;
   const T* x;
   T* part;  // [splits, O, R]
@@ -210,14 +233,16 @@ struct WgradOps {
   using NI = FieldTap;
   using KI = WgradK;
   __device__ MI mi(int64_t o) const { return o; }
-  __device__ NI ni(int64_t r) const { return field_tap(g, r); }
+  __device__ NI ni(int64_t r) const { return field_tap<CL>(g, r); }
   __device__ KI ki(int64_t q) const {
     const int64_t S = g.out_size(), nb = q / S, j = q % S;
-    return KI{nb * g.o * S + j, field_origin(g, nb, j)};
+    return KI{CL ? (nb * S + j) * g.o : nb * g.o * S + j, field_origin(g, nb, j)};
   }
-  __device__ T a(const MI& o, const KI& k) const { return y[k.yidx + o * g.out_size()]; }
+  __device__ T a(const MI& o, const KI& k) const {
+    return y[k.yidx + (CL ? o : o * g.out_size())];
+  }
   __device__ T b(const KI& k, const NI& n) const {
-    return x_at(x, g, k.f.xbase + n.coff, k.f.origin, n.tap);
+    return x_at(x, g, k.f.xbase + n.coff, CL ? g.c : 1, k.f.origin, n.tap);
   }
   __device__ void store(int64_t o, int64_t r, T v, int64_t split) const {
     part[(split * g.o + o) * g.rows() + r] = v;
@@ -225,6 +250,10 @@ struct WgradOps {
 };
 
 constexpr int kBM = 64, kBN = 64, kBK = 16, kGemmThreads = 256;
+// Row pitch of the shared tiles: 4 floats of padding keep the reduction-index-fast gathers at
+// 2-way bank conflicts (not 16-way) and keep WMMA's 16-byte ldm and 32-byte pointer alignment.
+constexpr int kPitch = 68;
+static_assert(kBM == kBN, "the TF32 epilogue stages the tile in one square array");
 
 // The two GEMM kernels below share their tile logistics: the block's output rows and columns
 // are decoded once, then every k-slice of 16 gathers A (kBM x kBK) and B (kBK x kBN) into shared
@@ -239,10 +268,18 @@ __device__ __forceinline__ void decode_tile(const Ops& ops, typename Ops::MI* mi
   if (tid >= kBM && tid < kBM + kBN && n0 + tid - kBM < N) nis[tid - kBM] = ops.ni(n0 + tid - kBM);
 }
 
+// Element e of a kBK x `width` tile as (reduction index kk, row or column xx): consecutive e
+// walk kk when KFast, else xx.
+template <bool KFast, int width>
+__device__ __forceinline__ void tile_pos(int e, int& kk, int& xx) {
+  kk = KFast ? e % kBK : e / width;
+  xx = KFast ? e / kBK : e % width;
+}
+
 // Decodes slice k0's reduction indices, then gathers its A and B tiles; ends with a barrier.
 template <class T, class Ops>
-__device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kBM],
-                                             T (&Bs)[kBK][kBN], const typename Ops::MI* mis,
+__device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kPitch],
+                                             T (&Bs)[kBK][kPitch], const typename Ops::MI* mis,
                                              const typename Ops::NI* nis, typename Ops::KI* kis,
                                              int64_t m0, int64_t n0, int64_t k0, int64_t M,
                                              int64_t N, int64_t kend) {
@@ -251,31 +288,33 @@ __device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kBM],
   __syncthreads();  // kis (and, the first time, mis and nis) are ready
 #pragma unroll
   for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
-    const int e = tid + l * kGemmThreads;
-    const int kk = e / kBM, mm = e % kBM;
+    int kk, mm;
+    tile_pos<Ops::kAKFast, kBM>(tid + l * kGemmThreads, kk, mm);
     As[kk][mm] = (m0 + mm < M && k0 + kk < kend) ? ops.a(mis[mm], kis[kk]) : T(0);
   }
 #pragma unroll
   for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
-    const int e = tid + l * kGemmThreads;
-    const int kk = e / kBN, nn = e % kBN;
+    int kk, nn;
+    tile_pos<Ops::kBKFast, kBN>(tid + l * kGemmThreads, kk, nn);
     Bs[kk][nn] = (n0 + nn < N && k0 + kk < kend) ? ops.b(kis[kk], nis[nn]) : T(0);
   }
   __syncthreads();
 }
 
 // C[m, n] = sum_k A(m, k) B(k, n) over k in this block's chunk [z * kchunk, ...) of [0, K).
-// Thread (ty, tx) of a 16 x 16 grid owns rows ty + 16 i and columns tx + 16 j (i, j < 4), so
-// shared-memory reads are broadcasts or consecutive. The k loop runs in a fixed order.
+// Thread (ty, tx) of a 16 x 16 grid owns rows rm + 16 i and columns cn + 16 j (i, j < 4), with
+// (rm, cn) = (tx, ty) when the output is adjacent along rows, else (ty, tx); shared-memory reads
+// are broadcasts or consecutive either way. The k loop runs in a fixed order.
 template <class T, class Ops>
 __global__ void __launch_bounds__(kGemmThreads)
     igemm_kernel(int64_t M, int64_t N, int64_t K, int64_t kchunk, Ops ops) {
-  __shared__ T As[kBK][kBM];
-  __shared__ T Bs[kBK][kBN];
+  __shared__ T As[kBK][kPitch];
+  __shared__ T Bs[kBK][kPitch];
   __shared__ typename Ops::MI mis[kBM];
   __shared__ typename Ops::NI nis[kBN];
   __shared__ typename Ops::KI kis[kBK];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int rm = Ops::kStoreMFast ? tx : ty, cn = Ops::kStoreMFast ? ty : tx;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
   const int64_t kbeg = static_cast<int64_t>(blockIdx.z) * kchunk;
@@ -292,9 +331,9 @@ __global__ void __launch_bounds__(kGemmThreads)
     for (int kk = 0; kk < kBK; ++kk) {
       T av[4], bv[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) av[i] = As[kk][ty + 16 * i];
+      for (int i = 0; i < 4; ++i) av[i] = As[kk][rm + 16 * i];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][tx + 16 * j];
+      for (int j = 0; j < 4; ++j) bv[j] = Bs[kk][cn + 16 * j];
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -304,11 +343,11 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int64_t m = m0 + ty + 16 * i;
+    const int64_t m = m0 + rm + 16 * i;
     if (m >= M) continue;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const int64_t n = n0 + tx + 16 * j;
+      const int64_t n = n0 + cn + 16 * j;
       if (n < N) ops.store(m, n, acc[i][j], blockIdx.z);
     }
   }
@@ -317,21 +356,24 @@ __global__ void __launch_bounds__(kGemmThreads)
 // The TF32 tensor-core variant of igemm_kernel (float32 only, used when kernels::allow_tf32()):
 // the same operand gathers into shared memory and the same epilogue, but the 64 x 64 tile is
 // multiplied by the 8 warps with m16n16k8 TF32 WMMA (FP32 accumulation), each warp owning a
-// 16 x 32 strip; the accumulators go through shared memory to the per-thread epilogue. Operands
-// are rounded to TF32 (10-bit mantissa, nearest) as they are loaded, as cuBLAS and cuDNN do; the
-// k loop still runs in a fixed order, so results are deterministic.
+// 16 x 32 strip; the accumulators go through shared memory to the per-thread epilogue, stored
+// transposed when the output is adjacent along rows so the epilogue's reads stay consecutive.
+// Operands are rounded to TF32 (10-bit mantissa, nearest) as they are loaded, as cuBLAS and
+// cuDNN do; the k loop still runs in a fixed order, so results are deterministic.
 template <class Ops>
 __global__ void __launch_bounds__(kGemmThreads)
     igemm_tf32_kernel(int64_t M, int64_t N, int64_t K, int64_t kchunk, Ops ops) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   namespace wmma = nvcuda::wmma;
-  __shared__ __align__(32) float As[kBK][kBM];
-  __shared__ __align__(32) float Bs[kBK][kBN];
-  __shared__ __align__(32) float Cs[kBM][kBN];
+  constexpr bool kMF = Ops::kStoreMFast;
+  __shared__ __align__(32) float As[kBK][kPitch];
+  __shared__ __align__(32) float Bs[kBK][kPitch];
+  __shared__ __align__(32) float Cs[kBM][kPitch];  // C(m, n) at Cs[n][m] if kMF, else Cs[m][n]
   __shared__ typename Ops::MI mis[kBM];
   __shared__ typename Ops::NI nis[kBN];
   __shared__ typename Ops::KI kis[kBK];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int rm = kMF ? tx : ty, cn = kMF ? ty : tx;
   const int warp = tid / 32, wm = (warp / 2) * 16, wn = (warp % 2) * 32;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBN;
@@ -345,15 +387,15 @@ __global__ void __launch_bounds__(kGemmThreads)
     gather_tiles(ops, As, Bs, mis, nis, kis, m0, n0, k0, M, N, kend);
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 8) {
-      // A(m, k) = As[k][m]: column-major with leading dimension kBM; B(k, n) = Bs[k][n].
+      // A(m, k) = As[k][m]: column-major with leading dimension kPitch; B(k, n) = Bs[k][n].
       wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> a;
-      wmma::load_matrix_sync(a, &As[kk][wm], kBM);
+      wmma::load_matrix_sync(a, &As[kk][wm], kPitch);
 #pragma unroll
       for (int i = 0; i < a.num_elements; ++i) a.x[i] = wmma::__float_to_tf32(a.x[i]);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b;
-        wmma::load_matrix_sync(b, &Bs[kk][wn + 16 * j], kBN);
+        wmma::load_matrix_sync(b, &Bs[kk][wn + 16 * j], kPitch);
 #pragma unroll
         for (int i = 0; i < b.num_elements; ++i) b.x[i] = wmma::__float_to_tf32(b.x[i]);
         wmma::mma_sync(acc[j], a, b, acc[j]);
@@ -362,17 +404,22 @@ __global__ void __launch_bounds__(kGemmThreads)
     __syncthreads();  // As, Bs and kis are rewritten next
   }
 #pragma unroll
-  for (int j = 0; j < 2; ++j)
-    wmma::store_matrix_sync(&Cs[wm][wn + 16 * j], acc[j], kBN, wmma::mem_row_major);
+  for (int j = 0; j < 2; ++j) {
+    if (kMF)
+      wmma::store_matrix_sync(&Cs[wn + 16 * j][wm], acc[j], kPitch, wmma::mem_col_major);
+    else
+      wmma::store_matrix_sync(&Cs[wm][wn + 16 * j], acc[j], kPitch, wmma::mem_row_major);
+  }
   __syncthreads();
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int64_t m = m0 + ty + 16 * i;
+    const int64_t m = m0 + rm + 16 * i;
     if (m >= M) continue;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const int64_t n = n0 + tx + 16 * j;
-      if (n < N) ops.store(m, n, Cs[ty + 16 * i][tx + 16 * j], blockIdx.z);
+      const int64_t n = n0 + cn + 16 * j;
+      const float v = kMF ? Cs[cn + 16 * j][rm + 16 * i] : Cs[rm + 16 * i][cn + 16 * j];
+      if (n < N) ops.store(m, n, v, blockIdx.z);
     }
   }
 #else
@@ -397,10 +444,10 @@ __global__ void split_sum_kernel(const T* __restrict__ part, int64_t splits, int
 
 template <class T>
 __global__ void fill_bias_kernel(T* __restrict__ out, const T* __restrict__ bias, int64_t total,
-                                 int64_t channels, int64_t plane) {
+                                 int64_t channels, int64_t plane, bool channels_last) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-    out[i] = bias ? bias[(i / plane) % channels] : T(0);
+    out[i] = bias ? bias[channels_last ? i % channels : (i / plane) % channels] : T(0);
 }
 
 // TF32 WMMA needs compute capability 8.0 (Ampere) or newer.
@@ -432,23 +479,42 @@ void launch_igemm(int64_t M, int64_t N, int64_t K, int64_t splits, const Ops& op
 
 template <class T>
 void fill_bias(const Tensor& out, const Tensor& bias, int64_t channels, int64_t plane,
-               const std::string& name) {
+               MemoryFormat fmt, const std::string& name) {
   const int64_t total = out.numel();
   if (total == 0) return;
   fill_bias_kernel<T><<<grid_for(total), kThreads, 0, launch_stream()>>>(
-      out.data<T>(), bias.defined() ? bias.data<T>() : nullptr, total, channels, plane);
+      out.data<T>(), bias.defined() ? bias.data<T>() : nullptr, total, channels, plane,
+      fmt == MemoryFormat::ChannelsLast);
   DFX_CUDA_CHECK_LAUNCH(name + " (fill_bias_kernel)", out.shape());
 }
 
 bool empty_shape(const Shape& s) { return shape_numel(s) == 0; }
 
+// kernels/conv.cpp hands every operand dense in the one format of the call.
+void check_format(const Tensor& t, MemoryFormat fmt, const char* op, const char* what) {
+  DFX_CHECK(t.is_contiguous(fmt), op, ": ", what, " ", t.describe(), " is not dense in the ",
+            fmt == MemoryFormat::ChannelsLast ? "channels-last" : "NCHW",
+            " format of the call (kernels/conv.cpp converts operands before dispatch)");
+}
+
+// Calls f(std::bool_constant<CL>{}) for the call's memory format.
+template <class F>
+void dispatch_format(MemoryFormat fmt, F&& f) {
+  if (fmt == MemoryFormat::ChannelsLast)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
 }  // namespace
 
 Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y_shape,
-            const ConvGeometry& g) {
+            const ConvGeometry& g, MemoryFormat fmt) {
   check_cuda_tensor(x, "conv", "input");
   check_cuda_tensor(w, "conv", "weight");
-  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
+  check_format(x, fmt, "conv", "input");
+  check_format(w, fmt, "conv", "weight");
+  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device(), fmt);
   if (empty_shape(y_shape)) return y;
   ::dfx::cuda::DeviceGuard guard(x.device().index);
   const Geo3 geo = make_geo(x.shape(), w.shape(), y_shape, g);
@@ -456,19 +522,24 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y
     using T = decltype(z);
     const std::string name = ::dfx::detail::cat("conv igemm_kernel<", dtype_name(x.dtype()),
                                                 "> (", g.str(), ")");
-    if (geo.rows() == 0) return fill_bias<T>(y, bias, geo.o, geo.out_size(), name);
-    FwdOps<T> ops{x.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-                  y.data<T>(), geo};
-    launch_igemm<T>(geo.o, geo.n * geo.out_size(), geo.rows(), 1, ops, name, x.shape());
+    if (geo.rows() == 0) return fill_bias<T>(y, bias, geo.o, geo.out_size(), fmt, name);
+    dispatch_format(fmt, [&](auto cl) {
+      FwdOps<T, decltype(cl)::value> ops{x.data<T>(), w.data<T>(),
+                                         bias.defined() ? bias.data<T>() : nullptr, y.data<T>(),
+                                         geo};
+      launch_igemm<T>(geo.o, geo.n * geo.out_size(), geo.rows(), 1, ops, name, x.shape());
+    });
   });
   return y;
 }
 
 Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, const Shape& x_shape,
-                      const ConvGeometry& g) {
+                      const ConvGeometry& g, MemoryFormat fmt) {
   check_cuda_tensor(y, "conv_transpose", "input");
   check_cuda_tensor(w, "conv_transpose", "weight");
-  Tensor x = Tensor::empty(x_shape, y.dtype(), y.device());
+  check_format(y, fmt, "conv_transpose", "input");
+  check_format(w, fmt, "conv_transpose", "weight");
+  Tensor x = Tensor::empty(x_shape, y.dtype(), y.device(), fmt);
   if (empty_shape(x_shape)) return x;
   ::dfx::cuda::DeviceGuard guard(y.device().index);
   const Geo3 geo = make_geo(x_shape, w.shape(), y.shape(), g);
@@ -476,19 +547,25 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
     using T = decltype(z);
     const std::string name = ::dfx::detail::cat("conv_transpose igemm_kernel<",
                                                 dtype_name(y.dtype()), "> (", g.str(), ")");
-    if (geo.o == 0) return fill_bias<T>(x, bias, geo.c, geo.in_size(), name);
-    BwdDataOps<T> ops{y.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-                      x.data<T>(), geo};
-    launch_igemm<T>(geo.c, geo.n * geo.in_size(), geo.o * geo.k_size(), 1, ops, name, y.shape());
+    if (geo.o == 0) return fill_bias<T>(x, bias, geo.c, geo.in_size(), fmt, name);
+    dispatch_format(fmt, [&](auto cl) {
+      BwdDataOps<T, decltype(cl)::value> ops{y.data<T>(), w.data<T>(),
+                                             bias.defined() ? bias.data<T>() : nullptr,
+                                             x.data<T>(), geo};
+      launch_igemm<T>(geo.c, geo.n * geo.in_size(), geo.o * geo.k_size(), 1, ops, name,
+                      y.shape());
+    });
   });
   return x;
 }
 
 Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
-                        const ConvGeometry& g) {
+                        const ConvGeometry& g, MemoryFormat fmt) {
   check_cuda_tensor(y, "conv_weight_grad", "output gradient");
   check_cuda_tensor(x, "conv_weight_grad", "input");
-  Tensor dw = Tensor::empty(w_shape, y.dtype(), y.device());
+  check_format(y, fmt, "conv_weight_grad", "output gradient");
+  check_format(x, fmt, "conv_weight_grad", "input");
+  Tensor dw = Tensor::empty(w_shape, y.dtype(), y.device(), fmt);
   if (empty_shape(w_shape)) return dw;
   ::dfx::cuda::DeviceGuard guard(y.device().index);
   const Geo3 geo = make_geo(x.shape(), w_shape, y.shape(), g);
@@ -508,14 +585,13 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
     splits = std::min<int64_t>(splits, (K + 4095) / 4096);
     splits = std::min<int64_t>(splits, std::max<int64_t>(1, (int64_t{16} << 20) / W));
     splits = std::clamp<int64_t>(splits, 1, 1024);
-    if (splits == 1) {
-      WgradOps<T> ops{y.data<T>(), x.data<T>(), dw.data<T>(), geo};
-      launch_igemm<T>(M, N, K, 1, ops, name, x.shape());
-      return;
-    }
-    Tensor part = Tensor::empty(Shape{splits, W}, y.dtype(), y.device());
-    WgradOps<T> ops{y.data<T>(), x.data<T>(), part.data<T>(), geo};
-    launch_igemm<T>(M, N, K, splits, ops, name, x.shape());
+    // dW's rows come out in the weight's format: dense [O, R] either way.
+    Tensor part = splits == 1 ? dw : Tensor::empty(Shape{splits, W}, y.dtype(), y.device());
+    dispatch_format(fmt, [&](auto cl) {
+      WgradOps<T, decltype(cl)::value> ops{y.data<T>(), x.data<T>(), part.data<T>(), geo};
+      launch_igemm<T>(M, N, K, splits, ops, name, x.shape());
+    });
+    if (splits == 1) return;
     split_sum_kernel<T><<<grid_for(W), kThreads, 0, launch_stream()>>>(
         part.data<T>(), splits, W, dw.data<T>());
     DFX_CUDA_CHECK_LAUNCH(name + " (split_sum_kernel)", x.shape());

@@ -92,6 +92,11 @@ Layout data_layout(const Tensor& t) {
   return layout_of(t) == Layout::Nhwc ? Layout::Nhwc : Layout::Nchw;
 }
 
+// The memory format dfx's own kernels get for a problem in `l` (they read both in place).
+MemoryFormat native_format(Layout l) {
+  return l == Layout::Nhwc ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+}
+
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
 
 // Uninitialised [N, C, *S] in `layout` (channels-last: [N, *S, C] storage viewed as NCHW).
@@ -706,7 +711,7 @@ Tensor aligned_contiguous(const Tensor& t) {
 
 // The flow the three ops share. Of x, w and y, the two inputs are in the problem's layout and
 // aligned; the output (the role `p.op` writes: y, x or w) is undefined and allocated here in that
-// layout. `native` computes the same product with dfx's kernel (contiguous output).
+// layout. `native` computes the same product with dfx's kernel (in the same layout).
 template <class Native>
 Tensor run_op(const Problem& p, ConvBackend mode, Tensor x, Tensor w, Tensor y, const Tensor& bias,
               Native&& native) {
@@ -754,8 +759,10 @@ Tensor conv(const Tensor& x0, const Tensor& w0, const Tensor& bias0, const Shape
             const ConvGeometry& g, ConvBackend mode) {
   check_args(mode, "conv", x0, "input", w0, "weight");
   auto native = [&] {
-    return ::dfx::kernels::cuda::conv(x0.contiguous(), w0.contiguous(),
-                                      bias0.defined() ? bias0.contiguous() : Tensor(), y_shape, g);
+    const MemoryFormat f = native_format(data_layout(x0));
+    return ::dfx::kernels::cuda::conv(x0.contiguous(f), w0.contiguous(f),
+                                      bias0.defined() ? bias0.contiguous() : Tensor(), y_shape, g,
+                                      f);
   };
   if (x0.numel() == 0 || w0.numel() == 0 || shape_numel(y_shape) == 0) return native();
   ::dfx::cuda::DeviceGuard guard(x0.device().index);
@@ -771,9 +778,10 @@ Tensor conv_transpose(const Tensor& y0, const Tensor& w0, const Tensor& bias0, c
                       const ConvGeometry& g, ConvBackend mode) {
   check_args(mode, "conv_transpose", y0, "input", w0, "weight");
   auto native = [&] {
+    const MemoryFormat f = native_format(data_layout(y0));
     return ::dfx::kernels::cuda::conv_transpose(
-        y0.contiguous(), w0.contiguous(), bias0.defined() ? bias0.contiguous() : Tensor(),
-        x_shape, g);
+        y0.contiguous(f), w0.contiguous(f), bias0.defined() ? bias0.contiguous() : Tensor(),
+        x_shape, g, f);
   };
   if (y0.numel() == 0 || w0.numel() == 0 || shape_numel(x_shape) == 0) return native();
   ::dfx::cuda::DeviceGuard guard(y0.device().index);
@@ -789,7 +797,9 @@ Tensor conv_weight_grad(const Tensor& y0, const Tensor& x0, const Shape& w_shape
                         const ConvGeometry& g, ConvBackend mode) {
   check_args(mode, "conv_weight_grad", y0, "output gradient", x0, "input");
   auto native = [&] {
-    return ::dfx::kernels::cuda::conv_weight_grad(y0.contiguous(), x0.contiguous(), w_shape, g);
+    const MemoryFormat f = native_format(data_layout(x0));
+    return ::dfx::kernels::cuda::conv_weight_grad(y0.contiguous(f), x0.contiguous(f), w_shape, g,
+                                                  f);
   };
   if (y0.numel() == 0 || x0.numel() == 0 || shape_numel(w_shape) == 0) return native();
   ::dfx::cuda::DeviceGuard guard(y0.device().index);

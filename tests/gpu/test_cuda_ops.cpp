@@ -319,6 +319,21 @@ TEST_CASE("cuda ops: conv, conv_transpose and the weight and bias gradients matc
       check_close(k::conv_weight_grad(gpu(gy), gpu(x), c.w, g),
                   k::conv_weight_grad(gy, x, c.w, g), t, "conv_weight_grad: " + at);
       check_close(k::conv_bias_grad(gpu(gy)), k::conv_bias_grad(gy), t, "conv_bias_grad: " + at);
+      // Channels-last operands, read and written in place by the GPU kernels.
+      const MemoryFormat cl = MemoryFormat::ChannelsLast;
+      const Tensor xc = gpu(x).contiguous(cl), wc = gpu(w).contiguous(cl);
+      const Tensor gyc = gpu(gy).contiguous(cl);
+      const Tensor yc = k::conv(xc, wc, c.bias ? gpu(b) : Tensor(), g);
+      const Tensor dxc = k::conv_transpose(gyc, wc, c.bias ? gpu(bt) : Tensor(), c.x, g);
+      const Tensor dwc = k::conv_weight_grad(gyc, xc, c.w, g);
+      CHECK(yc.is_contiguous(cl));
+      CHECK(dxc.is_contiguous(cl));
+      CHECK(dwc.is_contiguous(cl));
+      check_close(yc, y, t, "channels-last conv: " + at);
+      check_close(dxc, k::conv_transpose(gy, w, bt, c.x, g), t, "channels-last conv_transpose: " + at);
+      check_close(dwc, k::conv_weight_grad(gy, x, c.w, g), t, "channels-last conv_weight_grad: " + at);
+      check_close(k::conv_bias_grad(gyc), k::conv_bias_grad(gy), t,
+                  "channels-last conv_bias_grad: " + at);
     }
     // ConvTranspose with output padding (x larger than the minimum) and a non-contiguous input.
     const k::ConvGeometry g2 = k::ConvGeometry::make(2, {2}, {1}, {1});
@@ -378,6 +393,17 @@ TEST_CASE("cuda ops: the native TF32 tensor-core convolutions match the CPU to T
                 "conv_weight_grad: " + at);
     // Deterministic: the same bits twice.
     CHECK(k::conv(gpu(x), gpu(w), gpu(b), g).cpu().to_vector() == y_tf32.cpu().to_vector());
+    // Channels-last: the same bound, with the reduction in (tap, channel) order.
+    const MemoryFormat cl = MemoryFormat::ChannelsLast;
+    const Tensor xc = gpu(x).contiguous(cl), wc = gpu(w).contiguous(cl);
+    const Tensor gyc = gpu(gy).contiguous(cl);
+    check_close(k::conv(xc, wc, gpu(b), g).to(DType::Float64), y64, 5e-3, "channels-last " + at);
+    check_close(k::conv_transpose(gyc, wc, Tensor(), c.x, g).to(DType::Float64),
+                k::conv_transpose(gy.to(DType::Float64), w64, Tensor(), c.x, g), 5e-3,
+                "channels-last conv_transpose: " + at);
+    check_close(k::conv_weight_grad(gyc, xc, c.w, g).to(DType::Float64),
+                k::conv_weight_grad(gy.to(DType::Float64), x64, c.w, g), 5e-3,
+                "channels-last conv_weight_grad: " + at);
   }
   k::set_allow_tf32(was_tf32);
   k::set_conv_backend(was_backend);

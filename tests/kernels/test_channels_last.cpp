@@ -153,3 +153,31 @@ TEST_CASE("channels-last: batch norm, pooling, upsampling and convolution keep t
   Tensor gw = k::conv_weight_grad(gy.contiguous(CL), xc, w.shape(), geo);
   CHECK(max_abs_diff(gw, k::conv_weight_grad(gy, x, w.shape(), geo)) <= 1e-11);
 }
+
+TEST_CASE("channels-last: the weight and bias gradients read the layout in place") {
+  const MemoryFormat CL = MemoryFormat::ChannelsLast;
+  const auto geo = k::ConvGeometry::make(2, {2}, {1}, {1});
+  Tensor x = randn({3, 4, 9, 7}, 71, 0, 0, DType::Float64);
+  Tensor w = randn({6, 4, 3, 3}, 72, 0, 0, DType::Float64);
+  Tensor gy = randn(k::conv_output_shape(x.shape(), w.shape(), geo, "test"), 73, 0, 0,
+                    DType::Float64);
+  // dW comes out in the activations' layout, with the same values.
+  Tensor gw = k::conv_weight_grad(gy.contiguous(CL), x.contiguous(CL), w.shape(), geo);
+  CHECK(gw.suggest_memory_format() == CL);
+  CHECK(max_abs_diff(gw, k::conv_weight_grad(gy, x, w.shape(), geo)) <= 1e-11);
+  // The bias gradient of a channels-last gradient sums the same values per channel.
+  Tensor gb = k::conv_bias_grad(gy.contiguous(CL));
+  Tensor want = k::conv_bias_grad(gy);
+  REQUIRE(gb.shape() == Shape{6});
+  CHECK(max_abs_diff(gb, want) <= 1e-12);
+  CHECK(max_abs_diff(want, zeros({6}, DType::Float64)) > 0.1);  // not a trivial sum
+  // 3-d (5-dim tensors) as well.
+  const auto g3 = k::ConvGeometry::make(3, {1}, {1}, {1});
+  Tensor x3 = randn({2, 3, 5, 4, 6}, 74, 0, 0, DType::Float64);
+  Tensor w3 = randn({2, 3, 3, 3, 3}, 75, 0, 0, DType::Float64);
+  Tensor g3y = randn(k::conv_output_shape(x3.shape(), w3.shape(), g3, "test"), 76, 0, 0,
+                     DType::Float64);
+  CHECK(max_abs_diff(k::conv_bias_grad(g3y.contiguous(CL)), k::conv_bias_grad(g3y)) <= 1e-12);
+  CHECK(max_abs_diff(k::conv_weight_grad(g3y.contiguous(CL), x3.contiguous(CL), w3.shape(), g3),
+                     k::conv_weight_grad(g3y, x3, w3.shape(), g3)) <= 1e-11);
+}

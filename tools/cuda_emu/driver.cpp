@@ -269,20 +269,35 @@ void test_conv() {
       Tensor x = rnd(c.x, seed++, dt), w = rnd(c.w, seed++, dt);
       Tensor b = c.bias ? rnd({c.w[0]}, seed++, dt) : Tensor();
       Tensor y = k::conv(x, w, b, g);
-      check(kc::conv(x, w, b, y.shape(), g), y, tol(dt), nm("conv " + g.str(), c.x, dt));
       Tensor gy = rnd(y.shape(), seed++, dt);
       Tensor bt = c.bias ? rnd({c.x[1]}, seed++, dt) : Tensor();
-      check(kc::conv_transpose(gy, w, bt, c.x, g), k::conv_transpose(gy, w, bt, c.x, g), tol(dt),
-            nm("conv_transpose " + g.str(), c.x, dt));
-      check(kc::conv_weight_grad(gy, x, c.w, g), k::conv_weight_grad(gy, x, c.w, g), tol(dt),
-            nm("conv_weight_grad " + g.str(), c.x, dt));
+      const Tensor dx = k::conv_transpose(gy, w, bt, c.x, g), dw = k::conv_weight_grad(gy, x, c.w, g);
+      // Both memory formats, each read and written in place, against the CPU in NCHW.
+      for (MemoryFormat f : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
+        const std::string fs = f == MemoryFormat::ChannelsLast ? " channels-last" : "";
+        const Tensor xf = x.contiguous(f), wf = w.contiguous(f), gyf = gy.contiguous(f);
+        const Tensor yk = kc::conv(xf, wf, b, y.shape(), g, f);
+        const Tensor dxk = kc::conv_transpose(gyf, wf, bt, c.x, g, f);
+        const Tensor dwk = kc::conv_weight_grad(gyf, xf, c.w, g, f);
+        check(yk, y, tol(dt), nm("conv " + g.str() + fs, c.x, dt));
+        check(dxk, dx, tol(dt), nm("conv_transpose " + g.str() + fs, c.x, dt));
+        check(dwk, dw, tol(dt), nm("conv_weight_grad " + g.str() + fs, c.x, dt));
+        for (const Tensor* t : {&yk, &dxk, &dwk}) {
+          ++checks;
+          if (!t->is_contiguous(f)) { ++fails; std::cout << "FAIL layout" << fs << "\n"; }
+        }
+      }
       check(kc::conv_bias_grad(gy), k::conv_bias_grad(gy), tol(dt), nm("conv_bias_grad", c.x, dt));
     }
   auto g2 = k::ConvGeometry::make(2, {2}, {1}, {1});
   Tensor w = rnd({4, 3, 3, 3}, 1, DType::Float64), y = rnd({2, 4, 5, 6}, 2, DType::Float64);
   Shape xs{2, 3, 10, 12};
-  check(kc::conv_transpose(y, w, Tensor(), xs, g2), k::conv_transpose(y, w, Tensor(), xs, g2), 1e-12,
-        "output padding");
+  check(kc::conv_transpose(y, w, Tensor(), xs, g2, MemoryFormat::Contiguous),
+        k::conv_transpose(y, w, Tensor(), xs, g2), 1e-12, "output padding");
+  check(kc::conv_transpose(y.contiguous(MemoryFormat::ChannelsLast),
+                           w.contiguous(MemoryFormat::ChannelsLast), Tensor(), xs, g2,
+                           MemoryFormat::ChannelsLast),
+        k::conv_transpose(y, w, Tensor(), xs, g2), 1e-12, "output padding, channels-last");
 }
 
 // The TF32 WMMA path of kernels/cuda/conv.cu (kernels::allow_tf32) against float64 on the CPU.
@@ -303,19 +318,23 @@ void test_conv_tf32() {
     Tensor x64 = x.to(DType::Float64), w64 = w.to(DType::Float64);
     Tensor y64 = k::conv(x64, w64, b.to(DType::Float64), g);
     Tensor gy = rnd(y64.shape(), seed++, DType::Float32);
-    k::set_allow_tf32(false);
-    Tensor y32 = kc::conv(x, w, b, y64.shape(), g);
-    k::set_allow_tf32(true);
-    Tensor yt = kc::conv(x, w, b, y64.shape(), g);
-    check(yt.to(DType::Float64), y64, 5e-3, nm("tf32 conv " + g.str(), c.x, DType::Float32));
-    ++checks;
-    if (yt.to_vector() == y32.to_vector()) { ++fails; std::cout << "FAIL tf32 equals fp32\n"; }
-    check(kc::conv_transpose(gy, w, Tensor(), c.x, g).to(DType::Float64),
-          k::conv_transpose(gy.to(DType::Float64), w64, Tensor(), c.x, g), 5e-3,
-          nm("tf32 conv_transpose " + g.str(), c.x, DType::Float32));
-    check(kc::conv_weight_grad(gy, x, c.w, g).to(DType::Float64),
-          k::conv_weight_grad(gy.to(DType::Float64), x64, c.w, g), 5e-3,
-          nm("tf32 conv_weight_grad " + g.str(), c.x, DType::Float32));
+    const Tensor dx64 = k::conv_transpose(gy.to(DType::Float64), w64, Tensor(), c.x, g);
+    const Tensor dw64 = k::conv_weight_grad(gy.to(DType::Float64), x64, c.w, g);
+    for (MemoryFormat f : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
+      const std::string fs = f == MemoryFormat::ChannelsLast ? " channels-last" : "";
+      const Tensor xf = x.contiguous(f), wf = w.contiguous(f), gyf = gy.contiguous(f);
+      k::set_allow_tf32(false);
+      Tensor y32 = kc::conv(xf, wf, b, y64.shape(), g, f);
+      k::set_allow_tf32(true);
+      Tensor yt = kc::conv(xf, wf, b, y64.shape(), g, f);
+      check(yt.to(DType::Float64), y64, 5e-3, nm("tf32 conv " + g.str() + fs, c.x, DType::Float32));
+      ++checks;
+      if (yt.to_vector() == y32.to_vector()) { ++fails; std::cout << "FAIL tf32 equals fp32\n"; }
+      check(kc::conv_transpose(gyf, wf, Tensor(), c.x, g, f).to(DType::Float64), dx64, 5e-3,
+            nm("tf32 conv_transpose " + g.str() + fs, c.x, DType::Float32));
+      check(kc::conv_weight_grad(gyf, xf, c.w, g, f).to(DType::Float64), dw64, 5e-3,
+            nm("tf32 conv_weight_grad " + g.str() + fs, c.x, DType::Float32));
+    }
     // TF32 rounding bound: |err| <= sum |a||b| * 2^-10 (two operands rounded to 10 bits).
     k::set_allow_tf32(false);
   }
