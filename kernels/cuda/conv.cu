@@ -1,16 +1,18 @@
 // kernels/cuda/conv.cu — convolutions on the GPU as implicit GEMM: no column matrix is
-// materialised; the GEMM's operand tiles are gathered straight from NC(D)HW tensors into shared
-// memory (64 x 16 tiles of A and B, 256 threads, a 4 x 4 register block per thread, FP32 or FP64
-// FMA; with kernels::allow_tf32(), float32 tiles are multiplied on TF32 tensor cores by WMMA).
+// materialised; the GEMM's operand tiles are gathered straight from NC(D)HW or channels-last
+// tensors (each read and written in its own layout) into shared memory (64 x 16 tiles of A and
+// B, 256 threads, a 4 x 4 register block per thread, FP32 or FP64 FMA; with
+// kernels::allow_tf32(), float32 tiles are multiplied on TF32 tensor cores by WMMA).
 // The three products, batch folded into the GEMM's N or K dim:
 //   conv            Y[o, (n, j)]  = sum_r     W[o, r]          col_n[r, j]      (+ bias[o])
 //   conv_transpose  X[c, (n, i)]  = sum_(o,k) W[o, c, k]       Y[n, o, j(i, k)] (+ bias[c])
 //   weight grad     dW[o, r]      = sum_(n,j) Y[n, o, j]       col_n[r, j]
-// where r = (c, k), col_n[r, j] = x[n, c, j*s - p + k*d] (0 in the padding), and j(i, k) is the
-// output position that reads input i through tap k (0 when none does, so the transpose is a
-// gather: no atomics). The weight gradient's long reduction is split into a number of K chunks
-// that depends only on the shapes; each chunk writes its own partial, and a second kernel adds
-// the partials in chunk order (accumulating float32 in float64), so results are deterministic.
+// where r = (c, k) (taps outside in channels-last), col_n[r, j] = x[n, c, j*s - p + k*d] (0 in
+// the padding), and j(i, k) is the output position that reads input i through tap k (0 when none
+// does, so the transpose is a gather: no atomics). The weight gradient's long reduction is split
+// into a number of K chunks that depends only on the shapes; each chunk writes its own partial,
+// and a second kernel adds the partials in chunk order (accumulating float32 in float64), so
+// results are deterministic.
 #include <cuda_runtime.h>
 #include <mma.h>
 
