@@ -11,7 +11,8 @@ namespace dfx::ad {
 inline const std::vector<std::string_view>& primitive_ops() {
   static const std::vector<std::string_view> ops = {
       "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "pow", "pow_tensor",
-      "abs", "tanh", "sigmoid", "relu", "leaky_relu", "where", "clamp", "maximum", "minimum",
+      "abs", "tanh", "sigmoid", "relu", "leaky_relu", "leaky_relu_backward", "where", "clamp",
+      "maximum", "minimum",
       "sum", "amax", "amin", "sum_to", "matmul", "reshape", "permute", "narrow", "unnarrow",
       "expand", "contiguous", "concat",
       // convolutions (autodiff/nn_conv.cpp)

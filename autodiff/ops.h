@@ -26,6 +26,9 @@ Var tanh(const Var& x);
 Var sigmoid(const Var& x);
 Var relu(const Var& x);
 Var leaky_relu(const Var& x, double negative_slope = 0.01);
+// g * (y > 0 ? 1 : slope) with y = leaky_relu(x, slope) for slope >= 0 (a constant): the rule of
+// relu and leaky_relu, itself differentiable in g for double backward.
+Var leaky_relu_backward(const Var& g, const Tensor& y, double slope);
 Var square(const Var& x);
 Var where(const Tensor& cond, const Var& a, const Var& b);
 Var clamp(const Var& x, double lo, double hi);

@@ -229,6 +229,30 @@ void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tenso
   cpu::adam_update_(p, gl, m, v, u);
 }
 
+Tensor leaky_relu_backward(const Tensor& g, const Tensor& y, double slope) {
+  KernelProfileScope prof(y, "leaky_relu_backward");
+  check_same_device(y, g, "leaky_relu_backward");
+  DFX_CHECK(g.shape() == y.shape() && g.dtype() == y.dtype(), "leaky_relu_backward: gradient ",
+            g.describe(), " does not match the output ", y.describe());
+  DFX_CHECK(y.dtype() == DType::Float32 || y.dtype() == DType::Float64,
+            "leaky_relu_backward: expected float32 or float64, got ", y.describe());
+  // The flat loop walks storage order: both operands dense in one layout.
+  const MemoryFormat fmt = y.suggest_memory_format();
+  const Tensor yd = y.contiguous(fmt);
+  const Tensor gd = g.same_layout(yd) ? g : g.contiguous(fmt);
+  Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device(), fmt);
+  if (y.device().is_cuda()) {
+#if DFX_HAVE_CUDA
+    cuda::leaky_relu_backward(gd, yd, slope, out);
+    return out;
+#else
+    no_cuda("leaky_relu_backward", y);
+#endif
+  }
+  cpu::leaky_relu_backward(gd, yd, slope, out);
+  return out;
+}
+
 void scale_(const Tensor& x, double alpha) {
   copy_(x, binary(BinaryOp::Mul, x, full({}, alpha, x.dtype(), x.device())));
 }

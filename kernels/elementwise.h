@@ -50,6 +50,11 @@ struct AdamUpdate {
 void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                   const AdamUpdate& u);
 
+// g * (y > 0 ? 1 : slope): leaky_relu's backward read off its output y (for slope >= 0, y > 0
+// exactly where the input is), in one pass. g and y have one shape and dtype; the result takes
+// y's layout (contiguous or channels-last).
+Tensor leaky_relu_backward(const Tensor& g, const Tensor& y, double slope);
+
 inline Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
 inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
 inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }

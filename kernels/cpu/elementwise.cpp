@@ -254,6 +254,19 @@ void axpy_(const Tensor& a, double alpha, const Tensor& b) {
   });
 }
 
+void leaky_relu_backward(const Tensor& g, const Tensor& y, double slope, const Tensor& out) {
+  const int64_t n = y.numel();
+  dispatch_float(y.dtype(), "leaky_relu_backward", [&](auto z) {
+    using T = decltype(z);
+    const T* pg = g.data<T>();
+    const T* py = y.data<T>();
+    T* po = out.data<T>();
+    const T a = static_cast<T>(slope);
+#pragma omp parallel for simd schedule(static) if (n >= 32768)
+    for (int64_t i = 0; i < n; ++i) po[i] = py[i] > T(0) ? pg[i] : pg[i] * a;
+  });
+}
+
 void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                   const AdamUpdate& u) {
   const int64_t n = p.numel();

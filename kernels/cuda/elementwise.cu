@@ -534,7 +534,36 @@ __global__ void adam_update_kernel(T* __restrict__ p, const T* __restrict__ g, T
   }
 }
 
+template <class T>
+__global__ void leaky_relu_backward_kernel(const T* __restrict__ g, const T* __restrict__ y,
+                                           T* __restrict__ out, int64_t n, T slope) {
+  const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step)
+    out[i] = y[i] > T(0) ? g[i] : g[i] * slope;
+}
+
 }  // namespace
+
+void leaky_relu_backward(const Tensor& g, const Tensor& y, double slope, const Tensor& out) {
+  for (const Tensor* t : {&g, &y, &out}) check_cuda_operand(*t, "leaky_relu_backward");
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  ::dfx::cuda::DeviceGuard guard(y.device().index);
+  auto run = [&](auto z) {
+    using T = decltype(z);
+    leaky_relu_backward_kernel<T><<<grid_for(n), kThreads, 0, launch_stream()>>>(
+        g.data<T>(), y.data<T>(), out.data<T>(), n, static_cast<T>(slope));
+    DFX_CUDA_CHECK_LAUNCH(
+        ::dfx::detail::cat("leaky_relu_backward_kernel<", dtype_name(y.dtype()), ">"), y.shape());
+  };
+  switch (y.dtype()) {
+    case DType::Float32: run(float{}); break;
+    case DType::Float64: run(double{}); break;
+    default:
+      DFX_FAIL("leaky_relu_backward: the CUDA kernel supports float32 and float64, got ",
+               y.describe());
+  }
+}
 
 void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                   const AdamUpdate& u) {

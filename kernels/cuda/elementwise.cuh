@@ -16,6 +16,8 @@ Tensor compare(CompareOp op, const Tensor& a, const Tensor& b);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 // clamp to [lo, hi], or (mask) 1 where lo <= x <= hi else 0; float32, float64 and int64.
 Tensor clamp(const Tensor& x, double lo, double hi, bool mask);
+// out = g * (y > 0 ? 1 : slope); g, y and out dense with identical strides.
+void leaky_relu_backward(const Tensor& g, const Tensor& y, double slope, const Tensor& out);
 // p, g, m, v dense with identical strides (checked by the entry point): one flat pass.
 void adam_update_(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                   const AdamUpdate& u);

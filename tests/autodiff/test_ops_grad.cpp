@@ -34,6 +34,12 @@ const Register kElementwise({
     {"sigmoid", {{2, 3}}, [](const V& x) { return A::sigmoid(x[0]); }},
     {"relu", {{3, 4}}, [](const V& x) { return A::relu(x[0]); }},
     {"leaky_relu", {{3, 4}}, [](const V& x) { return A::leaky_relu(x[0], 0.2); }},
+    {"leaky_relu negative slope", {{3, 4}}, [](const V& x) { return A::leaky_relu(x[0], -0.3); }},
+    // The rule relu and leaky_relu record, with a fixed output of mixed signs.
+    {"leaky_relu_backward", {{3, 4}},
+     [](const V& x) {
+       return A::leaky_relu_backward(x[0], randn({3, 4}, 17, 0, 0, DType::Float64), 0.2);
+     }},
     {"where",
      {{3, 4}, {4}},
      [](const V& x) {

@@ -438,6 +438,22 @@ TEST_CASE("cuda ops: the fused Adam update matches the CPU's, in both layouts") 
   }
 }
 
+TEST_CASE("cuda ops: the fused leaky-ReLU backward matches the CPU's, in both layouts") {
+  uint64_t seed = 970;
+  for (DType dt : kFloats) {
+    for (bool cl : {false, true}) {
+      const MemoryFormat fmt = cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+      const Shape shape{3, 6, 5, 7};
+      const Tensor y = rnd(shape, seed++, dt).contiguous(fmt), g = rnd(shape, seed++, dt);
+      const Tensor want = k::leaky_relu_backward(g, y, 0.2);
+      const Tensor got = k::leaky_relu_backward(gpu(g), gpu(y).contiguous(fmt), 0.2);
+      CHECK(got.is_contiguous(fmt));
+      check_exact(got, want, label(cl ? "leaky_relu_backward channels-last" : "leaky_relu_backward",
+                                   shape, dt));
+    }
+  }
+}
+
 TEST_CASE("cuda ops: concat, stack and split work on the device") {
   const Tensor a = rnd({2, 3, 4}, 500, DType::Float32), b = rnd({2, 5, 4}, 501, DType::Float32);
   check_exact(k::concat({gpu(a), gpu(b)}, 1), k::concat({a, b}, 1), "concat dim 1");

@@ -357,6 +357,17 @@ void test_adam() {
   }
 }
 
+void test_leaky_relu_backward() {
+  uint64_t seed = 970;
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    Shape shape{3, 6, 5, 7};
+    Tensor y = rnd(shape, seed++, dt), g = rnd(shape, seed++, dt);
+    Tensor out = Tensor::empty(shape, dt, y.device());
+    kc::leaky_relu_backward(g, y, 0.2, out);
+    check(out, k::leaky_relu_backward(g, y, 0.2), 0, nm("leaky_relu_backward", shape, dt));
+  }
+}
+
 void test_elementwise() {
   uint64_t seed = 600;
   for (DType dt : {DType::Float64, DType::Float32, DType::Int64}) {
@@ -389,6 +400,7 @@ int main(int argc, char** argv) {
   };
   run("elementwise", test_elementwise);
   run("adam", test_adam);
+  run("leaky_relu_backward", test_leaky_relu_backward);
   run("reduce", test_reduce);
   run("norm", test_norm);
   run("norm_rows", test_norm_rows);
