@@ -239,9 +239,10 @@ Var channel_bcast(const Var& g, const Shape& shape, const ChannelAllReduce& all_
                 });
 }
 
-Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
-               Tensor running_var, bool training, double momentum, double eps,
-               const ChannelAllReduce& all_reduce) {
+namespace {
+
+void check_batch_norm_args(const Var& x, const Var& gamma, const Var& beta,
+                           const Tensor& running_mean, const Tensor& running_var) {
   DFX_CHECK(x.defined() && x.dim() >= 2, "batch_norm: expected x [N, C, *S], got ",
             x.data().describe());
   check_channel(gamma.data(), x.data(), "gamma");
@@ -251,9 +252,17 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
   for (const Var* p : {&gamma, &beta})
     DFX_CHECK(!p->defined() || p->dtype() == x.dtype(), "batch_norm: gamma/beta ",
               p->data().describe(), " differ in dtype from x ", x.data().describe());
-  if (!training) return eval_batch_norm(x, gamma, beta, running_mean, running_var, eps);
+}
 
-  // Forward: local (count, sum, sumsq) in one float64 tensor, one all-reduce, global moments.
+// Training mode's batch moments, global over ranks: mean and invstd as float64 [C] on x's
+// device, and the count per channel. Updates the running statistics in place.
+struct BatchMoments {
+  Tensor mean, invstd;
+  double count = 0;
+};
+BatchMoments batch_moments(const Var& x, const Tensor& running_mean, const Tensor& running_var,
+                           double momentum, double eps, const ChannelAllReduce& all_reduce) {
+  // Local (count, sum, sumsq) in one float64 tensor, one all-reduce, global moments.
   const int64_t C = x.shape()[1];
   const double local = C ? static_cast<double>(x.numel() / C) : 0.0;
   Tensor packed = k::concat({full({1, C}, local, DType::Float64, x.device()),
@@ -272,53 +281,91 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
   }
   blend_(running_mean, mean, momentum);
   blend_(running_var, unbiased, momentum);
-  Tensor mean_t = from_vector<double>(mean, {C}).to(x.device());
-  Tensor invstd_t = from_vector<double>(invstd, {C}).to(x.device());
-  Tensor y = k::bn_apply(x.data(), mean_t, invstd_t, gamma.data(), beta.data());
+  return {from_vector<double>(mean, {C}).to(x.device()),
+          from_vector<double>(invstd, {C}).to(x.device()), count};
+}
 
+// The rule of training-mode batch norm for the gradient g of its output.
+VarList batch_norm_rule(const Var& x, const Var& gamma, const Var& beta, const BatchMoments& bm,
+                        double eps, const ChannelAllReduce& all_reduce, const Var& g) {
+  const Tensor& mean_t = bm.mean;
+  const Tensor& invstd_t = bm.invstd;
+  const double count = bm.count;
   const bool nx = x.requires_grad(), ng = gamma.requires_grad(), nb = beta.requires_grad();
-  return record("batch_norm", y, {x, gamma, beta}, [=](const Var&, const Var& g) -> VarList {
-    if (!grad_enabled()) {
-      // Fast path: two fused passes; only (sum g, sum g*xhat) cross ranks. The parameter
-      // gradients stay local: the data-parallel reducer sums them like every other gradient.
-      Tensor red = k::bn_backward_reduce(g.data(), x.data(), mean_t, invstd_t);
-      Var gx, gg, gb;
-      if (ng) gg = Var(red.select(0, 1).to(x.dtype()).contiguous());
-      if (nb) gb = Var(red.select(0, 0).to(x.dtype()).contiguous());
-      if (nx) {
-        Tensor global = reduce_over_ranks(red, all_reduce, "batch_norm backward");
-        gx = Var(k::bn_backward_apply(g.data(), x.data(), mean_t, invstd_t, gamma.data(), global,
-                                      count));
-      }
-      return {gx, gg, gb};
-    }
+  if (!grad_enabled()) {
+    // Fast path: two fused passes; only (sum g, sum g*xhat) cross ranks. The parameter
+    // gradients stay local: the data-parallel reducer sums them like every other gradient.
+    Tensor red = k::bn_backward_reduce(g.data(), x.data(), mean_t, invstd_t);
+    Var gx, gg, gb;
+    if (ng) gg = Var(red.select(0, 1).to(x.dtype()).contiguous());
+    if (nb) gb = Var(red.select(0, 0).to(x.dtype()).contiguous());
     if (nx) {
-      // create_graph with x variable: the same values from the fused kernels, recorded as two
-      // ops whose own rules are the hand-derived second derivatives (batch_norm_backward_rule).
-      BnSaved sv{x, gamma, mean_t, invstd_t, count, all_reduce, eps, Tensor()};
-      Tensor red = k::bn_backward_reduce(g.data(), x.data(), mean_t, invstd_t);  // local sums
-      sv.sums = reduce_over_ranks(red, all_reduce, "batch_norm backward");
-      Var gx = record("batch_norm_backward",
-                      k::bn_backward_apply(g.data(), x.data(), mean_t, invstd_t, gamma.data(),
-                                           sv.sums, count),
-                      {g, x, gamma}, [sv, g](const Var&, const Var& a) {
-                        return batch_norm_backward_rule(sv, g, a);
-                      });
-      Var gg, gb;
-      if (ng) {
-        gg = record("batch_norm_gamma_grad", red.select(0, 1).to(x.dtype()).contiguous(), {g, x},
-                    [sv, g, red](const Var&, const Var& b) {
-                      return batch_norm_gamma_grad_rule(sv, g, red, b);
-                    });
-      }
-      if (nb) gb = sum(g, reduced_dims(x.dim()));
-      return {gx, gg, gb};
+      Tensor global = reduce_over_ranks(red, all_reduce, "batch_norm backward");
+      gx = Var(k::bn_backward_apply(g.data(), x.data(), mean_t, invstd_t, gamma.data(), global,
+                                    count));
     }
-    // create_graph with x constant: the moments are constants; compose from differentiable ops.
+    return {gx, gg, gb};
+  }
+  if (nx) {
+    // create_graph with x variable: the same values from the fused kernels, recorded as two
+    // ops whose own rules are the hand-derived second derivatives (batch_norm_backward_rule).
     BnSaved sv{x, gamma, mean_t, invstd_t, count, all_reduce, eps, Tensor()};
-    return composite_batch_norm_backward(sv, g, Var(mean_t.to(x.dtype())),
-                                         Var(invstd_t.to(x.dtype())), false, ng, nb);
+    Tensor red = k::bn_backward_reduce(g.data(), x.data(), mean_t, invstd_t);  // local sums
+    sv.sums = reduce_over_ranks(red, all_reduce, "batch_norm backward");
+    Var gx = record("batch_norm_backward",
+                    k::bn_backward_apply(g.data(), x.data(), mean_t, invstd_t, gamma.data(),
+                                         sv.sums, count),
+                    {g, x, gamma}, [sv, g](const Var&, const Var& a) {
+                      return batch_norm_backward_rule(sv, g, a);
+                    });
+    Var gg, gb;
+    if (ng) {
+      gg = record("batch_norm_gamma_grad", red.select(0, 1).to(x.dtype()).contiguous(), {g, x},
+                  [sv, g, red](const Var&, const Var& b) {
+                    return batch_norm_gamma_grad_rule(sv, g, red, b);
+                  });
+    }
+    if (nb) gb = sum(g, reduced_dims(x.dim()));
+    return {gx, gg, gb};
+  }
+  // create_graph with x constant: the moments are constants; compose from differentiable ops.
+  BnSaved sv{x, gamma, mean_t, invstd_t, count, all_reduce, eps, Tensor()};
+  return composite_batch_norm_backward(sv, g, Var(mean_t.to(x.dtype())),
+                                       Var(invstd_t.to(x.dtype())), false, ng, nb);
+}
+
+}  // namespace
+
+Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
+               Tensor running_var, bool training, double momentum, double eps,
+               const ChannelAllReduce& all_reduce) {
+  check_batch_norm_args(x, gamma, beta, running_mean, running_var);
+  if (!training) return eval_batch_norm(x, gamma, beta, running_mean, running_var, eps);
+  const BatchMoments bm = batch_moments(x, running_mean, running_var, momentum, eps, all_reduce);
+  Tensor y = k::bn_apply(x.data(), bm.mean, bm.invstd, gamma.data(), beta.data());
+  return record("batch_norm", y, {x, gamma, beta}, [=](const Var&, const Var& g) {
+    return batch_norm_rule(x, gamma, beta, bm, eps, all_reduce, g);
   });
+}
+
+Var batch_norm_leaky_relu(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
+                          Tensor running_var, bool training, double momentum, double eps,
+                          const ChannelAllReduce& all_reduce, double slope) {
+  if (!training || slope < 0)
+    return leaky_relu(batch_norm(x, gamma, beta, running_mean, running_var, training, momentum,
+                                 eps, all_reduce),
+                      slope);
+  check_batch_norm_args(x, gamma, beta, running_mean, running_var);
+  const BatchMoments bm = batch_moments(x, running_mean, running_var, momentum, eps, all_reduce);
+  Tensor z = k::bn_apply(x.data(), bm.mean, bm.invstd, gamma.data(), beta.data(),
+                         k::FusedLeakyRelu{true, slope});
+  // The output is saved (the next layer keeps it anyway); leaky_relu's derivative is read off
+  // it, then batch norm's rule runs as in the unfused pair.
+  return record("batch_norm_leaky_relu", z, {x, gamma, beta},
+                [=](const Var& out, const Var& g) {
+                  const Var gy = leaky_relu_backward(g, out.data(), slope);
+                  return batch_norm_rule(x, gamma, beta, bm, eps, all_reduce, gy);
+                }, true);
 }
 
 }  // namespace dfx::ad

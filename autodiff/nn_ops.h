@@ -45,5 +45,12 @@ using ChannelAllReduce = std::function<void(Tensor& per_channel_sums)>;
 Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
                Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
                const ChannelAllReduce& all_reduce = {});
+// leaky_relu(batch_norm(...), slope) (slope 0: relu) as one recorded op: one pass for the
+// normalisation and the activation in the forward, and only x and the output are kept (the
+// activation's derivative is read off the output). Values and gradients of every order equal
+// the unfused composition's. A negative slope runs the composition.
+Var batch_norm_leaky_relu(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
+                          Tensor running_var, bool training, double momentum, double eps,
+                          const ChannelAllReduce& all_reduce, double slope);
 
 }  // namespace dfx::ad

@@ -20,7 +20,8 @@ inline const std::vector<std::string_view>& primitive_ops() {
       // pooling and upsampling (autodiff/nn_pool.cpp)
       "max_pool", "pool_gather", "pool_scatter", "avg_pool", "avg_pool_adjoint", "upsample", "upsample_adjoint",
       // normalisation (autodiff/nn_norm.cpp)
-      "batch_norm", "batch_norm_backward", "batch_norm_gamma_grad", "channel_sum", "channel_bcast",
+      "batch_norm", "batch_norm_leaky_relu", "batch_norm_backward", "batch_norm_gamma_grad",
+      "channel_sum", "channel_bcast",
       // finite-element stencils (autodiff/fem_ops.cpp)
       "fem_energy", "fem_apply", "fem_bilinear",
   };

@@ -79,7 +79,7 @@ Tensor channel_sums(const Tensor& x) {
 }
 
 Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                const Tensor& beta) {
+                const Tensor& beta, FusedLeakyRelu act) {
   int64_t n, c, s;
   split_dims(x, "bn_apply", n, c, s);
   DFX_CHECK(mean.defined() && invstd.defined(), "bn_apply: mean and invstd are required");
@@ -89,7 +89,7 @@ Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const
   Tensor be = per_channel(beta, x, c, 0, "bn_apply", "beta");
   const bool rows = as_rows(x, n, s);
   Tensor y = empty_like_layout(x, rows);
-  DFX_BACKEND(x, bn_apply(kernel_layout(x, rows), n, c, s, m, is, ga, be, y));
+  DFX_BACKEND(x, bn_apply(kernel_layout(x, rows), n, c, s, m, is, ga, be, y, act));
   return y;
 }
 

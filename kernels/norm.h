@@ -11,10 +11,18 @@ namespace dfx::kernels {
 // An empty batch (N = 0) gives zeros, so a rank with no samples still joins the all-reduce.
 Tensor channel_sums(const Tensor& x);
 
+// A leaky ReLU applied to bn_apply's result in the same pass (`on`; slope 0 is a ReLU), with the
+// arithmetic of kernels::unary(LeakyRelu) on the same device, so fusing changes no bit.
+struct FusedLeakyRelu {
+  bool on = false;
+  double slope = 0.0;
+};
+
 // y = (x - mean) * invstd * gamma + beta in one pass, in x's dtype. mean and invstd are [C]
 // (any floating dtype, used in float64); gamma and beta are [C] or undefined (1 and 0).
+// With act.on, y = leaky_relu(y, act.slope) in the same pass.
 Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                const Tensor& beta);
+                const Tensor& beta, FusedLeakyRelu act = {});
 
 // [2, C] float64: (sum g, sum g * xhat) with xhat = (x - mean) * invstd, in one pass over g and x.
 // These are the gradients of beta and gamma, and (all-reduced) the inputs of bn_backward_apply.

@@ -210,14 +210,22 @@ Var& BatchNorm::bias() {
   return *bias_;
 }
 
-Var BatchNorm::forward(const Var& x) {
+Var BatchNorm::forward(const Var& x) { return forward_impl(x, std::nullopt); }
+
+Var BatchNorm::forward_leaky_relu(const Var& x, double slope) { return forward_impl(x, slope); }
+
+Var BatchNorm::forward_impl(const Var& x, std::optional<double> slope) {
   DFX_CHECK(x.defined(), type_name(), ": the input is undefined");
   // BatchNorm1d also takes [N, C] (features without a length), as PyTorch's does.
   const bool ok_rank = x.dim() == dims_ + 2 || (dims_ == 1 && x.dim() == 2);
   DFX_CHECK(ok_rank && x.size(1) == channels_, describe(), ": input ", x.data().describe(),
             "; expected [N, ", channels_, ", ", dims_, " spatial dims]");
-  Var y = ad::batch_norm(x, weight_ ? *weight_ : Var(), bias_ ? *bias_ : Var(), *running_mean_,
-                         *running_var_, is_training(), opts_.momentum, opts_.eps, all_reduce_);
+  const Var gamma = weight_ ? *weight_ : Var(), beta = bias_ ? *bias_ : Var();
+  Var y = slope ? ad::batch_norm_leaky_relu(x, gamma, beta, *running_mean_, *running_var_,
+                                            is_training(), opts_.momentum, opts_.eps,
+                                            all_reduce_, *slope)
+                : ad::batch_norm(x, gamma, beta, *running_mean_, *running_var_, is_training(),
+                                 opts_.momentum, opts_.eps, all_reduce_);
   if (is_training()) {
     // On the buffer's device, so that a GPU model does not synchronise to count.
     Tensor& n = *num_batches_;

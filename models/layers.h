@@ -3,6 +3,7 @@
 // Parameter names and default initialisation follow PyTorch, drawn from dfx's counter-based RNG.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,9 @@ class BatchNorm : public Module {
  public:
   BatchNorm(int dims, int64_t channels, BatchNormOptions opts = {}, TensorOptions topts = {});
   Var forward(const Var& x) override;
+  // leaky_relu(forward(x), slope) as one fused op (ad::batch_norm_leaky_relu): the same values
+  // and gradients, one pass and one kept activation less.
+  Var forward_leaky_relu(const Var& x, double slope);
   std::string describe() const override;
 
   void set_all_reduce(ad::ChannelAllReduce all_reduce) { all_reduce_ = std::move(all_reduce); }
@@ -119,6 +123,7 @@ class BatchNorm : public Module {
   void reset_parameters(uint64_t seed, const std::string& prefix) override;
 
  private:
+  Var forward_impl(const Var& x, std::optional<double> leaky_slope);
   int dims_;
   int64_t channels_;
   BatchNormOptions opts_;

@@ -2,6 +2,7 @@
 // PyTorch peer, so that named_parameters() and state_dict() list the same keys in the same order.
 #include "models/unet.h"
 
+#include <optional>
 #include <sstream>
 
 #include "autodiff/ops.h"
@@ -32,6 +33,16 @@ std::shared_ptr<Module> make_norm(int dims, int64_t channels, const UNetOptions&
                                      TensorOptions{o.dtype, o.device, o.seed});
 }
 
+// act(norm(h)), as one fused op when they are BatchNorm and (leaky) ReLU with a slope >= 0.
+Var norm_act(Module& norm, Module& act, const Var& h) {
+  std::optional<double> slope;
+  if (auto* l = dynamic_cast<LeakyReLU*>(&act)) slope = l->negative_slope();
+  if (dynamic_cast<ReLU*>(&act)) slope = 0.0;
+  auto* bn = dynamic_cast<BatchNorm*>(&norm);
+  if (bn && slope && *slope >= 0) return bn->forward_leaky_relu(h, *slope);
+  return act.forward(norm.forward(h));
+}
+
 }  // namespace
 
 ConvBlock::ConvBlock(int dims, int64_t in_channels, int64_t out_channels, const UNetOptions& o)
@@ -51,8 +62,8 @@ ConvBlock::ConvBlock(int dims, int64_t in_channels, int64_t out_channels, const 
 }
 
 Var ConvBlock::forward(const Var& x) {
-  Var h = act1_->forward(norm1_->forward(conv1_->forward(x)));
-  return act2_->forward(norm2_->forward(conv2_->forward(h)));
+  Var h = norm_act(*norm1_, *act1_, conv1_->forward(x));
+  return norm_act(*norm2_, *act2_, conv2_->forward(h));
 }
 
 std::string ConvBlock::describe() const {

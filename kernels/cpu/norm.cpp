@@ -118,9 +118,14 @@ void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor
 }
 
 void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
-              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y) {
+              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y,
+              FusedLeakyRelu act) {
   dispatch_float(x.dtype(), "bn_apply", [&](auto z) {
     using T = decltype(z);
+    // leaky_relu in the branch-free form of kernels/cpu/elementwise.cpp (same bits as unfused).
+    const T sl = static_cast<T>(act.slope);
+    const bool on = act.on;
+    auto f = [sl, on](T v) { return on ? std::max(v, T(0)) + sl * std::min(v, T(0)) : v; };
     const T* px = x.data<T>();
     T* py = y.data<T>();
     const double *pm = mean.data<double>(), *pis = invstd.data<double>();
@@ -136,7 +141,7 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
         const T* p = px + r * c;
         T* o = py + r * c;
 #pragma omp simd
-        for (int64_t ch = 0; ch < c; ++ch) o[ch] = (p[ch] - m[ch]) * a[ch] + be[ch];
+        for (int64_t ch = 0; ch < c; ++ch) o[ch] = f((p[ch] - m[ch]) * a[ch] + be[ch]);
       });
       return;
     }
@@ -147,7 +152,7 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
       const T* p = px + plane * s;
       T* o = py + plane * s;
 #pragma omp simd
-      for (int64_t i = b; i < e; ++i) o[i] = (p[i] - m) * a + be;
+      for (int64_t i = b; i < e; ++i) o[i] = f((p[i] - m) * a + be);
     });
   });
 }

@@ -8,7 +8,8 @@ namespace dfx::kernels::cpu {
 
 void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& out);
 void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
-              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y);
+              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y,
+              FusedLeakyRelu act);
 void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                         const Tensor& mean, const Tensor& invstd, const Tensor& out);
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,

@@ -122,14 +122,16 @@ template <class T, class Index>
 __global__ void bn_apply_kernel(const T* __restrict__ x, Index total, Index c, Index s,
                                 const double* __restrict__ mean, const double* __restrict__ invstd,
                                 const double* __restrict__ gamma, const double* __restrict__ beta,
-                                T* __restrict__ y) {
+                                T* __restrict__ y, bool act, T slope) {
   const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
     const Index ch = (i / s) % c;
     // (x - mean) * a + beta, with a = invstd * gamma folded in float64, as on the CPU.
     const T m = static_cast<T>(mean[ch]), a = static_cast<T>(invstd[ch] * gamma[ch]);
     const T be = static_cast<T>(beta[ch]);
-    y[i] = (x[i] - m) * a + be;
+    const T v = (x[i] - m) * a + be;
+    // The fused leaky_relu, as kernels/cuda/elementwise.cu's unary LeakyRelu computes it.
+    y[i] = act && !(v > T(0)) ? slope * v : v;
   }
 }
 
@@ -227,7 +229,8 @@ void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, 
 }
 
 void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
-              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y) {
+              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y,
+              FusedLeakyRelu act) {
   check_all("bn_apply", {&x, &mean, &invstd, &gamma, &beta, &y});
   const int64_t total = n * c * s;
   if (total == 0) return;
@@ -238,10 +241,12 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
     const double *pg = gamma.data<double>(), *pb = beta.data<double>();
     if (fits_u32(total)) {
       bn_apply_kernel<T, uint32_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
-          x.data<T>(), uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, pb, y.data<T>());
+          x.data<T>(), uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, pb, y.data<T>(),
+          act.on, static_cast<T>(act.slope));
     } else {
       bn_apply_kernel<T, uint64_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
-          x.data<T>(), uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, pb, y.data<T>());
+          x.data<T>(), uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, pb, y.data<T>(),
+          act.on, static_cast<T>(act.slope));
     }
     DFX_CUDA_CHECK_LAUNCH(::dfx::detail::cat("bn_apply_kernel<", dtype_name(x.dtype()), ">"),
                           x.shape());

@@ -3,12 +3,14 @@
 // on the same device. Plain C++ declarations so kernels/norm.cpp can include it.
 #pragma once
 #include "core/tensor.h"
+#include "kernels/norm.h"
 
 namespace dfx::kernels::cuda {
 
 void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& out);
 void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
-              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y);
+              const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y,
+              FusedLeakyRelu act);
 void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                         const Tensor& mean, const Tensor& invstd, const Tensor& out);
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,

@@ -3,6 +3,7 @@
 // threaded "ranks" against one batch-norm over the concatenated batch, and running statistics.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -94,6 +95,16 @@ const Register kNorm({
      [](const V& x) {
        Tensor in = uniform({3, 3, 2, 2}, -1, 1, 33, 0, 0, F64);
        return A::batch_norm(Var(in), x[0], Var(), Tensor(), Tensor(), true);
+     }},
+    {"batch_norm_leaky_relu train affine 2d", {{3, 2, 2, 3}, {2}, {2}},
+     [](const V& x) {
+       return A::batch_norm_leaky_relu(x[0], x[1], x[2], Tensor(), Tensor(), true, 0.1, 1e-5, {},
+                                       0.2);
+     }},
+    {"batch_norm_leaky_relu train relu 3d", {{2, 2, 2, 2, 3}, {2}, {2}},
+     [](const V& x) {
+       return A::batch_norm_leaky_relu(x[0], x[1], x[2], Tensor(), Tensor(), true, 0.1, 1e-5, {},
+                                       0.0);
      }},
     {"batch_norm eval", {{2, 3, 2, 2}, {3}, {3}},
      [](const V& x) { return A::batch_norm(x[0], x[1], x[2], eval_mean(), eval_var(), false); }},
@@ -345,6 +356,40 @@ TEST_CASE("batch_norm: the fused backward equals the composite (create_graph) ba
     }
     const double tol = dt == F64 ? 1e-12 : 2e-5;
     for (int i = 0; i < 3; ++i) CHECK(max_abs_diff(res[0][i], res[1][i]) <= tol);
+  }
+}
+
+TEST_CASE("batch_norm_leaky_relu equals leaky_relu(batch_norm) bit for bit, with its gradients") {
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    for (double slope : {0.2, 0.0}) {
+      CAPTURE(slope);
+      Tensor xin = uniform({3, 4, 5, 3}, -1, 2, 55, 0, 0, dt);
+      Tensor g0 = uniform({3, 4, 5, 3}, -1, 1, 56, 0, 0, dt);
+      Tensor ga = uniform({4}, 0.5, 1.5, 57, 0, 0, dt), be = uniform({4}, -1, 1, 58, 0, 0, dt);
+      std::vector<Tensor> got[2];
+      Tensor rm[2], rv[2];
+      for (int fused : {0, 1}) {
+        rm[fused] = zeros({4}, dt);
+        rv[fused] = ones({4}, dt);
+        Var x(xin, true), gamma(ga, true), beta(be, true);
+        Var y = fused ? A::batch_norm_leaky_relu(x, gamma, beta, rm[fused], rv[fused], true, 0.1,
+                                                 1e-5, {}, slope)
+                      : A::leaky_relu(A::batch_norm(x, gamma, beta, rm[fused], rv[fused], true),
+                                      slope);
+        got[fused].push_back(y.data());
+        for (const Var& v : A::grad({y}, {x, gamma, beta}, {Var(g0)})) got[fused].push_back(v.data());
+      }
+      for (size_t i = 0; i < got[0].size(); ++i) {
+        CAPTURE(i);
+        CHECK(got[1][i].to_vector() == got[0][i].to_vector());
+      }
+      CHECK(rm[1].to_vector() == rm[0].to_vector());
+      CHECK(rv[1].to_vector() == rv[0].to_vector());
+      // Not vacuous: some outputs are negative (the slope acts) and the gradients are nonzero.
+      const std::vector<double> y = got[1][0].to_vector();
+      CHECK(std::count_if(y.begin(), y.end(), [](double v) { return v < 0 || v == 0; }) > 10);
+      CHECK(max_abs_diff(got[1][1], zeros_like(got[1][1])) > 0.01);
+    }
   }
 }
 
