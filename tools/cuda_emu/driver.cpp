@@ -208,7 +208,7 @@ void test_pool() {
       auto want = k::max_pool(x, w);
       const int nsp = int(c.s.size()) - 2;
       k::PoolGeometry g;
-      g.planes = c.s[0] * c.s[1];
+      g.planes = {c.s[0], c.s[1], MemoryFormat::Contiguous};
       for (int d = 0; d < 3; ++d) { g.in[d] = g.out[d] = g.k[d] = g.s[d] = 1; g.p[d] = 0; }
       for (int i = 0; i < nsp; ++i) {
         int d = 3 - nsp + i;
@@ -219,7 +219,7 @@ void test_pool() {
       kc::max_pool(x, g, v, idx);
       check(v, want.values, 0, nm("max_pool values", c.s, dt));
       check(idx, want.indices, 0, nm("max_pool indices", c.s, dt));
-      const int64_t in_n = x.numel() / g.planes;
+      const int64_t in_n = x.numel() / g.planes.count();
       Tensor gv = Tensor::empty(want.values.shape(), dt);
       if (!kc::pool_gather(x, want.indices, g.planes, in_n, gv)) { ++fails; std::cout << "gather bad\n"; }
       check(gv, k::pool_gather(x, want.indices), 0, nm("pool_gather", c.s, dt));
@@ -242,10 +242,10 @@ void test_pool() {
   Tensor bad = from_vector<int64_t>({0, 99}, {1, 1, 2});
   Tensor o = Tensor::empty({1, 1, 4}, DType::Float32);
   ++checks;
-  if (kc::pool_scatter(ones({1, 1, 2}), bad, 1, 4, o)) { ++fails; std::cout << "FAIL scatter bad index accepted\n"; }
+  if (kc::pool_scatter(ones({1, 1, 2}), bad, k::PoolPlanes{1, 1}, 4, o)) { ++fails; std::cout << "FAIL scatter bad index accepted\n"; }
   ++checks;
   Tensor o2 = Tensor::empty({1, 1, 2}, DType::Float32);
-  if (kc::pool_gather(ones({1, 1, 4}), bad, 1, 4, o2)) { ++fails; std::cout << "FAIL gather bad index accepted\n"; }
+  if (kc::pool_gather(ones({1, 1, 4}), bad, k::PoolPlanes{1, 1}, 4, o2)) { ++fails; std::cout << "FAIL gather bad index accepted\n"; }
 }
 
 void test_conv() {
