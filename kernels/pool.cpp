@@ -1,6 +1,8 @@
 // kernels/pool.cpp — shape checks, window geometry and device dispatch for pooling and upsampling.
 // Average pooling, upsampling and their adjoints are all separable linear maps: they are built here
 // as one AxisMap per spatial dim, so a device implements a single separable kernel for all four.
+// NCHW and channels-last operands go to the kernels as they are (PoolPlanes says which), and
+// results are allocated in the input's layout: no layout conversions around the kernels.
 #include "kernels/pool.h"
 
 #include <algorithm>
@@ -21,7 +23,14 @@ void check_device(const char* op, const Tensor& x) {
             " (dfx was built without CUDA)");
 }
 
-// The same call on the backend of t's device (kernels/cuda/pool.cu for CUDA tensors); an
+// x dense in the layout its result gets (suggest_memory_format()): x itself when it is NCHW- or
+// channels-last-dense, else a copy (NCHW for a non-dense view such as a transpose).
+Tensor dense(const Tensor& x, MemoryFormat& fmt) {
+  fmt = x.suggest_memory_format();
+  return x.contiguous(fmt);
+}
+
+PoolPlanes planes_of(const Shape& s, MemoryFormat fmt) { return {s[0], s[1], fmt}; }
 
 void check_input(const Tensor& x, const char* op) {
   DFX_CHECK(x.defined(), op, ": undefined input");
@@ -50,7 +59,7 @@ PoolGeometry resolve(const Shape& xs, const PoolWindow& w, const char* op) {
   std::vector<int64_t> p = per_dim(w.padding.empty() ? std::vector<int64_t>{0} : w.padding, nsp,
                                    op, "padding");
   PoolGeometry g;
-  g.planes = xs[0] * xs[1];
+  g.planes = planes_of(xs, MemoryFormat::Contiguous);  // the caller sets the layout
   for (int d = 0; d < 3; ++d) {
     g.in[d] = g.out[d] = g.k[d] = g.s[d] = 1;
     g.p[d] = 0;
@@ -134,9 +143,11 @@ AxisMap upsample_map(int64_t in, int64_t s, UpsampleMode mode) {
 Tensor run_separable(const Tensor& x, const AxisMap (&maps)[3], double scale,
                      const Shape& out_shape, const char* op) {
   check_device(op, x);
-  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  DFX_BACKEND(x, separable(x.contiguous(), maps, scale, out_shape[0] * out_shape[1], out));
-  return out.contiguous(x.suggest_memory_format());  // the kernels work in NCHW
+  MemoryFormat fmt;
+  const Tensor xd = dense(x, fmt);
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device(), fmt);
+  DFX_BACKEND(x, separable(xd, maps, scale, planes_of(out_shape, fmt), out));
+  return out;
 }
 
 void window_maps(const PoolGeometry& g, AxisMap (&maps)[3]) {
@@ -172,26 +183,24 @@ Shape pool_output_shape(const Shape& x_shape, const PoolWindow& w, const char* o
 MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w) {
   check_input(x, "max_pool");
   PoolGeometry g = resolve(x.shape(), w, "max_pool");
+  const Tensor xd = dense(x, g.planes.format);
   Shape os = with_spatial(x.shape(), g, true);
-  MaxPoolResult r{Tensor::empty(os, x.dtype(), x.device()),
-                  Tensor::empty(os, DType::Int64, x.device())};
-  DFX_BACKEND(x, max_pool(x.contiguous(), g, r.values, r.indices));
-  // Values follow x's layout; indices stay NCHW (plane offsets, read by gather and scatter).
-  r.values = r.values.contiguous(x.suggest_memory_format());
+  // Values and indices both in x's layout (see MaxPoolResult).
+  MaxPoolResult r{Tensor::empty(os, x.dtype(), x.device(), g.planes.format),
+                  Tensor::empty(os, DType::Int64, x.device(), g.planes.format)};
+  DFX_BACKEND(x, max_pool(xd, g, r.values, r.indices));
   return r;
 }
 
 namespace {
-// Planes and plane sizes of a gather/scatter pair: `big` [N, C, *S_in], idx [N, C, *S_out].
-void check_indexed(const Shape& big, const Tensor& idx, const char* op, int64_t& planes,
-                   int64_t& in_numel) {
+// Plane size of a gather/scatter pair: `big` [N, C, *S_in], idx [N, C, *S_out].
+void check_indexed(const Shape& big, const Tensor& idx, const char* op, int64_t& in_numel) {
   DFX_CHECK(idx.defined() && idx.dtype() == DType::Int64, op, ": indices must be int64, got ",
             idx.describe());
   DFX_CHECK(big.size() >= 3 && idx.dim() == static_cast<int>(big.size()) &&
                 idx.shape()[0] == big[0] && idx.shape()[1] == big[1],
             op, ": indices ", idx.describe(), " do not match planes of shape ", big,
             "; expected [N, C, *S_out] with the same N, C and number of dims");
-  planes = big[0] * big[1];
   in_numel = 1;
   for (size_t d = 2; d < big.size(); ++d) in_numel *= big[d];
 }
@@ -199,34 +208,40 @@ void check_indexed(const Shape& big, const Tensor& idx, const char* op, int64_t&
 
 Tensor pool_gather(const Tensor& x, const Tensor& indices) {
   DFX_CHECK(x.defined(), "pool_gather: undefined input");
-  int64_t planes, in_numel;
-  check_indexed(x.shape(), indices, "pool_gather", planes, in_numel);
+  int64_t in_numel;
+  check_indexed(x.shape(), indices, "pool_gather", in_numel);
   DFX_CHECK(x.device() == indices.device(), "pool_gather: ", x.describe(), " and indices ",
             indices.describe(), " are on different devices");
   check_device("pool_gather", x);
-  Tensor out = Tensor::empty(indices.shape(), x.dtype(), x.device());
-  DFX_CHECK(DFX_BACKEND(x, pool_gather(x.contiguous(), indices.contiguous(), planes,
+  // x, the indices and the result in x's layout (indices of the other layout are copied).
+  MemoryFormat fmt;
+  const Tensor xd = dense(x, fmt);
+  Tensor out = Tensor::empty(indices.shape(), x.dtype(), x.device(), fmt);
+  DFX_CHECK(DFX_BACKEND(x, pool_gather(xd, indices.contiguous(fmt), planes_of(x.shape(), fmt),
                                        in_numel, out)),
             "pool_gather: an index in ", indices.describe(), " is outside the planes of ",
             x.describe());
-  return out.contiguous(x.suggest_memory_format());
+  return out;
 }
 
 Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape) {
   DFX_CHECK(g.defined(), "pool_scatter: undefined input");
-  int64_t planes, in_numel;
-  check_indexed(in_shape, indices, "pool_scatter", planes, in_numel);
+  int64_t in_numel;
+  check_indexed(in_shape, indices, "pool_scatter", in_numel);
   DFX_CHECK(g.shape() == indices.shape(), "pool_scatter: values ", g.describe(),
             " and indices ", indices.describe(), " differ in shape");
   DFX_CHECK(g.device() == indices.device(), "pool_scatter: ", g.describe(), " and indices ",
             indices.describe(), " are on different devices");
   check_device("pool_scatter", g);
-  Tensor out = Tensor::empty(in_shape, g.dtype(), g.device());
-  DFX_CHECK(DFX_BACKEND(g, pool_scatter(g.contiguous(), indices.contiguous(), planes,
+  // g, the indices and the result in g's layout (indices of the other layout are copied).
+  MemoryFormat fmt;
+  const Tensor gd = dense(g, fmt);
+  Tensor out = Tensor::empty(in_shape, g.dtype(), g.device(), fmt);
+  DFX_CHECK(DFX_BACKEND(g, pool_scatter(gd, indices.contiguous(fmt), planes_of(in_shape, fmt),
                                         in_numel, out)),
             "pool_scatter: an index in ", indices.describe(), " is outside planes of shape ",
             in_shape);
-  return out.contiguous(g.suggest_memory_format());
+  return out;
 }
 
 Tensor avg_pool(const Tensor& x, const PoolWindow& w) {

@@ -1,6 +1,8 @@
 // kernels/pool.h — pooling and upsampling over 1-3 spatial dims of [N, C, *S] tensors, with the
 // adjoint of every linear map (what autodiff needs for gradients of any order). Each entry point
-// dispatches by device to kernels/cpu/pool.cpp or kernels/cuda/pool.cu.
+// dispatches by device to kernels/cpu/pool.cpp or kernels/cuda/pool.cu. The kernels read and write
+// NCHW and channels-last (NHWC) tensors in place: every result is laid out as its input is
+// (suggest_memory_format()); a non-dense input is first copied to that layout.
 #pragma once
 #include <vector>
 
@@ -20,16 +22,21 @@ struct PoolWindow {
 Shape pool_output_shape(const Shape& x_shape, const PoolWindow& w, const char* op);
 
 struct MaxPoolResult {
-  Tensor values;   // [N, C, *S_out], x's dtype
-  Tensor indices;  // [N, C, *S_out], int64: flat index of the maximum within its input plane
+  Tensor values;   // [N, C, *S_out], x's dtype, in x's layout
+  // [N, C, *S_out], int64: flat index of the maximum within its input plane (its spatial offset,
+  // whatever the layout). Laid out as values (channels-last for a channels-last x), so the
+  // channels-last kernels write and read them coalesced.
+  Tensor indices;
 };
 // Max pooling, padding counts as -inf; ties pick the first index in row-major window order and
 // NaN propagates (PyTorch's semantics).
 MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w);
 // out[n, c, o] = x[n, c, idx[n, c, o]] (x's plane flattened): max-pool's derivative applied to x.
+// The result is laid out as x.
 Tensor pool_gather(const Tensor& x, const Tensor& indices);
 // zeros(in_shape) with out[n, c, idx[n, c, o]] += g[n, c, o]: the adjoint of pool_gather, i.e.
-// max-pool's backward. Deterministic: each plane is accumulated by one thread in a fixed order.
+// max-pool's backward, laid out as g. Deterministic: every element of out adds its contributions
+// in increasing output position, on any device, thread count and layout.
 Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape);
 
 // Average pooling with count_include_pad = true (divisor = prod(kernel), PyTorch's default).
@@ -45,10 +52,21 @@ Tensor upsample(const Tensor& x, const std::vector<int64_t>& scale, UpsampleMode
 Tensor upsample_adjoint(const Tensor& g, const std::vector<int64_t>& scale, UpsampleMode mode);
 
 // ---- resolved geometry, shared by the device implementations ----
+// The planes of the dense [N, C, *S] operands of one backend call and their memory layout; every
+// such operand of the call (input, output, max-pool indices) has this layout. Element (n, c, s),
+// s the flat spatial offset within a plane of S elements, lies at
+//   MemoryFormat::Contiguous   (NCHW): (n * C + c) * S + s
+//   MemoryFormat::ChannelsLast (NHWC): (n * S + s) * C + c
+struct PoolPlanes {
+  int64_t n = 0, c = 0;
+  MemoryFormat format = MemoryFormat::Contiguous;
+  int64_t count() const { return n * c; }  // N * C planes
+  bool channels_last() const { return format == MemoryFormat::ChannelsLast; }
+};
 // Spatial dims are padded to three with leading size-1 dims, so one 3-d loop serves 1-3 dims and
 // the flat index within a plane is the same as without the padding.
 struct PoolGeometry {
-  int64_t planes = 0;                        // N * C
+  PoolPlanes planes;
   int64_t in[3], out[3], k[3], s[3], p[3];  // per padded spatial dim
   int64_t in_numel() const { return in[0] * in[1] * in[2]; }
   int64_t out_numel() const { return out[0] * out[1] * out[2]; }

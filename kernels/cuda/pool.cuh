@@ -1,6 +1,7 @@
 // kernels/cuda/pool.cuh — the CUDA pooling and upsampling kernels behind kernels/pool.h, with
-// the signatures of kernels/cpu/pool.h (contiguous CUDA operands, geometry resolved and validated
-// by kernels/pool.cpp). Plain C++ declarations so kernels/pool.cpp can include it.
+// the signatures of kernels/cpu/pool.h (dense CUDA operands in the layout PoolPlanes names,
+// geometry resolved and validated by kernels/pool.cpp). Plain C++ declarations so
+// kernels/pool.cpp can include it.
 #pragma once
 #include "core/tensor.h"
 #include "kernels/pool.h"
@@ -8,11 +9,11 @@
 namespace dfx::kernels::cuda {
 
 void max_pool(const Tensor& x, const PoolGeometry& g, const Tensor& values, const Tensor& indices);
-bool pool_gather(const Tensor& x, const Tensor& indices, int64_t planes, int64_t in_numel,
-                 const Tensor& out);
-bool pool_scatter(const Tensor& g, const Tensor& indices, int64_t planes, int64_t in_numel,
-                  const Tensor& out);
-void separable(const Tensor& x, const AxisMap (&maps)[3], double scale, int64_t planes,
+bool pool_gather(const Tensor& x, const Tensor& indices, const PoolPlanes& planes,
+                 int64_t in_numel, const Tensor& out);
+bool pool_scatter(const Tensor& g, const Tensor& indices, const PoolPlanes& planes,
+                  int64_t in_numel, const Tensor& out);
+void separable(const Tensor& x, const AxisMap (&maps)[3], double scale, const PoolPlanes& planes,
                const Tensor& out);
 
 }  // namespace dfx::kernels::cuda

@@ -254,6 +254,42 @@ TEST_CASE("cuda ops: pooling, upsampling and their adjoints match the CPU") {
       check_close(k::avg_pool(xg, c.w), k::avg_pool(x, c.w), t, label("avg_pool", c.shape, dt));
       check_close(k::avg_pool_adjoint(gpu(g), c.shape, c.w), k::avg_pool_adjoint(g, c.shape, c.w),
                   t, label("avg_pool_adjoint", c.shape, dt));
+      // Channels-last on the GPU (the coalesced NHWC kernels): the CPU's NCHW results as above,
+      // those of the GPU's NCHW kernels, and the result channels-last.
+      const MemoryFormat CL = MemoryFormat::ChannelsLast;
+      const Tensor xgc = xg.contiguous(CL), ggc = gpu(g).contiguous(CL);
+      const k::MaxPoolResult gotc = k::max_pool(xgc, c.w);
+      CHECK(gotc.values.suggest_memory_format() == CL);
+      CHECK(gotc.indices.is_contiguous(CL));
+      check_exact(gotc.values, want.values, label("channels-last max_pool values", c.shape, dt));
+      check_exact(gotc.indices, want.indices, label("channels-last max_pool indices", c.shape, dt));
+      const Tensor gatc = k::pool_gather(gpu(x2).contiguous(CL), gotc.indices);
+      CHECK(gatc.suggest_memory_format() == CL);
+      check_exact(gatc, k::pool_gather(x2, want.indices),
+                  label("channels-last pool_gather", c.shape, dt));
+      const Tensor scc = k::pool_scatter(ggc, gotc.indices, c.shape);
+      CHECK(scc.suggest_memory_format() == CL);
+      check_close(scc, k::pool_scatter(g, want.indices, c.shape), t,
+                  label("channels-last pool_scatter", c.shape, dt));
+      check_exact(scc, k::pool_scatter(gpu(g), got.indices, c.shape),
+                  label("channels-last pool_scatter vs NCHW on the GPU", c.shape, dt));
+      // Mixed: NCHW indices with channels-last gradients.
+      check_exact(k::pool_scatter(ggc, got.indices, c.shape), scc,
+                  label("channels-last pool_scatter, NCHW indices", c.shape, dt));
+      const Tensor avc = k::avg_pool(xgc, c.w);
+      CHECK(avc.suggest_memory_format() == CL);
+      check_close(avc, k::avg_pool(x, c.w), t, label("channels-last avg_pool", c.shape, dt));
+      // Within one rounding of the GPU's NCHW kernel (nvcc may contract multiply-adds differently
+      // in the two template instances, so not bit for bit).
+      const double t1 = dt == DType::Float32 ? 1e-6 : 1e-15;
+      check_close(avc, k::avg_pool(xg, c.w), t1,
+                  label("channels-last avg_pool vs NCHW on the GPU", c.shape, dt));
+      const Tensor aac = k::avg_pool_adjoint(ggc, c.shape, c.w);
+      CHECK(aac.suggest_memory_format() == CL);
+      check_close(aac, k::avg_pool_adjoint(g, c.shape, c.w), t,
+                  label("channels-last avg_pool_adjoint", c.shape, dt));
+      check_close(aac, k::avg_pool_adjoint(gpu(g), c.shape, c.w), t1,
+                  label("channels-last avg_pool_adjoint vs NCHW on the GPU", c.shape, dt));
     }
     // Ties: constant windows pick the first index.
     const Tensor flat = full({1, 2, 6, 6}, 1.5, dt);
@@ -278,6 +314,21 @@ TEST_CASE("cuda ops: pooling, upsampling and their adjoints match the CPU") {
           const Tensor g = rnd(up.shape(), seed++, dt);
           check_close(k::upsample_adjoint(gpu(g), {f}, mode), k::upsample_adjoint(g, {f}, mode),
                       t, label("upsample_adjoint " + name, s, dt));
+          // Channels-last on the GPU: the CPU's NCHW values, and the GPU's NCHW ones to within one
+          // rounding (multiply-add contraction may differ between the two kernel instances).
+          const double t1 = dt == DType::Float32 ? 1e-6 : 1e-15;
+          const MemoryFormat CL = MemoryFormat::ChannelsLast;
+          const Tensor upc = k::upsample(gpu(x).contiguous(CL), {f}, mode);
+          CHECK(upc.suggest_memory_format() == CL);
+          check_close(upc, up, t, label("channels-last upsample " + name, s, dt));
+          check_close(upc, k::upsample(gpu(x), {f}, mode), t1,
+                      label("channels-last upsample vs NCHW on the GPU " + name, s, dt));
+          const Tensor adc = k::upsample_adjoint(gpu(g).contiguous(CL), {f}, mode);
+          CHECK(adc.suggest_memory_format() == CL);
+          check_close(adc, k::upsample_adjoint(g, {f}, mode), t,
+                      label("channels-last upsample_adjoint " + name, s, dt));
+          check_close(adc, k::upsample_adjoint(gpu(g), {f}, mode), t1,
+                      label("channels-last upsample_adjoint vs NCHW on the GPU " + name, s, dt));
         }
       }
     }

@@ -1,10 +1,13 @@
 // tests/kernels/test_channels_last.cpp — the channels-last stride layout (MemoryFormat in
 // core/tensor.h): its strides and predicates, and that elementwise ops, batch norm, pooling,
-// upsampling and convolution give the same values as on NCHW tensors while keeping the layout.
+// upsampling and convolution give the same values as on NCHW tensors while keeping the layout;
+// pooling and upsampling bit for bit, in every op, 1-3 spatial dims and odd windows.
 #include <doctest/doctest.h>
 #include <omp.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -28,6 +31,43 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   double m = 0.0;
   for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(x[i] - y[i]));
   return m;
+}
+
+// got equals want bit for bit (float32 widens to float64 exactly; NaN payloads and the sign of
+// zero count), in the same logical shape and dtype. One CHECK naming the first difference.
+void check_bits(const Tensor& got, const Tensor& want, const std::string& what) {
+  INFO(what);
+  REQUIRE(got.shape() == want.shape());
+  CHECK(got.dtype() == want.dtype());
+  const std::vector<double> g = got.to_vector(), w = want.to_vector();
+  int64_t bad = 0, first = -1;
+  for (size_t i = 0; i < g.size(); ++i) {
+    uint64_t a, b;
+    std::memcpy(&a, &g[i], sizeof a);
+    std::memcpy(&b, &w[i], sizeof b);
+    if (a != b && bad++ == 0) first = static_cast<int64_t>(i);
+  }
+  std::string detail = "differences: " + std::to_string(bad) + " of " + std::to_string(g.size());
+  if (first >= 0)
+    detail += "; first at flat index " + std::to_string(first) + ": got " +
+              std::to_string(g[first]) + ", want " + std::to_string(w[first]);
+  INFO(detail);
+  CHECK(bad == 0);
+}
+
+std::string label(const std::string& op, const Shape& s, DType dt) {
+  return op + " on " + dtype_name(dt) + " " + ::dfx::detail::cat(s);
+}
+
+// Normal values on a grid of 1/4 (many ties in a pooling window), never all zero; dtype dt.
+Tensor tied(const Shape& shape, uint64_t seed, DType dt) {
+  std::vector<double> v = randn(shape, seed, 0, 0, DType::Float64).to_vector();
+  for (double& x : v) x = std::round(x * 4.0) / 4.0 + 0.25;
+  return from_vector<double>(v, shape).to(dt);
+}
+
+Tensor rnd(const Shape& shape, uint64_t seed, DType dt) {
+  return randn(shape, seed, 0, 0, DType::Float64).to(dt);
 }
 
 }  // namespace
@@ -128,7 +168,7 @@ TEST_CASE("channels-last: batch norm, pooling, upsampling and convolution keep t
   CHECK(max_abs_diff(sc, k::pool_scatter(gp, mp0.indices, x.shape())) == 0.0);
   Tensor up = k::upsample(xc, {2}, k::UpsampleMode::Linear);
   CHECK(up.suggest_memory_format() == CL);
-  CHECK(max_abs_diff(up, k::upsample(x, {2}, k::UpsampleMode::Linear)) <= 1e-14);
+  CHECK(max_abs_diff(up, k::upsample(x, {2}, k::UpsampleMode::Linear)) == 0.0);
   // Convolution and its two adjoints.
   Tensor w = randn({5, 4, 3, 3}, 58, 0, 0, DType::Float64);
   Tensor bias = randn({5}, 59, 0, 0, DType::Float64);
@@ -180,4 +220,137 @@ TEST_CASE("channels-last: the weight and bias gradients read the layout in place
   CHECK(max_abs_diff(k::conv_bias_grad(g3y.contiguous(CL)), k::conv_bias_grad(g3y)) <= 1e-12);
   CHECK(max_abs_diff(k::conv_weight_grad(g3y.contiguous(CL), x3.contiguous(CL), w3.shape(), g3),
                      k::conv_weight_grad(g3y, x3, w3.shape(), g3)) <= 1e-11);
+}
+
+// Every pooling and upsampling op on channels-last operands: the NCHW result bit for bit (the
+// kernels do the same arithmetic in the same order per element), in the channels-last layout.
+TEST_CASE("channels-last: every pooling op and its adjoints match NCHW bit for bit") {
+  struct Case {
+    Shape shape;
+    k::PoolWindow w;
+  };
+  const std::vector<Case> cases = {
+      {{2, 6, 13}, {{3}, {2}, {1}}},                  // 1-d, overlapping, padded
+      {{2, 5, 9, 7}, {{3}, {2}, {1}}},                // odd sizes, overlap, padding
+      {{2, 16, 32, 32}, {{2}, {}, {0}}},              // the U-Net's 2x2, threaded
+      {{3, 4, 10, 9}, {{3, 2}, {1, 3}, {1, 0}}},      // per-dim kernel, stride != kernel
+      {{2, 7, 17, 15}, {{2}, {3}, {1}}},              // stride > kernel: skipped inputs
+      {{2, 3, 7, 6, 5}, {{3}, {2}, {1}}},             // 3-d, overlap, padding
+      {{1, 4, 6, 6, 6}, {{2}, {}, {0}}},              // 3-d 2x2x2
+      {{2, 9, 5, 8, 7}, {{2, 3, 2}, {2, 1, 3}, {1, 1, 0}}},  // 3-d, per-dim everything
+  };
+  const MemoryFormat NCHW = MemoryFormat::Contiguous;
+  uint64_t seed = 500;
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    for (const Case& c : cases) {
+      Tensor x = tied(c.shape, seed++, dt);
+      if (x.numel() > 7) {  // a NaN: it wins its windows in both layouts alike
+        std::vector<double> v = x.to_vector();
+        v[7] = NAN;
+        x = from_vector<double>(v, c.shape).to(dt);
+      }
+      const Tensor xc = x.contiguous(CL);
+      const k::MaxPoolResult mp0 = k::max_pool(x, c.w), mp = k::max_pool(xc, c.w);
+      CHECK(mp.values.suggest_memory_format() == CL);
+      CHECK(mp.indices.is_contiguous(CL));
+      CHECK(mp0.indices.is_contiguous());
+      check_bits(mp.values, mp0.values, label("max_pool values", c.shape, dt));
+      check_bits(mp.indices, mp0.indices, label("max_pool indices", c.shape, dt));
+
+      const Tensor x2 = rnd(c.shape, seed++, dt), x2c = x2.contiguous(CL);
+      const Tensor gat0 = k::pool_gather(x2, mp0.indices);
+      const Tensor gat = k::pool_gather(x2c, mp.indices);
+      CHECK(gat.suggest_memory_format() == CL);
+      check_bits(gat, gat0, label("pool_gather", c.shape, dt));
+      // Indices in the other layout than x: the result still follows x.
+      const Tensor gat_mixed = k::pool_gather(x2c, mp0.indices);
+      CHECK(gat_mixed.suggest_memory_format() == CL);
+      check_bits(gat_mixed, gat0, label("pool_gather, NCHW indices", c.shape, dt));
+      check_bits(k::pool_gather(x2, mp.indices), gat0,
+                 label("pool_gather, channels-last indices", c.shape, dt));
+
+      const Tensor g = rnd(mp0.values.shape(), seed++, dt), gc = g.contiguous(CL);
+      const Tensor sc0 = k::pool_scatter(g, mp0.indices, c.shape);
+      const Tensor sc = k::pool_scatter(gc, mp.indices, c.shape);
+      CHECK(sc.suggest_memory_format() == CL);
+      check_bits(sc, sc0, label("pool_scatter", c.shape, dt));
+      const Tensor sc_mixed = k::pool_scatter(gc, mp0.indices, c.shape);
+      CHECK(sc_mixed.suggest_memory_format() == CL);
+      check_bits(sc_mixed, sc0, label("pool_scatter, NCHW indices", c.shape, dt));
+      const Tensor sc_nchw = k::pool_scatter(g, mp.indices, c.shape);
+      CHECK(sc_nchw.suggest_memory_format() == NCHW);
+      check_bits(sc_nchw, sc0, label("pool_scatter, channels-last indices", c.shape, dt));
+
+      const Tensor av = k::avg_pool(x2c, c.w);
+      CHECK(av.suggest_memory_format() == CL);
+      check_bits(av, k::avg_pool(x2, c.w), label("avg_pool", c.shape, dt));
+      const Tensor aa = k::avg_pool_adjoint(gc, c.shape, c.w);
+      CHECK(aa.suggest_memory_format() == CL);
+      check_bits(aa, k::avg_pool_adjoint(g, c.shape, c.w), label("avg_pool_adjoint", c.shape, dt));
+    }
+    // A view that is dense in neither layout is copied to NCHW (what it suggests) first.
+    const Tensor base = rnd({2, 5, 9, 8}, seed++, dt).contiguous(CL);
+    const Tensor view = base.transpose(2, 3);
+    REQUIRE_FALSE(view.is_contiguous());
+    REQUIRE_FALSE(view.is_contiguous(CL));
+    const k::MaxPoolResult mt = k::max_pool(view, {{2}, {}, {0}});
+    CHECK(mt.values.suggest_memory_format() == NCHW);
+    check_bits(mt.values, k::max_pool(view.contiguous(), {{2}, {}, {0}}).values,
+               label("max_pool of a transposed view", view.shape(), dt));
+    const Tensor ut = k::upsample(view, {2}, k::UpsampleMode::Linear);
+    CHECK(ut.suggest_memory_format() == NCHW);
+    check_bits(ut, k::upsample(view.contiguous(), {2}, k::UpsampleMode::Linear),
+               label("upsample of a transposed view", view.shape(), dt));
+  }
+}
+
+TEST_CASE("channels-last: upsampling (nearest, linear) and its adjoint match NCHW bit for bit") {
+  struct Case {
+    Shape shape;
+    std::vector<int64_t> scale;
+  };
+  const std::vector<Case> cases = {
+      {{2, 5, 7}, {2}},  {{2, 3, 9}, {3}},          {{2, 6, 5, 7}, {2}},
+      {{1, 5, 4, 3}, {3}}, {{2, 4, 5, 6}, {2, 3}},  {{2, 16, 16, 16}, {2}},  // threaded
+      {{1, 3, 3, 4, 5}, {2}}, {{2, 4, 3, 2, 4}, {3, 2, 2}},
+  };
+  uint64_t seed = 700;
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    for (const Case& c : cases) {
+      for (k::UpsampleMode mode : {k::UpsampleMode::Nearest, k::UpsampleMode::Linear}) {
+        const std::string name =
+            std::string(mode == k::UpsampleMode::Linear ? "linear" : "nearest") + " x" +
+            ::dfx::detail::cat(Shape(c.scale));
+        const Tensor x = rnd(c.shape, seed++, dt), xc = x.contiguous(CL);
+        const Tensor up0 = k::upsample(x, c.scale, mode);
+        const Tensor up = k::upsample(xc, c.scale, mode);
+        CHECK(up.suggest_memory_format() == CL);
+        check_bits(up, up0, label("upsample " + name, c.shape, dt));
+        const Tensor g = rnd(up0.shape(), seed++, dt), gc = g.contiguous(CL);
+        const Tensor ad = k::upsample_adjoint(gc, c.scale, mode);
+        CHECK(ad.suggest_memory_format() == CL);
+        check_bits(ad, k::upsample_adjoint(g, c.scale, mode),
+                   label("upsample_adjoint " + name, c.shape, dt));
+      }
+    }
+  }
+}
+
+TEST_CASE("channels-last: pooling results do not depend on the thread count") {
+  const Tensor x = rnd({3, 24, 34, 30}, 800, DType::Float32).contiguous(CL);
+  const k::PoolWindow w{{3}, {2}, {1}};
+  const int threads = omp_get_max_threads();
+  auto run = [&] {
+    const k::MaxPoolResult mp = k::max_pool(x, w);
+    const Tensor g = rnd(mp.values.shape(), 801, DType::Float32).contiguous(CL);
+    return std::vector<Tensor>{mp.values, mp.indices, k::pool_scatter(g, mp.indices, x.shape()),
+                               k::avg_pool_adjoint(g, x.shape(), w),
+                               k::upsample(x, {2}, k::UpsampleMode::Linear)};
+  };
+  omp_set_num_threads(1);
+  const std::vector<Tensor> one = run();
+  omp_set_num_threads(2);
+  const std::vector<Tensor> two = run();
+  omp_set_num_threads(threads);
+  for (size_t i = 0; i < one.size(); ++i) check_bits(two[i], one[i], "result " + std::to_string(i));
 }

@@ -74,6 +74,22 @@ k::AxisMap window_map(int64_t in, int64_t out, int64_t kk, int64_t s, int64_t p)
   }
   return m;
 }
+k::AxisMap upsample_map(int64_t in, int64_t s, k::UpsampleMode mode) {
+  k::AxisMap m; m.rows = in * s; m.cols = in; m.ptr = {0}; m.col.clear(); m.w.clear();
+  const double inv = 1.0 / static_cast<double>(s);
+  for (int64_t o = 0; o < m.rows; ++o) {
+    if (mode == k::UpsampleMode::Nearest) { m.col.push_back(o / s); m.w.push_back(1.0); }
+    else {
+      const double src = std::max(inv * (static_cast<double>(o) + 0.5) - 0.5, 0.0);
+      const int64_t i0 = static_cast<int64_t>(src), i1 = i0 + (i0 < in - 1 ? 1 : 0);
+      const double l1 = src - static_cast<double>(i0), l0 = 1.0 - l1;
+      if (i1 == i0 || l1 == 0.0) { m.col.push_back(i0); m.w.push_back(1.0); }
+      else { m.col.insert(m.col.end(), {i0, i1}); m.w.insert(m.w.end(), {l0, l1}); }
+    }
+    m.ptr.push_back(static_cast<int64_t>(m.col.size()));
+  }
+  return m;
+}
 
 void test_reduce() {
   struct C { Shape s; std::vector<std::vector<int>> dims; };
@@ -208,7 +224,7 @@ void test_pool() {
       auto want = k::max_pool(x, w);
       const int nsp = int(c.s.size()) - 2;
       k::PoolGeometry g;
-      g.planes = c.s[0] * c.s[1];
+      g.planes = {c.s[0], c.s[1], MemoryFormat::Contiguous};
       for (int d = 0; d < 3; ++d) { g.in[d] = g.out[d] = g.k[d] = g.s[d] = 1; g.p[d] = 0; }
       for (int i = 0; i < nsp; ++i) {
         int d = 3 - nsp + i;
@@ -219,7 +235,7 @@ void test_pool() {
       kc::max_pool(x, g, v, idx);
       check(v, want.values, 0, nm("max_pool values", c.s, dt));
       check(idx, want.indices, 0, nm("max_pool indices", c.s, dt));
-      const int64_t in_n = x.numel() / g.planes;
+      const int64_t in_n = x.numel() / g.planes.count();
       Tensor gv = Tensor::empty(want.values.shape(), dt);
       if (!kc::pool_gather(x, want.indices, g.planes, in_n, gv)) { ++fails; std::cout << "gather bad\n"; }
       check(gv, k::pool_gather(x, want.indices), 0, nm("pool_gather", c.s, dt));
@@ -228,24 +244,88 @@ void test_pool() {
       if (!kc::pool_scatter(gr, want.indices, g.planes, in_n, sc)) { ++fails; std::cout << "scatter bad\n"; }
       check(sc, k::pool_scatter(gr, want.indices, c.s), tol(dt), nm("pool_scatter", c.s, dt));
       // separable: avg pool and its adjoint
-      k::AxisMap maps[3];
+      k::AxisMap maps[3], tmaps[3];
       for (int d = 0; d < 3; ++d) maps[d] = window_map(g.in[d], g.out[d], g.k[d], g.s[d], g.p[d]);
+      for (int d = 0; d < 3; ++d) tmaps[d] = maps[d].transposed();
       const double scale = 1.0 / double(g.k[0] * g.k[1] * g.k[2]);
       Tensor av = Tensor::empty(want.values.shape(), dt);
       kc::separable(x, maps, scale, g.planes, av);
       check(av, k::avg_pool(x, w), tol(dt), nm("avg_pool", c.s, dt));
-      for (auto& m : maps) m = m.transposed();
       Tensor aa = Tensor::empty(c.s, dt);
-      kc::separable(gr, maps, scale, g.planes, aa);
+      kc::separable(gr, tmaps, scale, g.planes, aa);
       check(aa, k::avg_pool_adjoint(gr, c.s, w), tol(dt), nm("avg_pool_adjoint", c.s, dt));
+      // Channels-last operands (the NHWC kernels): the CPU's NCHW results, and bit for bit those
+      // of the emulated NCHW kernels above.
+      const MemoryFormat CL = MemoryFormat::ChannelsLast;
+      k::PoolGeometry gc = g;
+      gc.planes.format = CL;
+      const Shape& os = want.values.shape();
+      Tensor xc = x.contiguous(CL), grc = gr.contiguous(CL);
+      Tensor vc = Tensor::empty(os, dt, Device::cpu(), CL);
+      Tensor ic = Tensor::empty(os, DType::Int64, Device::cpu(), CL);
+      kc::max_pool(xc, gc, vc, ic);
+      check(vc, want.values, 0, nm("cl max_pool values", c.s, dt));
+      check(ic, want.indices, 0, nm("cl max_pool indices", c.s, dt));
+      Tensor gvc = Tensor::empty(os, dt, Device::cpu(), CL);
+      if (!kc::pool_gather(xc, ic, gc.planes, in_n, gvc)) { ++fails; std::cout << "cl gather bad\n"; }
+      check(gvc, k::pool_gather(x, want.indices), 0, nm("cl pool_gather", c.s, dt));
+      Tensor scc = Tensor::empty(c.s, dt, Device::cpu(), CL);
+      if (!kc::pool_scatter(grc, ic, gc.planes, in_n, scc)) { ++fails; std::cout << "cl scatter bad\n"; }
+      check(scc, k::pool_scatter(gr, want.indices, c.s), tol(dt), nm("cl pool_scatter", c.s, dt));
+      check(scc, sc, 0, nm("cl pool_scatter vs nchw", c.s, dt));
+      Tensor avc = Tensor::empty(os, dt, Device::cpu(), CL);
+      kc::separable(xc, maps, scale, gc.planes, avc);
+      check(avc, k::avg_pool(x, w), tol(dt), nm("cl avg_pool", c.s, dt));
+      check(avc, av, 0, nm("cl avg_pool vs nchw", c.s, dt));
+      Tensor aac = Tensor::empty(c.s, dt, Device::cpu(), CL);
+      kc::separable(grc, tmaps, scale, gc.planes, aac);
+      check(aac, k::avg_pool_adjoint(gr, c.s, w), tol(dt), nm("cl avg_pool_adjoint", c.s, dt));
+      check(aac, aa, 0, nm("cl avg_pool_adjoint vs nchw", c.s, dt));
     }
+  // Upsampling and its adjoint through the separable kernel, both layouts, against the CPU.
+  for (DType dt : {DType::Float64, DType::Float32})
+    for (Shape s : {Shape{2, 3, 7}, Shape{1, 2, 5, 6}, Shape{2, 5, 4, 3}, Shape{1, 2, 3, 4, 5}})
+      for (k::UpsampleMode mode : {k::UpsampleMode::Nearest, k::UpsampleMode::Linear})
+        for (int64_t f : {2, 3}) {
+          const int nsp = int(s.size()) - 2;
+          k::AxisMap maps[3], tmaps[3];
+          Shape us{s[0], s[1]};
+          for (int i = 0; i < nsp; ++i) {
+            maps[3 - nsp + i] = upsample_map(s[2 + i], f, mode);
+            us.push_back(s[2 + i] * f);
+          }
+          for (int d = 0; d < 3; ++d) tmaps[d] = maps[d].transposed();
+          const std::string name = std::string(mode == k::UpsampleMode::Linear ? "linear" : "nearest") +
+                                   " x" + std::to_string(f);
+          Tensor x = rnd(s, seed++, dt), gr = rnd(us, seed++, dt);
+          Tensor want = k::upsample(x, {f}, mode), wadj = k::upsample_adjoint(gr, {f}, mode);
+          for (MemoryFormat fmt : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
+            const k::PoolPlanes pl{s[0], s[1], fmt};
+            const std::string tag = fmt == MemoryFormat::ChannelsLast ? "cl " : "";
+            Tensor up = Tensor::empty(us, dt, Device::cpu(), fmt);
+            kc::separable(x.contiguous(fmt), maps, 1.0, pl, up);
+            check(up, want, tol(dt), nm(tag + "upsample " + name, s, dt));
+            Tensor ad = Tensor::empty(s, dt, Device::cpu(), fmt);
+            kc::separable(gr.contiguous(fmt), tmaps, 1.0, pl, ad);
+            check(ad, wadj, tol(dt), nm(tag + "upsample_adjoint " + name, s, dt));
+          }
+        }
   Tensor bad = from_vector<int64_t>({0, 99}, {1, 1, 2});
   Tensor o = Tensor::empty({1, 1, 4}, DType::Float32);
   ++checks;
-  if (kc::pool_scatter(ones({1, 1, 2}), bad, 1, 4, o)) { ++fails; std::cout << "FAIL scatter bad index accepted\n"; }
+  if (kc::pool_scatter(ones({1, 1, 2}), bad, k::PoolPlanes{1, 1}, 4, o)) { ++fails; std::cout << "FAIL scatter bad index accepted\n"; }
   ++checks;
   Tensor o2 = Tensor::empty({1, 1, 2}, DType::Float32);
-  if (kc::pool_gather(ones({1, 1, 4}), bad, 1, 4, o2)) { ++fails; std::cout << "FAIL gather bad index accepted\n"; }
+  if (kc::pool_gather(ones({1, 1, 4}), bad, k::PoolPlanes{1, 1}, 4, o2)) { ++fails; std::cout << "FAIL gather bad index accepted\n"; }
+  // The same in channels-last: 2 channels, one bad index in the second.
+  const k::PoolPlanes cl2{1, 2, MemoryFormat::ChannelsLast};
+  Tensor bad2 = from_vector<int64_t>({0, 1, 3, 99}, {1, 2, 2}).contiguous(MemoryFormat::ChannelsLast);
+  Tensor o3 = Tensor::empty({1, 2, 4}, DType::Float32, Device::cpu(), MemoryFormat::ChannelsLast);
+  ++checks;
+  if (kc::pool_scatter(ones({1, 2, 2}).contiguous(MemoryFormat::ChannelsLast), bad2, cl2, 4, o3)) { ++fails; std::cout << "FAIL cl scatter bad index accepted\n"; }
+  Tensor o4 = Tensor::empty({1, 2, 2}, DType::Float32, Device::cpu(), MemoryFormat::ChannelsLast);
+  ++checks;
+  if (kc::pool_gather(ones({1, 2, 4}).contiguous(MemoryFormat::ChannelsLast), bad2, cl2, 4, o4)) { ++fails; std::cout << "FAIL cl gather bad index accepted\n"; }
 }
 
 void test_conv() {
