@@ -181,6 +181,15 @@ TEST_CASE("cuda ops: batch-norm sums, apply and backward match the CPU") {
       check_close(k::bn_apply(xg, mg, ig, Tensor(), Tensor()),
                   k::bn_apply(x, mean, invstd, Tensor(), Tensor()), t,
                   label("bn_apply without affine" + tag, s, dt));
+      // The fused activation: the GPU's unfused pair bit for bit, the CPU's to tolerance.
+      for (double slope : {0.2, 0.0}) {
+        const k::FusedLeakyRelu act{true, slope};
+        const Tensor z = k::bn_apply(xg, mg, ig, gag, bg, act);
+        check_exact(z, k::unary(k::UnaryOp::LeakyRelu, y, slope),
+                    label("bn_apply + leaky_relu vs unfused" + tag, s, dt));
+        check_close(z, k::bn_apply(x, mean, invstd, gamma, beta, act), t,
+                    label("bn_apply + leaky_relu" + tag, s, dt));
+      }
       const Tensor sums = k::bn_backward_reduce(g, x, mean, invstd);
       check_close(k::bn_backward_reduce(gg, xg, mg, ig), sums, 1e-12,
                   label("bn_backward_reduce" + tag, s, dt));

@@ -151,8 +151,12 @@ void test_norm() {
       kc::channel_sums(x, n, c, sp, out);
       check(out, k::channel_sums(x), 1e-12, nm("channel_sums", s, dt));
       Tensor y = Tensor::empty(s, dt);
-      kc::bn_apply(x, n, c, sp, mean, inv, gamma, beta, y);
+      kc::bn_apply(x, n, c, sp, mean, inv, gamma, beta, y, {});
       check(y, k::bn_apply(x, mean, inv, gamma, beta), tol(dt), nm("bn_apply", s, dt));
+      const k::FusedLeakyRelu act{true, 0.2};
+      kc::bn_apply(x, n, c, sp, mean, inv, gamma, beta, y, act);
+      check(y, k::bn_apply(x, mean, inv, gamma, beta, act), tol(dt),
+            nm("bn_apply + leaky_relu", s, dt));
       Tensor sums = Tensor::empty({2, c}, DType::Float64);
       kc::bn_backward_reduce(g, x, n, c, sp, mean, inv, sums);
       Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
@@ -180,8 +184,11 @@ void test_norm_rows() {
       kc::channel_sums(xc, rows, c, 1, out);
       check(out, k::channel_sums(x), 1e-12, nm("rows channel_sums", s, dt));
       Tensor y = Tensor::empty(s, dt, Device::cpu(), MemoryFormat::ChannelsLast);
-      kc::bn_apply(xc, rows, c, 1, mean, inv, gamma, beta, y);
+      kc::bn_apply(xc, rows, c, 1, mean, inv, gamma, beta, y, {});
       check(y, k::bn_apply(x, mean, inv, gamma, beta), tol(dt), nm("rows bn_apply", s, dt));
+      kc::bn_apply(xc, rows, c, 1, mean, inv, gamma, beta, y, {true, 0.0});
+      check(y, k::bn_apply(x, mean, inv, gamma, beta, {true, 0.0}), tol(dt),
+            nm("rows bn_apply + relu", s, dt));
       Tensor sums = Tensor::empty({2, c}, DType::Float64);
       kc::bn_backward_reduce(gc, xc, rows, c, 1, mean, inv, sums);
       Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
