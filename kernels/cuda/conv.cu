@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
@@ -83,15 +84,16 @@ __device__ __forceinline__ void coords3(const int64_t (&n)[3], int64_t j, int64_
   q[2] = j % n[2];
 }
 
-// x[base + sstride * (id, ih, iw)] with (id, ih, iw) = origin + tap, 0 outside the input;
+// &x[base + sstride * (id, ih, iw)] with (id, ih, iw) = origin + tap, null in the padding;
 // sstride is the distance of adjacent positions (1 in NCHW, C in channels-last).
 template <class T>
-__device__ __forceinline__ T x_at(const T* __restrict__ x, const Geo3& g, int64_t base,
-                                  int64_t sstride, const int64_t (&origin)[3],
-                                  const int64_t (&tap)[3]) {
+__device__ __forceinline__ const T* x_ptr(const T* __restrict__ x, const Geo3& g, int64_t base,
+                                          int64_t sstride, const int64_t (&origin)[3],
+                                          const int64_t (&tap)[3]) {
   const int64_t id = origin[0] + tap[0], ih = origin[1] + tap[1], iw = origin[2] + tap[2];
-  if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) return T(0);
-  return x[base + ((id * g.in[1] + ih) * g.in[2] + iw) * sstride];
+  if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2])
+    return nullptr;
+  return x + base + ((id * g.in[1] + ih) * g.in[2] + iw) * sstride;
 }
 
 // An output position j of sample nb as a receptive-field origin (stride applied, padding
@@ -129,11 +131,13 @@ __device__ __forceinline__ FieldTap field_tap(const Geo3& g, int64_t r) {
 template <class T, bool CL>
 struct FwdOps {  // Y[o, (n, j)] = sum_r W[o, r] col_n[r, j]
   static constexpr bool kAKFast = true, kBKFast = CL, kStoreMFast = CL;
+  static constexpr bool kVec = CL && std::is_same_v<T, float>;
   const T* x;
   const T* w;
   const T* bias;
   T* y;
   Geo3 g;
+  bool vec4 = false;  // 16-byte gathers (vec4_ok)
   using MI = int64_t;  // o
   using NI = FieldOrigin;
   using KI = FieldTap;
@@ -144,9 +148,9 @@ struct FwdOps {  // Y[o, (n, j)] = sum_r W[o, r] col_n[r, j]
   }
   __device__ KI ki(int64_t r) const { return field_tap<CL>(g, r); }
   // The weight's rows are r-ordered in either format.
-  __device__ T a(const MI& o, const KI& k) const { return w[o * g.rows() + k.r]; }
-  __device__ T b(const KI& k, const NI& n) const {
-    return x_at(x, g, n.xbase + k.coff, CL ? g.c : 1, n.origin, k.tap);
+  __device__ const T* a(const MI& o, const KI& k) const { return w + o * g.rows() + k.r; }
+  __device__ const T* b(const KI& k, const NI& n) const {
+    return x_ptr(x, g, n.xbase + k.coff, CL ? g.c : 1, n.origin, k.tap);
   }
   __device__ void store(int64_t o, int64_t col, T v, int64_t) const {
     const int64_t S = g.out_size();
@@ -169,11 +173,13 @@ struct TransTap {
 template <class T, bool CL>
 struct BwdDataOps {
   static constexpr bool kAKFast = !CL, kBKFast = CL, kStoreMFast = CL;
+  static constexpr bool kVec = CL && std::is_same_v<T, float>;
   const T* y;
   const T* w;
   const T* bias;
   T* x;
   Geo3 g;
+  bool vec4 = false;
   using MI = int64_t;  // c
   using NI = TransCol;
   using KI = TransTap;
@@ -196,20 +202,20 @@ struct BwdDataOps {
     tap_offsets(g, kk, k.e);
     return k;
   }
-  __device__ T a(const MI& c, const KI& k) const {
-    return w[k.woff + (CL ? c : c * g.k_size())];
+  __device__ const T* a(const MI& c, const KI& k) const {
+    return w + k.woff + (CL ? c : c * g.k_size());
   }
-  __device__ T b(const KI& k, const NI& n) const {
+  __device__ const T* b(const KI& k, const NI& n) const {
     int64_t j = 0;
 #pragma unroll
     for (int a = 0; a < 3; ++a) {
       const int64_t t = n.t[a] - k.e[a];
-      if (t < 0) return T(0);
+      if (t < 0) return nullptr;
       const int64_t oj = t / g.s[a];
-      if (oj * g.s[a] != t || oj >= g.out[a]) return T(0);
+      if (oj * g.s[a] != t || oj >= g.out[a]) return nullptr;
       j = j * g.out[a] + oj;
     }
-    return y[n.ybase + k.yoff + (CL ? j * g.o : j)];
+    return y + n.ybase + k.yoff + (CL ? j * g.o : j);
   }
   __device__ void store(int64_t c, int64_t col, T v, int64_t) const {
     const int64_t I = g.in_size();
@@ -227,10 +233,12 @@ struct WgradK {
 template <class T, bool CL>
 struct WgradOps {
   static constexpr bool kAKFast = !CL, kBKFast = !CL, kStoreMFast = false;
+  static constexpr bool kVec = CL && std::is_same_v<T, float>;
   const T* y;
   const T* x;
   T* part;  // [splits, O, R]
   Geo3 g;
+  bool vec4 = false;
   using MI = int64_t;  // o
   using NI = FieldTap;
   using KI = WgradK;
@@ -240,11 +248,11 @@ struct WgradOps {
     const int64_t S = g.out_size(), nb = q / S, j = q % S;
     return KI{CL ? (nb * S + j) * g.o : nb * g.o * S + j, field_origin(g, nb, j)};
   }
-  __device__ T a(const MI& o, const KI& k) const {
-    return y[k.yidx + (CL ? o : o * g.out_size())];
+  __device__ const T* a(const MI& o, const KI& k) const {
+    return y + k.yidx + (CL ? o : o * g.out_size());
   }
-  __device__ T b(const KI& k, const NI& n) const {
-    return x_at(x, g, k.f.xbase + n.coff, CL ? g.c : 1, k.f.origin, n.tap);
+  __device__ const T* b(const KI& k, const NI& n) const {
+    return x_ptr(x, g, k.f.xbase + n.coff, CL ? g.c : 1, k.f.origin, n.tap);
   }
   __device__ void store(int64_t o, int64_t r, T v, int64_t split) const {
     part[(split * g.o + o) * g.rows() + r] = v;
@@ -278,6 +286,50 @@ __device__ __forceinline__ void tile_pos(int e, int& kk, int& xx) {
   xx = KFast ? e / kBK : e % width;
 }
 
+// A 16-byte load. Under the host emulation (tools/cuda_emu) it also checks the alignment that a
+// GPU requires and the emulation would otherwise not notice.
+__device__ __forceinline__ float4 load16(const float* p) {
+#ifdef DFX_CUDA_EMULATION
+  emu::check_aligned(p, 16, "conv.cu load16");
+#endif
+  return *reinterpret_cast<const float4*>(p);
+}
+
+// One kBK x `width` operand tile into shared memory (T (&S)[kBK][kPitch], S[kk][xx]).
+// `at(kk, xx)` is the element's address, null for a zero (the padding); `in(kk, xx)` says whether
+// (kk, xx) lies inside the GEMM and the block's k chunk.
+// Scalar: consecutive threads walk the index adjacent in memory (KFast: kk, else xx).
+// Vec (float32 channels-last, when the host found it safe): each thread moves 4 elements adjacent
+// along that index with one 16-byte load: the 4 share their zero test (the same position and tap,
+// 4 channels), lie in one aligned 16-byte block and are all inside or all outside the GEMM.
+template <bool KFast, int width, bool Vec, class T, class At, class In>
+__device__ __forceinline__ void gather_tile(T (&S)[kBK][kPitch], At&& at, In&& in) {
+  const int tid = threadIdx.x;
+  if constexpr (Vec) {
+    static_assert(kBK * width == 4 * kGemmThreads, "one 16-byte group per thread");
+    const int kk = KFast ? (tid % (kBK / 4)) * 4 : tid / (width / 4);
+    const int xx = KFast ? tid / (kBK / 4) : (tid % (width / 4)) * 4;
+    const T* p = in(kk, xx) ? at(kk, xx) : nullptr;
+    const float4 v = p ? load16(p) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if (KFast)
+        S[kk + i][xx] = e[i];
+      else
+        S[kk][xx + i] = e[i];
+    }
+  } else {
+#pragma unroll
+    for (int l = 0; l < (width * kBK) / kGemmThreads; ++l) {
+      int kk, xx;
+      tile_pos<KFast, width>(tid + l * kGemmThreads, kk, xx);
+      const T* p = in(kk, xx) ? at(kk, xx) : nullptr;
+      S[kk][xx] = p ? *p : T(0);
+    }
+  }
+}
+
 // Decodes slice k0's reduction indices, then gathers its A and B tiles; ends with a barrier.
 template <class T, class Ops>
 __device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kPitch],
@@ -288,17 +340,18 @@ __device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kPitch
   const int tid = threadIdx.x;
   if (tid < kBK && k0 + tid < kend) kis[tid] = ops.ki(k0 + tid);
   __syncthreads();  // kis (and, the first time, mis and nis) are ready
-#pragma unroll
-  for (int l = 0; l < (kBM * kBK) / kGemmThreads; ++l) {
-    int kk, mm;
-    tile_pos<Ops::kAKFast, kBM>(tid + l * kGemmThreads, kk, mm);
-    As[kk][mm] = (m0 + mm < M && k0 + kk < kend) ? ops.a(mis[mm], kis[kk]) : T(0);
-  }
-#pragma unroll
-  for (int l = 0; l < (kBN * kBK) / kGemmThreads; ++l) {
-    int kk, nn;
-    tile_pos<Ops::kBKFast, kBN>(tid + l * kGemmThreads, kk, nn);
-    Bs[kk][nn] = (n0 + nn < N && k0 + kk < kend) ? ops.b(kis[kk], nis[nn]) : T(0);
+  auto a_at = [&](int kk, int mm) { return ops.a(mis[mm], kis[kk]); };
+  auto a_in = [&](int kk, int mm) { return m0 + mm < M && k0 + kk < kend; };
+  auto b_at = [&](int kk, int nn) { return ops.b(kis[kk], nis[nn]); };
+  auto b_in = [&](int kk, int nn) { return n0 + nn < N && k0 + kk < kend; };
+  bool vec = false;
+  if constexpr (Ops::kVec) vec = ops.vec4;
+  if (vec) {
+    gather_tile<Ops::kAKFast, kBM, Ops::kVec>(As, a_at, a_in);
+    gather_tile<Ops::kBKFast, kBN, Ops::kVec>(Bs, b_at, b_in);
+  } else {
+    gather_tile<Ops::kAKFast, kBM, false>(As, a_at, a_in);
+    gather_tile<Ops::kBKFast, kBN, false>(Bs, b_at, b_in);
   }
   __syncthreads();
 }
@@ -310,8 +363,8 @@ __device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kPitch
 template <class T, class Ops>
 __global__ void __launch_bounds__(kGemmThreads)
     igemm_kernel(int64_t M, int64_t N, int64_t K, int64_t kchunk, Ops ops) {
-  __shared__ T As[kBK][kPitch];
-  __shared__ T Bs[kBK][kPitch];
+  __shared__ __align__(16) T As[kBK][kPitch];
+  __shared__ __align__(16) T Bs[kBK][kPitch];
   __shared__ typename Ops::MI mis[kBM];
   __shared__ typename Ops::NI nis[kBN];
   __shared__ typename Ops::KI kis[kBK];
@@ -499,6 +552,17 @@ void check_format(const Tensor& t, MemoryFormat fmt, const char* op, const char*
             " format of the call (kernels/conv.cpp converts operands before dispatch)");
 }
 
+// Whether the 16-byte gathers of gather_tile are safe: float32 channels-last operands whose
+// channel counts are multiples of 4 (so every group of 4 adjacent elements lies in one aligned
+// 16-byte block and shares its position and tap) and 16-byte aligned base pointers.
+bool vec4_ok(const Tensor& a, const Tensor& b, MemoryFormat fmt, std::initializer_list<int64_t> channels) {
+  if (fmt != MemoryFormat::ChannelsLast || a.dtype() != DType::Float32) return false;
+  for (int64_t c : channels)
+    if (c % 4 != 0) return false;
+  return reinterpret_cast<uintptr_t>(a.raw_data()) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(b.raw_data()) % 16 == 0;
+}
+
 // Calls f(std::bool_constant<CL>{}) for the call's memory format.
 template <class F>
 void dispatch_format(MemoryFormat fmt, F&& f) {
@@ -529,6 +593,7 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const Shape& y
       FwdOps<T, decltype(cl)::value> ops{x.data<T>(), w.data<T>(),
                                          bias.defined() ? bias.data<T>() : nullptr, y.data<T>(),
                                          geo};
+      ops.vec4 = vec4_ok(x, w, fmt, {geo.c});
       launch_igemm<T>(geo.o, geo.n * geo.out_size(), geo.rows(), 1, ops, name, x.shape());
     });
   });
@@ -554,6 +619,7 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
       BwdDataOps<T, decltype(cl)::value> ops{y.data<T>(), w.data<T>(),
                                              bias.defined() ? bias.data<T>() : nullptr,
                                              x.data<T>(), geo};
+      ops.vec4 = vec4_ok(y, w, fmt, {geo.c, geo.o});
       launch_igemm<T>(geo.c, geo.n * geo.in_size(), geo.o * geo.k_size(), 1, ops, name,
                       y.shape());
     });
@@ -591,6 +657,7 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
     Tensor part = splits == 1 ? dw : Tensor::empty(Shape{splits, W}, y.dtype(), y.device());
     dispatch_format(fmt, [&](auto cl) {
       WgradOps<T, decltype(cl)::value> ops{y.data<T>(), x.data<T>(), part.data<T>(), geo};
+      ops.vec4 = vec4_ok(y, x, fmt, {geo.c, geo.o});
       launch_igemm<T>(M, N, K, splits, ops, name, x.shape());
     });
     if (splits == 1) return;

@@ -360,6 +360,10 @@ TEST_CASE("cuda ops: conv, conv_transpose and the weight and bias gradients matc
       {{1, 3, 7, 8, 9}, {4, 3, 3, 3, 3}, {1}, {1}, {1}, true},      // 3-d
       {{2, 2, 9, 8, 7}, {3, 2, 2, 3, 2}, {2}, {1}, {1, 2, 1}, false},  // 3-d stride/dilation
       {{4, 16, 40, 40}, {16, 16, 3, 3}, {1}, {1}, {1}, true},       // split-K weight gradient
+      // Channel counts divisible by 4: conv.cu's 16-byte channels-last gathers (float32).
+      {{2, 8, 11, 9}, {12, 8, 3, 3}, {1}, {1}, {1}, true},
+      {{2, 4, 13, 12}, {8, 4, 3, 2}, {2, 1}, {2, 0}, {2, 3}, false},
+      {{1, 4, 5, 6, 7}, {8, 4, 3, 3, 3}, {1}, {1}, {1}, true},
   };
   uint64_t seed = 400;
   for (DType dt : kFloats) {

@@ -347,6 +347,11 @@ void test_conv() {
       {{1, 3, 7, 8, 9}, {4, 3, 3, 3, 3}, {1}, {1}, {1}, true},
       {{2, 2, 9, 8, 7}, {3, 2, 2, 3, 2}, {2}, {1}, {1, 2, 1}, false},
       {{2, 4, 48, 48}, {3, 4, 3, 3}, {1}, {1}, {1}, true},  // split-K
+      // Channel counts divisible by 4: the 16-byte gathers of float32 channels-last.
+      {{2, 8, 11, 9}, {12, 8, 3, 3}, {1}, {1}, {1}, true},
+      {{2, 4, 13, 12}, {8, 4, 3, 2}, {2, 1}, {2, 0}, {2, 3}, false},
+      {{1, 4, 5, 6, 7}, {8, 4, 3, 3, 3}, {1}, {1}, {1}, true},
+      {{2, 8, 40, 40}, {4, 8, 3, 3}, {1}, {1}, {1}, false},  // split-K
   };
   uint64_t seed = 400;
   for (DType dt : {DType::Float64, DType::Float32})

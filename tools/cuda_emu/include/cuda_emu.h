@@ -43,7 +43,18 @@ struct double2 { double x, y; };
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 inline double2 make_double2(double a, double b) { return {a, b}; }
 
+// Kernels may check what a GPU enforces and the emulation would not (conv.cu's load16).
+#define DFX_CUDA_EMULATION 1
+
 namespace emu {
+// A misaligned vector access faults on a GPU: here it stops the run, loudly.
+inline void check_aligned(const void* p, uintptr_t bytes, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes != 0) {
+    std::fprintf(stderr, "EMULATION FAULT: %s: %p is not %zu-byte aligned\n", what, p,
+                 static_cast<size_t>(bytes));
+    std::abort();
+  }
+}
 // CUDA threads of one block as ucontext coroutines; barriers yield to a round-robin scheduler.
 struct Sched {
   int n = 0;
