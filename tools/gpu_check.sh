@@ -144,6 +144,8 @@ fi
 # ---- 5. extras while the budget lasts ----------------------------------------------------------
 dfx_row 1024 tf32_channels_last --tf32 --channels-last
 torch_row 1024 tf32_channels_last --tf32 --channels-last
+# dfx's own NHWC kernels alone (16-byte gathers, no layout copies), with per-kernel timings.
+dfx_row 1024 tf32_cl_native --tf32 --channels-last --conv-backend native --profile
 torch_row 1024 tf32_compile --tf32 --compile
 if command -v compute-sanitizer >/dev/null && t=$(cap 90 40); then
   timeout "$t" compute-sanitizer --tool memcheck build-gpu/tests/dfx_gpu \
