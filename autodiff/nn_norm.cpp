@@ -285,6 +285,48 @@ BatchMoments batch_moments(const Var& x, const Tensor& running_mean, const Tenso
           from_vector<double>(invstd, {C}).to(x.device()), count};
 }
 
+// Training-mode batch norm's first-order rule from tensors alone: two fused passes; only
+// (sum g, sum g*xhat) cross ranks. The parameter gradients stay local: the data-parallel reducer
+// sums them like every other gradient.
+VarList batch_norm_first_order(const Tensor& x, const Tensor& gamma, const BatchMoments& bm,
+                               const ChannelAllReduce& all_reduce, bool nx, bool ng, bool nb,
+                               const Tensor& g) {
+  Tensor red = k::bn_backward_reduce(g, x, bm.mean, bm.invstd);
+  Var gx, gg, gb;
+  if (ng) gg = Var(red.select(0, 1).to(x.dtype()).contiguous());
+  if (nb) gb = Var(red.select(0, 0).to(x.dtype()).contiguous());
+  if (nx) {
+    Tensor global = reduce_over_ranks(red, all_reduce, "batch_norm backward");
+    gx = Var(k::bn_backward_apply(g, x, bm.mean, bm.invstd, gamma, global, bm.count));
+  }
+  return {gx, gg, gb};
+}
+
+// x rebuilt from z = leaky_relu((x - mean) invstd gamma + beta, slope), slope > 0:
+// y = leaky_relu(z, 1 / slope), x = (y - beta) / (gamma invstd) + mean, two elementwise passes.
+Tensor input_from_output(const Tensor& z, const Tensor& gamma, const Tensor& beta,
+                         const BatchMoments& bm, double slope) {
+  const int64_t C = z.shape()[1];
+  const std::vector<double> is = bm.invstd.to_vector();
+  const std::vector<double> ga = gamma.defined() ? gamma.to_vector() : std::vector<double>(C, 1.0);
+  std::vector<double> inv_scale(C);
+  for (int64_t c = 0; c < C; ++c) inv_scale[c] = 1.0 / (ga[c] * is[c]);
+  const Tensor shift = beta.defined() ? beta : zeros({C}, DType::Float64, z.device());
+  const Tensor y = k::unary(k::UnaryOp::LeakyRelu, z, 1.0 / slope);
+  // bn_apply computes (y - m) * invstd * gamma + b: m = beta, invstd * gamma = 1 / (gamma invstd).
+  return k::bn_apply(y, shift, from_vector<double>(inv_scale, {C}).to(z.device()), Tensor(),
+                     bm.mean);
+}
+
+// Whether batch_norm_leaky_relu may rebuild x from its output (see nn_ops.h).
+bool can_recompute_input(const Var& gamma, double slope) {
+  if (!(slope > 0)) return false;
+  if (!gamma.defined()) return true;
+  for (double v : gamma.data().to_vector())
+    if (!(std::fabs(v) >= 1e-3)) return false;
+  return true;
+}
+
 // The rule of training-mode batch norm for the gradient g of its output.
 VarList batch_norm_rule(const Var& x, const Var& gamma, const Var& beta, const BatchMoments& bm,
                         double eps, const ChannelAllReduce& all_reduce, const Var& g) {
@@ -292,20 +334,8 @@ VarList batch_norm_rule(const Var& x, const Var& gamma, const Var& beta, const B
   const Tensor& invstd_t = bm.invstd;
   const double count = bm.count;
   const bool nx = x.requires_grad(), ng = gamma.requires_grad(), nb = beta.requires_grad();
-  if (!grad_enabled()) {
-    // Fast path: two fused passes; only (sum g, sum g*xhat) cross ranks. The parameter
-    // gradients stay local: the data-parallel reducer sums them like every other gradient.
-    Tensor red = k::bn_backward_reduce(g.data(), x.data(), mean_t, invstd_t);
-    Var gx, gg, gb;
-    if (ng) gg = Var(red.select(0, 1).to(x.dtype()).contiguous());
-    if (nb) gb = Var(red.select(0, 0).to(x.dtype()).contiguous());
-    if (nx) {
-      Tensor global = reduce_over_ranks(red, all_reduce, "batch_norm backward");
-      gx = Var(k::bn_backward_apply(g.data(), x.data(), mean_t, invstd_t, gamma.data(), global,
-                                    count));
-    }
-    return {gx, gg, gb};
-  }
+  if (!grad_enabled())
+    return batch_norm_first_order(x.data(), gamma.data(), bm, all_reduce, nx, ng, nb, g.data());
   if (nx) {
     // create_graph with x variable: the same values from the fused kernels, recorded as two
     // ops whose own rules are the hand-derived second derivatives (batch_norm_backward_rule).
@@ -350,7 +380,8 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
 
 Var batch_norm_leaky_relu(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
                           Tensor running_var, bool training, double momentum, double eps,
-                          const ChannelAllReduce& all_reduce, double slope) {
+                          const ChannelAllReduce& all_reduce, double slope,
+                          bool recompute_input) {
   if (!training || slope < 0)
     return leaky_relu(batch_norm(x, gamma, beta, running_mean, running_var, training, momentum,
                                  eps, all_reduce),
@@ -359,6 +390,24 @@ Var batch_norm_leaky_relu(const Var& x, const Var& gamma, const Var& beta, Tenso
   const BatchMoments bm = batch_moments(x, running_mean, running_var, momentum, eps, all_reduce);
   Tensor z = k::bn_apply(x.data(), bm.mean, bm.invstd, gamma.data(), beta.data(),
                          k::FusedLeakyRelu{true, slope});
+  if (recompute_input && can_recompute_input(gamma, slope)) {
+    // Only the output is kept (x is not captured): the parameters' values are read at backward
+    // time, before any optimiser step can change them.
+    const bool nx = x.requires_grad(), ng = gamma.requires_grad(), nb = beta.requires_grad();
+    const Var gam = gamma, bet = beta;
+    return record("batch_norm_leaky_relu", z, {x, gamma, beta},
+                  [=](const Var& out, const Var& g) -> VarList {
+                    DFX_CHECK(!grad_enabled(), "batch_norm_leaky_relu: this batch norm keeps no "
+                              "input (recompute_input, e.g. dfx train --bn-recompute) and cannot "
+                              "be differentiated twice (create_graph: HVP, Newton-CG, "
+                              "AdaHessian); build the model without it");
+                    const Tensor gy = k::leaky_relu_backward(g.data(), out.data(), slope);
+                    const Tensor beta64 =
+                        bet.defined() ? bet.data().to(DType::Float64).contiguous() : Tensor();
+                    const Tensor xr = input_from_output(out.data(), gam.data(), beta64, bm, slope);
+                    return batch_norm_first_order(xr, gam.data(), bm, all_reduce, nx, ng, nb, gy);
+                  }, true);
+  }
   // The output is saved (the next layer keeps it anyway); leaky_relu's derivative is read off
   // it, then batch norm's rule runs as in the unfused pair.
   return record("batch_norm_leaky_relu", z, {x, gamma, beta},

@@ -49,8 +49,14 @@ Var batch_norm(const Var& x, const Var& gamma, const Var& beta, Tensor running_m
 // normalisation and the activation in the forward, and only x and the output are kept (the
 // activation's derivative is read off the output). Values and gradients of every order equal
 // the unfused composition's. A negative slope runs the composition.
+// recompute_input (InPlace-ABN style): keep only the output and rebuild x from it in the
+// backward, x = (leaky_relu^-1(out) - beta) / (gamma invstd) + mean: one activation-sized tensor
+// less per use, gradients equal to rounding. It needs slope > 0 and every |gamma| >= 1e-3
+// (otherwise x is kept as usual), and allows first-order backward only: a backward with
+// create_graph through it (HVP, second-order optimisers) throws.
 Var batch_norm_leaky_relu(const Var& x, const Var& gamma, const Var& beta, Tensor running_mean,
                           Tensor running_var, bool training, double momentum, double eps,
-                          const ChannelAllReduce& all_reduce, double slope);
+                          const ChannelAllReduce& all_reduce, double slope,
+                          bool recompute_input = false);
 
 }  // namespace dfx::ad

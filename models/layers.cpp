@@ -223,7 +223,7 @@ Var BatchNorm::forward_impl(const Var& x, std::optional<double> slope) {
   const Var gamma = weight_ ? *weight_ : Var(), beta = bias_ ? *bias_ : Var();
   Var y = slope ? ad::batch_norm_leaky_relu(x, gamma, beta, *running_mean_, *running_var_,
                                             is_training(), opts_.momentum, opts_.eps,
-                                            all_reduce_, *slope)
+                                            all_reduce_, *slope, opts_.recompute_input)
                 : ad::batch_norm(x, gamma, beta, *running_mean_, *running_var_, is_training(),
                                  opts_.momentum, opts_.eps, all_reduce_);
   if (is_training()) {

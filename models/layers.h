@@ -95,6 +95,10 @@ struct BatchNormOptions {
   double eps = 1e-5;
   double momentum = 0.1;  // PyTorch's convention: running = (1 - m) running + m batch
   bool affine = true;     // weight (ones) and bias (zeros) parameters
+  // With a fused (leaky) ReLU (forward_leaky_relu, slope > 0): keep only the output and rebuild
+  // the input from it in the backward (ad::batch_norm_leaky_relu, InPlace-ABN style): one
+  // activation less per use; first-order training only (a create_graph backward throws).
+  bool recompute_input = false;
 };
 
 // Parameters weight/bias [C] (when affine); buffers running_mean [C] (zeros), running_var [C]

@@ -195,3 +195,65 @@ TEST_CASE("a channels-last U-Net gives the NCHW U-Net's loss, gradients, HVP and
     CHECK(worst_p <= 1e-12);
   }
 }
+
+TEST_SUITE("models") {
+TEST_CASE("recompute_input: a leaky-ReLU U-Net's gradients to rounding, and no second order") {
+  // W1's activation (leaky ReLU 0.2, fused with batch norm). With recompute_input the batch
+  // norms keep only their outputs and rebuild their inputs in the backward.
+  auto build = [](bool recompute) {
+    Setup s;
+    nn::UNetOptions o;
+    o.dims = 2;
+    o.depth = 3;
+    o.width = 4;
+    o.dtype = DType::Float64;
+    o.seed = 9;
+    o.activation = nn::Activation::leaky_relu(0.2);
+    o.batch_norm.recompute_input = recompute;
+    s.net = std::make_shared<nn::UNet>(o);
+    s.params = s.net->parameters();
+    std::vector<uint64_t> samples = {0, 1, 2};
+    s.x = pde::omega_batch(2, 16, 1, samples, DType::Float64);
+    s.nu = kernels::unary(kernels::UnaryOp::Exp, s.x);
+    return s;
+  };
+  Setup a = build(false), b = build(true);
+  Var la = loss(a), lb = loss(b);
+  CHECK(lb.item() == la.item());  // the forward is the same computation
+  auto ga = ad::grad({la}, a.params), gb = ad::grad({lb}, b.params);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < ga.size(); ++i) {
+    auto x = ga[i].data().to_vector(), y = gb[i].data().to_vector();
+    for (size_t k = 0; k < x.size(); ++k) {
+      worst = std::max(worst, std::abs(x[k] - y[k]));
+      scale = std::max(scale, std::abs(x[k]));
+    }
+  }
+  CHECK(scale > 1e-6);
+  CHECK(worst <= 1e-10 * scale);
+  CHECK(worst > 0);  // rebuilt, not kept: the rounding differs somewhere
+  // Second order needs the inputs it did not keep: a clear error, not a wrong number.
+  std::vector<Tensor> v;
+  for (const Var& p : b.params) v.push_back(uniform(p.shape(), -1, 1, 78, 0, 0, DType::Float64));
+  CHECK_THROWS_WITH_AS(ad::hvp([&] { return loss(b); }, b.params, v),
+                       doctest::Contains("cannot be differentiated twice"), Error);
+}
+
+TEST_CASE("recompute_input frees each batch norm's input after the forward") {
+  const Tensor xin = uniform({4, 3, 8, 8}, -1, 2, 81, 0, 0, DType::Float64);
+  const Tensor ga = uniform({3}, 0.5, 1.5, 82, 0, 0, DType::Float64);
+  auto held = [&](bool recompute) {
+    Var gamma(ga.clone(), true), beta(zeros({3}, DType::Float64), true), x(xin, true);
+    const size_t before = memory_stats(Device::cpu()).current_bytes;
+    Var y;
+    {
+      Var h = ad::mul(x, 2.0);  // an intermediate only the graph can keep alive
+      y = ad::batch_norm_leaky_relu(h, gamma, beta, Tensor(), Tensor(), true, 0.1, 1e-5, {}, 0.2,
+                                    recompute);
+    }
+    return memory_stats(Device::cpu()).current_bytes - before;
+  };
+  const size_t kept = held(false), rebuilt = held(true);
+  CHECK(kept - rebuilt >= xin.nbytes());
+}
+}
