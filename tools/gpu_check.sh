@@ -149,6 +149,10 @@ dfx_row 1024 tf32_cl_native --tf32 --channels-last --conv-backend native --profi
 torch_row 1024 tf32_compile --tf32 --compile
 if command -v compute-sanitizer >/dev/null && t=$(cap 90 40); then
   timeout "$t" compute-sanitizer --tool memcheck build-gpu/tests/dfx_gpu \
-    -tc='*copy*,*unary*,*batch-norm*,*pooling*,*streams*' >"$OUT/memcheck.log" 2>&1
+    -tc='*copy*,*unary*,*batch-norm*,*pooling*,*streams*,*leaky*' >"$OUT/memcheck.log" 2>&1
   note "memcheck: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
 fi
+# Memory: batch norm rebuilding its input (first-order only), at N = 1024 and at N = 2048
+# (PyTorch eager TF32: 16.2 and 63.4 GiB in ANCHORS.md); peak_gib is in each row's JSON.
+dfx_row 1024 tf32_cl_recompute --tf32 --channels-last --bn-recompute
+dfx_row 2048 tf32_cl_recompute --tf32 --channels-last --bn-recompute
