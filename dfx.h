@@ -10,6 +10,7 @@
 #include "kernels/gemm.h"
 #include "kernels/reduce.h"
 #include "kernels/shape_ops.h"
+#include "autodiff/checkpoint.h"
 #include "autodiff/fem_ops.h"
 #include "autodiff/nn_ops.h"
 #include "autodiff/ops.h"

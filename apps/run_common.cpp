@@ -51,6 +51,9 @@ std::vector<OptionSpec> run_option_specs() {
       {"channels_last", T::Bool, "false",
        "lay convolution weights and activations out channels-last (NHWC strides; same results)"},
       {"tf32", T::Bool, "false", "float32 CUDA convolutions may use TF32 (or DFX_TF32=1)"},
+      {"activation_checkpoint", T::Bool, "false",
+       "activation checkpointing: keep only each U-Net level's inputs and recompute the level in "
+       "the backward (same gradients; first-order optimisers only)"},
       {"bn_recompute", T::Bool, "false",
        "batch norm + leaky ReLU keep only their output and rebuild their input in the backward "
        "(less activation memory; first-order optimisers only)"},
@@ -152,11 +155,15 @@ std::shared_ptr<nn::UNet> build_model(const Options& o, int dims, Device device)
   DFX_CHECK(u.depth >= 1 && u.depth <= 8, "--depth must be in 1..8, got ", u.depth);
   DFX_CHECK(u.width >= 1, "--width must be >= 1, got ", u.width);
   u.batch_norm.recompute_input = o.b("bn_recompute");
-  if (u.batch_norm.recompute_input) {
+  u.checkpoint = o.b("activation_checkpoint");
+  // Both keep fewer activations than a second derivative needs.
+  for (const auto& [key, flag] : {std::pair{"bn_recompute", "--bn-recompute"},
+                                  std::pair{"activation_checkpoint", "--activation-checkpoint"}}) {
     const std::string& opt = o.s("optimizer");
-    DFX_CHECK(opt != "newton-cg" && opt != "adahessian", "--bn-recompute keeps no batch-norm "
-              "inputs, so the network cannot be differentiated twice; --optimizer ", opt,
-              " needs Hessian-vector products: drop --bn-recompute or use a first-order optimiser");
+    DFX_CHECK(!o.b(key) || (opt != "newton-cg" && opt != "adahessian"), flag, " keeps fewer "
+              "activations than a second derivative needs, so the network cannot be "
+              "differentiated twice; --optimizer ", opt, " needs Hessian-vector products: drop ",
+              flag, " or use a first-order optimiser");
   }
   const int64_t div = int64_t{1} << (u.depth - 1);
   DFX_CHECK(o.i("res") % div == 0, "--res ", o.i("res"), " is not divisible by 2^(depth-1) = ", div,

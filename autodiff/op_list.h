@@ -1,7 +1,9 @@
 // autodiff/op_list.h — every primitive op with its own backward rule, by the name it records on
 // the tape. Composite ops (mean, var, dot, square, ...) are built from these and need no rule.
 // tests/autodiff/test_ops_grad.cpp fails if any name here lacks a first- and second-order check,
-// and later layers (nn, pde) append their primitives here.
+// and later layers (nn, pde) append their primitives here. "checkpoint" (autodiff/checkpoint.h)
+// is not listed: it replays listed ops, is first-order only, and
+// tests/autodiff/test_activation_checkpoint.cpp checks it against the plain run bit for bit.
 #pragma once
 #include <string_view>
 #include <vector>

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "autodiff/checkpoint.h"
 #include "autodiff/ops.h"
 #include "core/copy.h"
 #include "core/rng.h"
@@ -221,12 +222,16 @@ Var BatchNorm::forward_impl(const Var& x, std::optional<double> slope) {
   DFX_CHECK(ok_rank && x.size(1) == channels_, describe(), ": input ", x.data().describe(),
             "; expected [N, ", channels_, ", ", dims_, " spatial dims]");
   const Var gamma = weight_ ? *weight_ : Var(), beta = bias_ ? *bias_ : Var();
-  Var y = slope ? ad::batch_norm_leaky_relu(x, gamma, beta, *running_mean_, *running_var_,
-                                            is_training(), opts_.momentum, opts_.eps,
-                                            all_reduce_, *slope, opts_.recompute_input)
-                : ad::batch_norm(x, gamma, beta, *running_mean_, *running_var_, is_training(),
-                                 opts_.momentum, opts_.eps, all_reduce_);
-  if (is_training()) {
+  // A checkpoint's backward re-runs this forward: the running statistics and the batch count
+  // were updated by the first run and must not be updated again.
+  const bool rerun = ad::in_checkpoint_recompute() && is_training();
+  const Tensor rm = rerun ? Tensor() : *running_mean_, rv = rerun ? Tensor() : *running_var_;
+  Var y = slope ? ad::batch_norm_leaky_relu(x, gamma, beta, rm, rv, is_training(),
+                                            opts_.momentum, opts_.eps, all_reduce_, *slope,
+                                            opts_.recompute_input)
+                : ad::batch_norm(x, gamma, beta, rm, rv, is_training(), opts_.momentum,
+                                 opts_.eps, all_reduce_);
+  if (is_training() && !rerun) {
     // On the buffer's device, so that a GPU model does not synchronise to count.
     Tensor& n = *num_batches_;
     copy_(n, kernels::add(n, scalar_tensor(1.0, DType::Int64, n.device())));

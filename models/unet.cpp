@@ -5,6 +5,7 @@
 #include <optional>
 #include <sstream>
 
+#include "autodiff/checkpoint.h"
 #include "autodiff/ops.h"
 
 namespace dfx::nn {
@@ -111,15 +112,30 @@ Var UNet::forward(const Var& x) {
     DFX_CHECK(x.size(d) % size_divisor() == 0, "UNet: input ", x.data().describe(),
               ": spatial size ", x.size(d), " is not divisible by 2^(depth-1) = ", size_divisor(),
               " (depth ", opts_.depth, ")");
+  // Each encoder block, and each decoder level, as one function of its inputs, run directly or
+  // checkpointed (the modules outlive the graph, so the functions may hold them by reference).
+  auto part = [&](const ad::CheckpointFn& fn, const std::vector<Var>& in,
+                  const std::vector<Module*>& mods) {
+    if (!opts_.checkpoint) return fn(in);
+    std::vector<Var> params;
+    for (Module* m : mods)
+      for (const Var& p : m->parameters()) params.push_back(p);
+    return ad::checkpoint(fn, in, params);
+  };
   std::vector<Var> skips;
-  Var h = (*encoder_)[0].forward(x);
+  Module& first = (*encoder_)[0];
+  Var h = part([&first](const std::vector<Var>& v) { return first.forward(v[0]); }, {x}, {&first});
   for (size_t l = 1; l < encoder_->size(); ++l) {
     skips.push_back(h);
-    h = (*encoder_)[l].forward(pool_->forward(h));
+    Module& block = (*encoder_)[l];
+    h = part([&block](const std::vector<Var>& v) { return block.forward(v[0]); },
+             {pool_->forward(h)}, {&block});
   }
   for (size_t l = 0; l < up_->size(); ++l) {
-    Var u = (*up_)[l].forward(h);
-    h = (*decoder_)[l].forward(ad::concat({u, skips.back()}, 1));
+    Module &up = (*up_)[l], &block = (*decoder_)[l];
+    h = part([&up, &block](const std::vector<Var>& v) {
+      return block.forward(ad::concat({up.forward(v[0]), v[1]}, 1));
+    }, {h, skips.back()}, {&up, &block});
     skips.pop_back();
   }
   return head_->forward(h);

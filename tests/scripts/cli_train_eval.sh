@@ -41,5 +41,8 @@ for opt in newton-cg adahessian lbfgs lamb; do
   "$DFX" train "${common[@]}" --steps 2 --eval-samples 1 --optimizer "$opt" --out "$tmp/$opt" >/dev/null
   [[ $(grep -c '"loss"' "$tmp/$opt/metrics.jsonl") -eq 2 ]]
 done
-"$DFX" train --help | grep -q -- '--checkpoint-every'
+# (grep -q on a pipe would close it early: dfx then dies of SIGPIPE and pipefail fails the test)
+"$DFX" train --help >"$tmp/help.txt"
+grep -q -- '--checkpoint-every' "$tmp/help.txt"
+grep -q -- '--activation-checkpoint' "$tmp/help.txt"
 echo "cli train/eval/resume/solve: ok"
