@@ -152,7 +152,8 @@ if command -v compute-sanitizer >/dev/null && t=$(cap 90 40); then
     -tc='*copy*,*unary*,*batch-norm*,*pooling*,*streams*,*leaky*' >"$OUT/memcheck.log" 2>&1
   note "memcheck: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
 fi
-# Memory: batch norm rebuilding its input (first-order only), at N = 1024 and at N = 2048
+# Memory: batch norm rebuilding its input and activation checkpointing (first-order only), at
+# N = 1024 and 2048
 # (PyTorch eager TF32: 16.2 and 63.4 GiB in ANCHORS.md); peak_gib is in each row's JSON.
-dfx_row 1024 tf32_cl_recompute --tf32 --channels-last --bn-recompute
-dfx_row 2048 tf32_cl_recompute --tf32 --channels-last --bn-recompute
+dfx_row 1024 tf32_cl_lowmem --tf32 --channels-last --bn-recompute --activation-checkpoint
+dfx_row 2048 tf32_cl_lowmem --tf32 --channels-last --bn-recompute --activation-checkpoint
