@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <utility>
 
 #include "dfx.h"
 #include "dist/data_parallel.h"
@@ -18,12 +19,15 @@ using dfx::testing::world;
 
 namespace {
 
-std::shared_ptr<nn::UNet> small_unet() {
+// low_memory: activation checkpointing and batch norm rebuilding its input (first-order only).
+std::shared_ptr<nn::UNet> small_unet(bool low_memory = false) {
   nn::UNetOptions o;
   o.depth = 2;
   o.width = 4;
   o.dtype = DType::Float64;
   o.seed = 17;
+  o.checkpoint = low_memory;
+  o.batch_norm.recompute_input = low_memory;
   return std::make_shared<nn::UNet>(o);
 }
 
@@ -53,8 +57,12 @@ ad::Var loss_of(nn::UNet& net, const std::vector<int64_t>& idx, int64_t B) {
 TEST_SUITE("mpi") {
 TEST_CASE("SyncBatchNorm U-Net step: P ranks equal one process (B = 7 and B = 2)") {
   auto& c = world();
-  for (int64_t B : {7, 2}) {
+  // The distributed net also runs with activation checkpointing and batch norm rebuilding its
+  // input: the re-run all-reduces its moments again and the reducer still sees every gradient.
+  using Case = std::pair<int64_t, bool>;  // global batch, low-memory modes
+  for (auto [B, low_memory] : {Case{7, false}, Case{2, false}, Case{7, true}}) {
     CAPTURE(B);
+    CAPTURE(low_memory);
     std::vector<int64_t> batch;
     for (int64_t i = 0; i < B; ++i) batch.push_back(20 + i);
     auto ref = small_unet();
@@ -62,7 +70,7 @@ TEST_CASE("SyncBatchNorm U-Net step: P ranks equal one process (B = 7 and B = 2)
     auto pref = ref->parameters();
     auto gref = ad::grad({lref}, pref);
 
-    auto net = small_unet();
+    auto net = small_unet(low_memory);
     for (nn::BatchNorm* bn : nn::batch_norm_layers(*net)) bn->set_all_reduce(dist::channel_all_reduce(testing::world_ptr()));
     auto params = net->parameters();
     dist::GradReducer reducer(testing::world_ptr(), params, 4096);
