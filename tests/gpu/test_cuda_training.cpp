@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autodiff/var.h"
@@ -42,12 +43,15 @@ struct Net {
   std::vector<ad::Var> params;
 };
 
-Net make_net(DType dtype, Device device) {
+// low_memory: activation checkpointing and batch norm rebuilding its input.
+Net make_net(DType dtype, Device device, bool low_memory = false) {
   nn::UNetOptions u;
   u.depth = 3;
   u.width = 8;
   u.dtype = dtype;
   u.seed = 11;
+  u.checkpoint = low_memory;
+  u.batch_norm.recompute_input = low_memory;
   Net n{std::make_shared<nn::UNet>(u), {}};
   if (!device.is_cpu()) n.model->to(device);
   n.model->train();
@@ -65,11 +69,14 @@ ad::Var w1_loss(Net& n, const Tensor& omega) {
 TEST_SUITE("gpu") {
 
 TEST_CASE("cuda: a W1 training step on the GPU matches the CPU (loss, every gradient, Adam update)") {
-  for (DType dt : {DType::Float64, DType::Float32}) {
+  // The last case runs the GPU model with activation checkpointing and batch norm rebuilding
+  // its input, against the plain CPU step.
+  for (auto [dt, low_memory] : {std::pair{DType::Float64, false}, std::pair{DType::Float32, false},
+                                std::pair{DType::Float32, true}}) {
     const double tol = dt == DType::Float64 ? 1e-10 : 2e-4;
-    INFO("dtype " << dtype_name(dt));
+    INFO("dtype " << dtype_name(dt) << (low_memory ? ", low-memory modes on the GPU" : ""));
     Tensor omega = pde::omega_batch(2, 32, 5, pde::train_indices(4), dt);
-    Net cpu = make_net(dt, Device::cpu()), gpu = make_net(dt, kGpu);
+    Net cpu = make_net(dt, Device::cpu()), gpu = make_net(dt, kGpu, low_memory);
     optim::AdamOptions ao;
     ao.lr = 1e-3;
     optim::Adam oc(cpu.params, ao), og(gpu.params, ao);
