@@ -555,7 +555,8 @@ void check_format(const Tensor& t, MemoryFormat fmt, const char* op, const char*
 // Whether the 16-byte gathers of gather_tile are safe: float32 channels-last operands whose
 // channel counts are multiples of 4 (so every group of 4 adjacent elements lies in one aligned
 // 16-byte block and shares its position and tap) and 16-byte aligned base pointers.
-bool vec4_ok(const Tensor& a, const Tensor& b, MemoryFormat fmt, std::initializer_list<int64_t> channels) {
+bool vec4_ok(const Tensor& a, const Tensor& b, MemoryFormat fmt,
+             std::initializer_list<int64_t> channels) {
   if (fmt != MemoryFormat::ChannelsLast || a.dtype() != DType::Float32) return false;
   for (int64_t c : channels)
     if (c % 4 != 0) return false;

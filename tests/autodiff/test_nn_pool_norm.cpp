@@ -377,7 +377,8 @@ TEST_CASE("batch_norm_leaky_relu equals leaky_relu(batch_norm) bit for bit, with
                       : A::leaky_relu(A::batch_norm(x, gamma, beta, rm[fused], rv[fused], true),
                                       slope);
         got[fused].push_back(y.data());
-        for (const Var& v : A::grad({y}, {x, gamma, beta}, {Var(g0)})) got[fused].push_back(v.data());
+        for (const Var& v : A::grad({y}, {x, gamma, beta}, {Var(g0)}))
+          got[fused].push_back(v.data());
       }
       for (size_t i = 0; i < got[0].size(); ++i) {
         CAPTURE(i);

@@ -394,8 +394,10 @@ TEST_CASE("cuda ops: conv, conv_transpose and the weight and bias gradients matc
       CHECK(dxc.is_contiguous(cl));
       CHECK(dwc.is_contiguous(cl));
       check_close(yc, y, t, "channels-last conv: " + at);
-      check_close(dxc, k::conv_transpose(gy, w, bt, c.x, g), t, "channels-last conv_transpose: " + at);
-      check_close(dwc, k::conv_weight_grad(gy, x, c.w, g), t, "channels-last conv_weight_grad: " + at);
+      check_close(dxc, k::conv_transpose(gy, w, bt, c.x, g), t,
+                  "channels-last conv_transpose: " + at);
+      check_close(dwc, k::conv_weight_grad(gy, x, c.w, g), t,
+                  "channels-last conv_weight_grad: " + at);
       check_close(k::conv_bias_grad(gyc), k::conv_bias_grad(gy), t,
                   "channels-last conv_bias_grad: " + at);
     }

@@ -363,7 +363,8 @@ void test_conv() {
       Tensor y = k::conv(x, w, b, g);
       Tensor gy = rnd(y.shape(), seed++, dt);
       Tensor bt = c.bias ? rnd({c.x[1]}, seed++, dt) : Tensor();
-      const Tensor dx = k::conv_transpose(gy, w, bt, c.x, g), dw = k::conv_weight_grad(gy, x, c.w, g);
+      const Tensor dx = k::conv_transpose(gy, w, bt, c.x, g);
+      const Tensor dw = k::conv_weight_grad(gy, x, c.w, g);
       // Both memory formats, each read and written in place, against the CPU in NCHW.
       for (MemoryFormat f : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
         const std::string fs = f == MemoryFormat::ChannelsLast ? " channels-last" : "";

@@ -5,8 +5,8 @@
 # whole by every lane; launches run in order (streams are not emulated); cuDNN and NCCL are not.
 # It checks index logic, reductions and determinism, not races, limits or device rounding.
 #   usage: bash tools/cuda_emu/run.sh [test ...]   (tests: elementwise adam leaky_relu_backward
-#          reduce norm norm_rows fem pool conv conv_tf32; all by default). Needs a CPU-only build of dfx,
-#          made here in build-emu/ (about 10 minutes on 2 cores the first time).
+#          reduce norm norm_rows fem pool conv conv_tf32; all by default). Needs a CPU-only build
+#          of dfx, made here in build-emu/ (about 10 minutes on 2 cores the first time).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 EMU=$ROOT/tools/cuda_emu
