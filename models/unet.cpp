@@ -113,7 +113,8 @@ Var UNet::forward(const Var& x) {
               ": spatial size ", x.size(d), " is not divisible by 2^(depth-1) = ", size_divisor(),
               " (depth ", opts_.depth, ")");
   // Each encoder block, and each decoder level, as one function of its inputs, run directly or
-  // checkpointed (the modules outlive the graph, so the functions may hold them by reference).
+  // checkpointed. A checkpoint calls its function again in the backward, after this scope has
+  // ended: the functions hold pointers to the modules (which outlive the graph), by value.
   auto part = [&](const ad::CheckpointFn& fn, const std::vector<Var>& in,
                   const std::vector<Module*>& mods) {
     if (!opts_.checkpoint) return fn(in);
@@ -123,19 +124,19 @@ Var UNet::forward(const Var& x) {
     return ad::checkpoint(fn, in, params);
   };
   std::vector<Var> skips;
-  Module& first = (*encoder_)[0];
-  Var h = part([&first](const std::vector<Var>& v) { return first.forward(v[0]); }, {x}, {&first});
+  Module* first = &(*encoder_)[0];
+  Var h = part([first](const std::vector<Var>& v) { return first->forward(v[0]); }, {x}, {first});
   for (size_t l = 1; l < encoder_->size(); ++l) {
     skips.push_back(h);
-    Module& block = (*encoder_)[l];
-    h = part([&block](const std::vector<Var>& v) { return block.forward(v[0]); },
-             {pool_->forward(h)}, {&block});
+    Module* block = &(*encoder_)[l];
+    h = part([block](const std::vector<Var>& v) { return block->forward(v[0]); },
+             {pool_->forward(h)}, {block});
   }
   for (size_t l = 0; l < up_->size(); ++l) {
-    Module &up = (*up_)[l], &block = (*decoder_)[l];
-    h = part([&up, &block](const std::vector<Var>& v) {
-      return block.forward(ad::concat({up.forward(v[0]), v[1]}, 1));
-    }, {h, skips.back()}, {&up, &block});
+    Module *up = &(*up_)[l], *block = &(*decoder_)[l];
+    h = part([up, block](const std::vector<Var>& v) {
+      return block->forward(ad::concat({up->forward(v[0]), v[1]}, 1));
+    }, {h, skips.back()}, {up, block});
     skips.pop_back();
   }
   return head_->forward(h);
