@@ -287,35 +287,21 @@ BatchMoments batch_moments(const Var& x, const Tensor& running_mean, const Tenso
 
 // Training-mode batch norm's first-order rule from tensors alone: two fused passes; only
 // (sum g, sum g*xhat) cross ranks. The parameter gradients stay local: the data-parallel reducer
-// sums them like every other gradient.
+// sums them like every other gradient. With act.z, g is the gradient of a fused leaky ReLU's
+// output, whose derivative the two passes apply as they read g (and with act.rebuild_x, x is
+// undefined and rebuilt from act.z inside them: kernels/norm.h, LeakyReluOutput).
 VarList batch_norm_first_order(const Tensor& x, const Tensor& gamma, const BatchMoments& bm,
                                const ChannelAllReduce& all_reduce, bool nx, bool ng, bool nb,
-                               const Tensor& g) {
-  Tensor red = k::bn_backward_reduce(g, x, bm.mean, bm.invstd);
+                               const Tensor& g, const k::LeakyReluOutput& act = {}) {
+  Tensor red = k::bn_backward_reduce(g, x, bm.mean, bm.invstd, act);
   Var gx, gg, gb;
-  if (ng) gg = Var(red.select(0, 1).to(x.dtype()).contiguous());
-  if (nb) gb = Var(red.select(0, 0).to(x.dtype()).contiguous());
+  if (ng) gg = Var(red.select(0, 1).to(g.dtype()).contiguous());
+  if (nb) gb = Var(red.select(0, 0).to(g.dtype()).contiguous());
   if (nx) {
     Tensor global = reduce_over_ranks(red, all_reduce, "batch_norm backward");
-    gx = Var(k::bn_backward_apply(g, x, bm.mean, bm.invstd, gamma, global, bm.count));
+    gx = Var(k::bn_backward_apply(g, x, bm.mean, bm.invstd, gamma, global, bm.count, act));
   }
   return {gx, gg, gb};
-}
-
-// x rebuilt from z = leaky_relu((x - mean) invstd gamma + beta, slope), slope > 0:
-// y = leaky_relu(z, 1 / slope), x = (y - beta) / (gamma invstd) + mean, two elementwise passes.
-Tensor input_from_output(const Tensor& z, const Tensor& gamma, const Tensor& beta,
-                         const BatchMoments& bm, double slope) {
-  const int64_t C = z.shape()[1];
-  const std::vector<double> is = bm.invstd.to_vector();
-  const std::vector<double> ga = gamma.defined() ? gamma.to_vector() : std::vector<double>(C, 1.0);
-  std::vector<double> inv_scale(C);
-  for (int64_t c = 0; c < C; ++c) inv_scale[c] = 1.0 / (ga[c] * is[c]);
-  const Tensor shift = beta.defined() ? beta : zeros({C}, DType::Float64, z.device());
-  const Tensor y = k::unary(k::UnaryOp::LeakyRelu, z, 1.0 / slope);
-  // bn_apply computes (y - m) * invstd * gamma + b: m = beta, invstd * gamma = 1 / (gamma invstd).
-  return k::bn_apply(y, shift, from_vector<double>(inv_scale, {C}).to(z.device()), Tensor(),
-                     bm.mean);
 }
 
 // Whether batch_norm_leaky_relu may rebuild x from its output (see nn_ops.h).
@@ -401,17 +387,22 @@ Var batch_norm_leaky_relu(const Var& x, const Var& gamma, const Var& beta, Tenso
                               "input (recompute_input, e.g. dfx train --bn-recompute) and cannot "
                               "be differentiated twice (create_graph: HVP, Newton-CG, "
                               "AdaHessian); build the model without it");
-                    const Tensor gy = k::leaky_relu_backward(g.data(), out.data(), slope);
-                    const Tensor beta64 =
-                        bet.defined() ? bet.data().to(DType::Float64).contiguous() : Tensor();
-                    const Tensor xr = input_from_output(out.data(), gam.data(), beta64, bm, slope);
-                    return batch_norm_first_order(xr, gam.data(), bm, all_reduce, nx, ng, nb, gy);
+                    const k::LeakyReluOutput act{out.data(), slope, true, gam.data(),
+                                                 bet.data()};
+                    return batch_norm_first_order(Tensor(), gam.data(), bm, all_reduce, nx, ng,
+                                                  nb, g.data(), act);
                   }, true);
   }
   // The output is saved (the next layer keeps it anyway); leaky_relu's derivative is read off
   // it, then batch norm's rule runs as in the unfused pair.
   return record("batch_norm_leaky_relu", z, {x, gamma, beta},
                 [=](const Var& out, const Var& g) {
+                  if (!grad_enabled())  // the leaky ReLU's derivative applied inside the passes
+                    return batch_norm_first_order(x.data(), gamma.data(), bm, all_reduce,
+                                                  x.requires_grad(), gamma.requires_grad(),
+                                                  beta.requires_grad(), g.data(),
+                                                  k::LeakyReluOutput{out.data(), slope, false,
+                                                                     Tensor(), Tensor()});
                   const Var gy = leaky_relu_backward(g, out.data(), slope);
                   return batch_norm_rule(x, gamma, beta, bm, eps, all_reduce, gy);
                 }, true);

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "kernels/backend.h"
+#include "kernels/elementwise.h"
 #include "kernels/cpu/norm.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/norm.cuh"
@@ -93,38 +94,78 @@ Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const
   return y;
 }
 
+namespace {
+
+// The backward kernels' view of g, x and the fused activation: `like` is the tensor that fixes
+// the shape and layout (x, or z when x is rebuilt from it).
+struct BackwardArgs {
+  Tensor like;
+  BnActGrad act;
+};
+BackwardArgs backward_args(const Tensor& g, const Tensor& x, const Tensor& invstd,
+                           const LeakyReluOutput& a, const char* op) {
+  BackwardArgs r;
+  r.like = a.rebuild_x ? a.z : x;
+  DFX_CHECK(!a.rebuild_x || a.z.defined(), op, ": rebuild_x needs the activation's output z");
+  if (!a.z.defined()) return r;
+  DFX_CHECK(a.slope >= 0 && (!a.rebuild_x || a.slope > 0), op, ": leaky ReLU slope ", a.slope,
+            a.rebuild_x ? "; rebuilding x needs a slope > 0" : "; expected >= 0");
+  check_like(a.z, g, op);
+  if (!a.rebuild_x) check_like(a.z, x, op);
+  r.act.on = true;
+  r.act.z = a.z;
+  r.act.slope = a.slope;
+  r.act.rebuild_x = a.rebuild_x;
+  if (a.rebuild_x) {
+    const int64_t c = a.z.shape()[1];
+    r.act.beta = per_channel(a.beta, a.z, c, 0, op, "beta");
+    Tensor ga = per_channel(a.gamma, a.z, c, 1, op, "gamma");
+    Tensor is = per_channel(invstd, a.z, c, 1, op, "invstd");
+    r.act.inv_scale = kernels::div(ones({c}, DType::Float64, a.z.device()), kernels::mul(ga, is));
+  }
+  return r;
+}
+
+}  // namespace
+
 Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
-                          const Tensor& invstd) {
+                          const Tensor& invstd, const LeakyReluOutput& act) {
+  BackwardArgs a = backward_args(g, x, invstd, act, "bn_backward_reduce");
   int64_t n, c, s;
-  split_dims(x, "bn_backward_reduce", n, c, s);
-  check_like(g, x, "bn_backward_reduce");
+  split_dims(a.like, "bn_backward_reduce", n, c, s);
+  check_like(g, a.like, "bn_backward_reduce");
   DFX_CHECK(mean.defined() && invstd.defined(), "bn_backward_reduce: mean and invstd are required");
-  Tensor m = per_channel(mean, x, c, 0, "bn_backward_reduce", "mean");
-  Tensor is = per_channel(invstd, x, c, 1, "bn_backward_reduce", "invstd");
-  const bool rows = as_rows(x, n, s);
-  Tensor out = Tensor::empty({2, c}, DType::Float64, x.device());
-  DFX_BACKEND(x, bn_backward_reduce(kernel_layout(g, rows), kernel_layout(x, rows), n, c, s, m,
-                                    is, out));
+  Tensor m = per_channel(mean, a.like, c, 0, "bn_backward_reduce", "mean");
+  Tensor is = per_channel(invstd, a.like, c, 1, "bn_backward_reduce", "invstd");
+  const bool rows = as_rows(a.like, n, s);
+  Tensor out = Tensor::empty({2, c}, DType::Float64, a.like.device());
+  if (a.act.on) a.act.z = kernel_layout(a.act.z, rows);
+  const Tensor xk = act.rebuild_x ? Tensor() : kernel_layout(x, rows);
+  DFX_BACKEND(a.like, bn_backward_reduce(kernel_layout(g, rows), xk, n, c, s, m, is, out, a.act));
   return out;
 }
 
 Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
-                         const Tensor& gamma, const Tensor& sums, double count) {
+                         const Tensor& gamma, const Tensor& sums, double count,
+                         const LeakyReluOutput& act) {
+  BackwardArgs a = backward_args(g, x, invstd, act, "bn_backward_apply");
   int64_t n, c, s;
-  split_dims(x, "bn_backward_apply", n, c, s);
-  check_like(g, x, "bn_backward_apply");
+  split_dims(a.like, "bn_backward_apply", n, c, s);
+  check_like(g, a.like, "bn_backward_apply");
   DFX_CHECK(mean.defined() && invstd.defined(), "bn_backward_apply: mean and invstd are required");
   DFX_CHECK(sums.defined() && sums.shape() == Shape({2, c}), "bn_backward_apply: sums ",
             sums.describe(), " must be [2, ", c, "] (sum g, sum g * xhat)");
   DFX_CHECK(count > 0, "bn_backward_apply: count ", count, " must be positive");
-  Tensor m = per_channel(mean, x, c, 0, "bn_backward_apply", "mean");
-  Tensor is = per_channel(invstd, x, c, 1, "bn_backward_apply", "invstd");
-  Tensor ga = per_channel(gamma, x, c, 1, "bn_backward_apply", "gamma");
+  Tensor m = per_channel(mean, a.like, c, 0, "bn_backward_apply", "mean");
+  Tensor is = per_channel(invstd, a.like, c, 1, "bn_backward_apply", "invstd");
+  Tensor ga = per_channel(gamma, a.like, c, 1, "bn_backward_apply", "gamma");
   Tensor sm = sums.to(DType::Float64).contiguous();
-  const bool rows = as_rows(x, n, s);
-  Tensor gx = empty_like_layout(x, rows);
-  DFX_BACKEND(x, bn_backward_apply(kernel_layout(g, rows), kernel_layout(x, rows), n, c, s, m, is,
-                                    ga, sm, count, gx));
+  const bool rows = as_rows(a.like, n, s);
+  Tensor gx = empty_like_layout(a.like, rows);
+  if (a.act.on) a.act.z = kernel_layout(a.act.z, rows);
+  const Tensor xk = act.rebuild_x ? Tensor() : kernel_layout(x, rows);
+  DFX_BACKEND(a.like, bn_backward_apply(kernel_layout(g, rows), xk, n, c, s, m, is, ga, sm, count,
+                                         gx, a.act));
   return gx;
 }
 

@@ -24,14 +24,38 @@ struct FusedLeakyRelu {
 Tensor bn_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
                 const Tensor& beta, FusedLeakyRelu act = {});
 
+// The backward of a fused batch norm + leaky ReLU (bn_apply with FusedLeakyRelu) for the two
+// kernels below: g is then the gradient of the activation's output z, and they multiply it by
+// the leaky ReLU's derivative (read off z; slope >= 0) as they read it, with
+// kernels::leaky_relu_backward's arithmetic, so the results equal the unfused pair's bit for bit.
+// With rebuild_x (slope > 0) x is not read and may be undefined: x - mean is rebuilt from z as
+// (leaky_relu(z, 1 / slope) - beta) / (gamma invstd) (InPlace-ABN), equal to rounding.
+struct LeakyReluOutput {
+  Tensor z;  // undefined: plain batch norm, g is the gradient of its own output
+  double slope = 0.0;
+  bool rebuild_x = false;
+  Tensor gamma, beta;  // [C] or undefined (1 and 0); read with rebuild_x
+};
+
 // [2, C] float64: (sum g, sum g * xhat) with xhat = (x - mean) * invstd, in one pass over g and x.
 // These are the gradients of beta and gamma, and (all-reduced) the inputs of bn_backward_apply.
 Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
-                          const Tensor& invstd);
+                          const Tensor& invstd, const LeakyReluOutput& act = {});
 
 // gx = gamma * invstd * (g - sum_g / count - xhat * sum_gxhat / count) in one pass, where
 // sums = [2, C] (sum_g, sum_gxhat) over the whole (possibly global) batch of `count` per channel.
 Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
-                         const Tensor& gamma, const Tensor& sums, double count);
+                         const Tensor& gamma, const Tensor& sums, double count,
+                         const LeakyReluOutput& act = {});
+
+// What the backends get for a LeakyReluOutput (kernels/norm.cpp builds it): z in the kernels'
+// layout, and with rebuild_x the per-channel beta and 1 / (gamma invstd) as float64 [C].
+struct BnActGrad {
+  bool on = false;
+  Tensor z;
+  double slope = 0.0;
+  bool rebuild_x = false;
+  Tensor beta, inv_scale;
+};
 
 }  // namespace dfx::kernels

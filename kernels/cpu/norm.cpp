@@ -9,10 +9,20 @@
 
 #include "kernels/cpu/dispatch.h"
 
+// No floating-point contraction in this file (as in kernels/cpu/pool.cpp): every product and sum
+// rounds as written, so the fused leaky-ReLU backward and the unfused pair, which the compiler
+// would otherwise contract differently, give the same bits.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace dfx::kernels::cpu {
 namespace {
 
 constexpr int64_t kChunk = 4096;
+constexpr int kLanes = 8;  // interleaved partial sums of the backward reduction
 
 int64_t chunks_of(int64_t s) { return std::max<int64_t>((s + kChunk - 1) / kChunk, 1); }
 
@@ -157,46 +167,118 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
   });
 }
 
+namespace {
+
+// Per element, what the backward kernels read: the gradient of batch norm's output, gy, and
+// x - mean. Plain: g and x. With a fused leaky ReLU (kAct), g is the gradient of its output z and
+// gy = g * leaky_relu'(z), as kernels::leaky_relu_backward computes it; with kRebuild, x - mean
+// comes from z: (leaky_relu(z, 1 / slope) - beta) / (gamma invstd).
+template <class T, bool kAct, bool kRebuild>
+struct BackwardIn {
+  const T *g, *x, *z;
+  T slope;
+  double inv_slope;
+  const double *beta, *inv_scale, *mean;
+
+  T gy(int64_t i) const {
+    if constexpr (kAct) return z[i] > T(0) ? g[i] : g[i] * slope;
+    return g[i];
+  }
+  // x - mean in float64 (the sums) ...
+  double centered(int64_t i, int64_t ch) const {
+    if constexpr (kRebuild) {
+      const double zv = static_cast<double>(z[i]);
+      return ((zv > 0 ? zv : zv * inv_slope) - beta[ch]) * inv_scale[ch];
+    }
+    return static_cast<double>(x[i]) - mean[ch];
+  }
+  // ... and in T (the input gradient), with per-channel constants already in T.
+  T centered_t(int64_t i, T m, T be, T ia, T isl) const {
+    if constexpr (kRebuild) {
+      const T zv = z[i];
+      return ((zv > T(0) ? zv : zv * isl) - be) * ia;
+    }
+    return x[i] - m;
+  }
+};
+
+// f(BackwardIn<T, act, rebuild>) for the call's combination.
+template <class T, class F>
+void with_backward_in(const Tensor& g, const Tensor& x, const Tensor& mean, const BnActGrad& act,
+                      F&& f) {
+  auto make = [&](auto in) {
+    in.g = g.data<T>();
+    in.x = x.defined() ? x.data<T>() : nullptr;
+    in.z = act.on ? act.z.data<T>() : nullptr;
+    in.slope = static_cast<T>(act.slope);
+    in.inv_slope = act.rebuild_x ? 1.0 / act.slope : 0.0;
+    in.beta = act.rebuild_x ? act.beta.data<double>() : nullptr;
+    in.inv_scale = act.rebuild_x ? act.inv_scale.data<double>() : nullptr;
+    in.mean = mean.data<double>();
+    f(in);
+  };
+  if (act.rebuild_x)
+    make(BackwardIn<T, true, true>{});
+  else if (act.on)
+    make(BackwardIn<T, true, false>{});
+  else
+    make(BackwardIn<T, false, false>{});
+}
+
+}  // namespace
+
 void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
-                        const Tensor& mean, const Tensor& invstd, const Tensor& out) {
-  dispatch_float(x.dtype(), "bn_backward_reduce", [&](auto z) {
-    using T = decltype(z);
-    const T *px = x.data<T>(), *pg = g.data<T>();
-    const double* pm = mean.data<double>();
+                        const Tensor& mean, const Tensor& invstd, const Tensor& out,
+                        const BnActGrad& act) {
+  dispatch_float(g.dtype(), "bn_backward_reduce", [&](auto zt) {
+    using T = decltype(zt);
     double* po = out.data<double>();
     const double* pis = invstd.data<double>();
-    if (s == 1) {
-      rows_reduce(n, c, po, [&](int64_t r, double* a, double* b) {
-        const T* xp = px + r * c;
-        const T* gp = pg + r * c;
+    with_backward_in<T>(g, x, mean, act, [&](const auto& in) {
+      if (s == 1) {
+        rows_reduce(n, c, po, [&](int64_t r, double* a, double* b) {
 #pragma omp simd
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const double gv = static_cast<double>(gp[ch]);
-          a[ch] += gv;
-          b[ch] += gv * (static_cast<double>(xp[ch]) - pm[ch]);
-        }
-      });
-      for (int64_t ch = 0; ch < c; ++ch) po[c + ch] *= pis[ch];
-      return;
-    }
-    const int64_t per = chunks_of(s);
-    std::vector<double> part(2 * n * c * per, 0.0);
-    for_each_chunk(n, c, s, [&](int64_t plane, int64_t ch, int64_t b, int64_t e) {
-      const double m = pm[ch];
-      const T* xp = px + plane * s;
-      const T* gp = pg + plane * s;
-      double s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t i = b; i < e; ++i) {
-        const double gv = static_cast<double>(gp[i]);
-        s1 += gv;
-        s2 += gv * (static_cast<double>(xp[i]) - m);
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const double gv = static_cast<double>(in.gy(r * c + ch));
+            a[ch] += gv;
+            b[ch] += gv * in.centered(r * c + ch, ch);
+          }
+        });
+      } else {
+        const int64_t per = chunks_of(s);
+        std::vector<double> part(2 * n * c * per, 0.0);
+        for_each_chunk(n, c, s, [&](int64_t plane, int64_t ch, int64_t b, int64_t e) {
+          // kLanes interleaved partial sums added in a fixed order: the summation order is the
+          // code's, not the vectoriser's, so the fused and unfused leaky-ReLU paths (which
+          // vectorise differently) give the same bits.
+          double s1[kLanes] = {}, s2[kLanes] = {};
+          const int64_t lo = plane * s + b, hi = plane * s + e;
+          int64_t i = lo;
+          for (; i + kLanes <= hi; i += kLanes) {
+#pragma omp simd
+            for (int l = 0; l < kLanes; ++l) {
+              const double gv = static_cast<double>(in.gy(i + l));
+              s1[l] += gv;
+              s2[l] += gv * in.centered(i + l, ch);
+            }
+          }
+          for (int l = 0; i < hi; ++i, ++l) {
+            const double gv = static_cast<double>(in.gy(i));
+            s1[l] += gv;
+            s2[l] += gv * in.centered(i, ch);
+          }
+          double t1 = 0, t2 = 0;
+          for (int l = 0; l < kLanes; ++l) {
+            t1 += s1[l];
+            t2 += s2[l];
+          }
+          const int64_t q = plane * per + b / kChunk;
+          part[2 * q] = t1;
+          part[2 * q + 1] = t2;
+        });
+        combine(part, n, c, s, po);
       }
-      const int64_t q = plane * per + b / kChunk;
-      part[2 * q] = s1;
-      part[2 * q + 1] = s2;
     });
-    combine(part, n, c, s, po);
     // sum g * xhat = invstd * sum g * (x - mean): one multiply per channel instead of per element.
     for (int64_t ch = 0; ch < c; ++ch) po[c + ch] *= pis[ch];
   });
@@ -204,44 +286,45 @@ void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, 
 
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                        const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                       const Tensor& sums, double count, const Tensor& gx) {
-  dispatch_float(x.dtype(), "bn_backward_apply", [&](auto z) {
-    using T = decltype(z);
-    const T *px = x.data<T>(), *pg = g.data<T>();
+                       const Tensor& sums, double count, const Tensor& gx, const BnActGrad& act) {
+  dispatch_float(g.dtype(), "bn_backward_apply", [&](auto zt) {
+    using T = decltype(zt);
     T* po = gx.data<T>();
     const double *pm = mean.data<double>(), *pis = invstd.data<double>();
     const double *pga = gamma.data<double>(), *ps = sums.data<double>();
-    if (s == 1) {
-      std::vector<T> kk(c), mg(c), q(c), m(c);
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const double is = pis[ch];
-        kk[ch] = static_cast<T>(pga[ch] * is);
-        mg[ch] = static_cast<T>(ps[ch] / count);
-        q[ch] = static_cast<T>(is * ps[c + ch] / count);
-        m[ch] = static_cast<T>(pm[ch]);
-      }
-      rows_apply(n, c, [&](int64_t r) {
-        const T* xp = px + r * c;
-        const T* gp = pg + r * c;
-        T* o = po + r * c;
-#pragma omp simd
-        for (int64_t ch = 0; ch < c; ++ch)
-          o[ch] = kk[ch] * (gp[ch] - mg[ch] - (xp[ch] - m[ch]) * q[ch]);
-      });
-      return;
-    }
-    for_each_chunk(n, c, s, [&](int64_t plane, int64_t ch, int64_t b, int64_t e) {
-      // gx = k * (g - mg - (x - mean) * q) with per-channel k, mg and q folded in float64.
+    // gx = k * (gy - mg - (x - mean) * q) with per-channel k, mg and q folded in float64.
+    std::vector<T> kk(c), mg(c), q(c), m(c), be(c, T(0)), ia(c, T(0));
+    for (int64_t ch = 0; ch < c; ++ch) {
       const double is = pis[ch];
-      const T k = static_cast<T>(pga[ch] * is);
-      const T mg = static_cast<T>(ps[ch] / count);
-      const T q = static_cast<T>(is * ps[c + ch] / count);
-      const T m = static_cast<T>(pm[ch]);
-      const T* xp = px + plane * s;
-      const T* gp = pg + plane * s;
-      T* o = po + plane * s;
+      kk[ch] = static_cast<T>(pga[ch] * is);
+      mg[ch] = static_cast<T>(ps[ch] / count);
+      q[ch] = static_cast<T>(is * ps[c + ch] / count);
+      m[ch] = static_cast<T>(pm[ch]);
+      if (act.rebuild_x) {
+        be[ch] = static_cast<T>(act.beta.data<double>()[ch]);
+        ia[ch] = static_cast<T>(act.inv_scale.data<double>()[ch]);
+      }
+    }
+    const T isl = static_cast<T>(act.rebuild_x ? 1.0 / act.slope : 0.0);
+    with_backward_in<T>(g, x, mean, act, [&](const auto& in) {
+      if (s == 1) {
+        rows_apply(n, c, [&](int64_t r) {
+          T* o = po + r * c;
 #pragma omp simd
-      for (int64_t i = b; i < e; ++i) o[i] = k * (gp[i] - mg - (xp[i] - m) * q);
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const int64_t i = r * c + ch;
+            o[ch] = kk[ch] * (in.gy(i) - mg[ch] - in.centered_t(i, m[ch], be[ch], ia[ch], isl) *
+                                                      q[ch]);
+          }
+        });
+        return;
+      }
+      for_each_chunk(n, c, s, [&](int64_t plane, int64_t ch, int64_t b, int64_t e) {
+        const T k = kk[ch], mgc = mg[ch], qc = q[ch], mc = m[ch], bec = be[ch], iac = ia[ch];
+#pragma omp simd
+        for (int64_t i = plane * s + b; i < plane * s + e; ++i)
+          po[i] = k * (in.gy(i) - mgc - in.centered_t(i, mc, bec, iac, isl) * qc);
+      });
     });
   });
 }

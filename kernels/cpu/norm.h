@@ -10,10 +10,14 @@ void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor
 void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& mean,
               const Tensor& invstd, const Tensor& gamma, const Tensor& beta, const Tensor& y,
               FusedLeakyRelu act);
+// With act.on, g is the gradient of the fused leaky ReLU's output act.z, and with
+// act.rebuild_x, x is undefined and rebuilt from act.z (kernels/norm.h, LeakyReluOutput).
 void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
-                        const Tensor& mean, const Tensor& invstd, const Tensor& out);
+                        const Tensor& mean, const Tensor& invstd, const Tensor& out,
+                        const BnActGrad& act);
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                        const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                       const Tensor& sums, double count, const Tensor& gx);
+                       const Tensor& sums, double count, const Tensor& gx,
+                       const BnActGrad& act);
 
 }  // namespace dfx::kernels::cpu

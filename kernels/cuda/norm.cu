@@ -20,30 +20,81 @@ constexpr int64_t kChunk = 4096;
 
 int64_t chunks_of(int64_t s) { return s > 0 ? (s + kChunk - 1) / kChunk : 1; }
 
-// kMode 0: (sum x, sum x^2). kMode 1: (sum g, sum g * (x - mean[c])).
+// Per element, what the reductions and the backward apply read (kernels/cpu/norm.cpp's
+// BackwardIn): x (the input of the plain sums); the gradient of batch norm's output, gy, and
+// x - mean. With a fused leaky ReLU, g is the gradient of its output z and gy = g * leaky_relu'(z)
+// (as kernels::leaky_relu_backward computes it); with rebuild, x - mean comes from z:
+// (leaky_relu(z, 1 / slope) - beta) / (gamma invstd), and x is not read.
+template <class T>
+struct BackIn {
+  const T* x = nullptr;
+  const T* g = nullptr;
+  const T* z = nullptr;
+  T slope = T(0);
+  bool rebuild = false;
+  double inv_slope = 0;
+  const double* beta = nullptr;
+  const double* inv_scale = nullptr;
+
+  __device__ T gy(int64_t i) const { return z ? (z[i] > T(0) ? g[i] : g[i] * slope) : g[i]; }
+  __device__ double centered(int64_t i, int64_t ch, double m) const {
+    if (rebuild) {
+      const double zv = static_cast<double>(z[i]);
+      return ((zv > 0 ? zv : zv * inv_slope) - beta[ch]) * inv_scale[ch];
+    }
+    return static_cast<double>(x[i]) - m;
+  }
+  __device__ T centered_t(int64_t i, int64_t ch, T m) const {
+    if (rebuild) {
+      const T zv = z[i];
+      const T y = zv > T(0) ? zv : zv * static_cast<T>(inv_slope);
+      return (y - static_cast<T>(beta[ch])) * static_cast<T>(inv_scale[ch]);
+    }
+    return x[i] - m;
+  }
+};
+
+template <class T>
+BackIn<T> back_in(const Tensor* x, const Tensor* g, const BnActGrad* act) {
+  BackIn<T> in;
+  in.x = x && x->defined() ? x->data<T>() : nullptr;
+  in.g = g ? g->data<T>() : nullptr;
+  if (act && act->on) {
+    in.z = act->z.data<T>();
+    in.slope = static_cast<T>(act->slope);
+    in.rebuild = act->rebuild_x;
+    if (act->rebuild_x) {
+      in.inv_slope = 1.0 / act->slope;
+      in.beta = act->beta.data<double>();
+      in.inv_scale = act->inv_scale.data<double>();
+    }
+  }
+  return in;
+}
+
+// kMode 0: (sum x, sum x^2). kMode 1: (sum gy, sum gy * (x - mean[c])).
 template <class T, int kMode>
-__global__ void plane_partials_kernel(const T* __restrict__ x, const T* __restrict__ g,
-                                      const double* __restrict__ mean, int64_t c, int64_t s,
-                                      int64_t per, Double2* __restrict__ part) {
+__global__ void plane_partials_kernel(BackIn<T> in, const double* __restrict__ mean, int64_t c,
+                                      int64_t s, int64_t per, Double2* __restrict__ part) {
   __shared__ Double2 smem[32];
   const int64_t q = blockIdx.x;  // (plane, chunk)
   const int64_t plane = q / per, k = q % per;
   const int64_t lo = k * kChunk, hi = min(s, lo + kChunk);
-  const T* xp = x + plane * s;
   Double2 acc{0.0, 0.0};
   if constexpr (kMode == 0) {
+    const T* xp = in.x + plane * s;
     for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
       const double v = static_cast<double>(xp[i]);
       acc.a += v;
       acc.b += v * v;
     }
   } else {
-    const T* gp = g + plane * s;
-    const double m = mean[plane % c];
-    for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-      const double gv = static_cast<double>(gp[i]);
+    const int64_t ch = plane % c;
+    const double m = mean[ch];
+    for (int64_t i = plane * s + lo + threadIdx.x; i < plane * s + hi; i += blockDim.x) {
+      const double gv = static_cast<double>(in.gy(i));
       acc.a += gv;
-      acc.b += gv * (static_cast<double>(xp[i]) - m);
+      acc.b += gv * in.centered(i, ch, m);
     }
   }
   acc = block_reduce(acc, [](Double2 u, Double2 v) { return u + v; }, smem);
@@ -58,9 +109,8 @@ __global__ void plane_partials_kernel(const T* __restrict__ x, const T* __restri
 constexpr int64_t kRowChunk = 1024;
 
 template <class T, int kMode>
-__global__ void rows_partials_kernel(const T* __restrict__ x, const T* __restrict__ g,
-                                     const double* __restrict__ mean, int64_t rows, int64_t c,
-                                     int cg, Double2* __restrict__ part) {
+__global__ void rows_partials_kernel(BackIn<T> in, const double* __restrict__ mean, int64_t rows,
+                                     int64_t c, int cg, Double2* __restrict__ part) {
   __shared__ Double2 smem[kThreads];
   const int rep = blockDim.x / cg;
   const int lane = threadIdx.x % cg, r0 = threadIdx.x / cg;
@@ -71,16 +121,16 @@ __global__ void rows_partials_kernel(const T* __restrict__ x, const T* __restric
   if (ch < c && r0 < rep) {
     if constexpr (kMode == 0) {
       for (int64_t r = lo + r0; r < hi; r += rep) {
-        const double v = static_cast<double>(x[r * c + ch]);
+        const double v = static_cast<double>(in.x[r * c + ch]);
         acc.a += v;
         acc.b += v * v;
       }
     } else {
       const double m = mean[ch];
       for (int64_t r = lo + r0; r < hi; r += rep) {
-        const double gv = static_cast<double>(g[r * c + ch]);
+        const double gv = static_cast<double>(in.gy(r * c + ch));
         acc.a += gv;
-        acc.b += gv * (static_cast<double>(x[r * c + ch]) - m);
+        acc.b += gv * in.centered(r * c + ch, ch, m);
       }
     }
   }
@@ -136,8 +186,7 @@ __global__ void bn_apply_kernel(const T* __restrict__ x, Index total, Index c, I
 }
 
 template <class T, class Index>
-__global__ void bn_backward_apply_kernel(const T* __restrict__ g, const T* __restrict__ x,
-                                         Index total, Index c, Index s,
+__global__ void bn_backward_apply_kernel(BackIn<T> in, Index total, Index c, Index s,
                                          const double* __restrict__ mean,
                                          const double* __restrict__ invstd,
                                          const double* __restrict__ gamma,
@@ -151,7 +200,7 @@ __global__ void bn_backward_apply_kernel(const T* __restrict__ g, const T* __res
     const T mg = static_cast<T>(sums[ch] / count);
     const T q = static_cast<T>(is * sums[c + ch] / count);
     const T m = static_cast<T>(mean[ch]);
-    gx[i] = k * (g[i] - mg - (x[i] - m) * q);
+    gx[i] = k * (in.gy(i) - mg - in.centered_t(i, ch, m) * q);
   }
 }
 
@@ -160,9 +209,12 @@ void check_all(const char* op, std::initializer_list<const Tensor*> ts) {
 }
 
 // Sums of kMode over [n, c, s] into out [2, c].
+// `like` fixes the shape and device (x, or the activation's output when x is rebuilt).
 template <class T, int kMode>
-void channel_reduce(const Tensor& x, const Tensor* g, const Tensor* mean, const Tensor* invstd,
-                    int64_t n, int64_t c, int64_t s, const Tensor& out, const char* op) {
+void channel_reduce(const Tensor& like, const BackIn<T>& in, const Tensor* mean,
+                    const Tensor* invstd, int64_t n, int64_t c, int64_t s, const Tensor& out,
+                    const char* op) {
+  const Tensor& x = like;
   if (c == 0) return;
   double* po = out.data<double>();
   const int64_t per = chunks_of(s);
@@ -183,8 +235,7 @@ void channel_reduce(const Tensor& x, const Tensor* g, const Tensor* mean, const 
     Double2* pp = static_cast<Double2*>(part.raw_data());
     dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(groups));
     rows_partials_kernel<T, kMode><<<grid, threads, 0, launch_stream()>>>(
-        x.data<T>(), g ? g->data<T>() : nullptr, mean ? mean->data<double>() : nullptr, n, c, cg,
-        pp);
+        in, mean ? mean->data<double>() : nullptr, n, c, cg, pp);
     DFX_CUDA_CHECK_LAUNCH(name + " (rows_partials_kernel)", x.shape());
     const int cthreads = chunks >= 256 ? 256 : 64;
     channel_combine_kernel<<<static_cast<unsigned>(c), cthreads, 0, launch_stream()>>>(
@@ -198,8 +249,7 @@ void channel_reduce(const Tensor& x, const Tensor* g, const Tensor* mean, const 
   Double2* pp = static_cast<Double2*>(part.raw_data());
   const int threads = s >= 2048 ? 256 : (s >= 256 ? 128 : 64);
   plane_partials_kernel<T, kMode><<<static_cast<unsigned>(items), threads, 0, launch_stream()>>>(
-      x.data<T>(), g ? g->data<T>() : nullptr, mean ? mean->data<double>() : nullptr, c, s, per,
-      pp);
+      in, mean ? mean->data<double>() : nullptr, c, s, per, pp);
   DFX_CUDA_CHECK_LAUNCH(name + " (plane_partials_kernel)", x.shape());
   const int cthreads = n * per >= 256 ? 256 : 64;
   channel_combine_kernel<<<static_cast<unsigned>(c), cthreads, 0, launch_stream()>>>(
@@ -214,17 +264,22 @@ void channel_sums(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor
   ::dfx::cuda::DeviceGuard guard(x.device().index);
   dispatch_float_cuda(x, "channel_sums", [&](auto z) {
     using T = decltype(z);
-    channel_reduce<T, 0>(x, nullptr, nullptr, nullptr, n, c, s, out, "channel_sums");
+    channel_reduce<T, 0>(x, back_in<T>(&x, nullptr, nullptr), nullptr, nullptr, n, c, s, out,
+                         "channel_sums");
   });
 }
 
 void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
-                        const Tensor& mean, const Tensor& invstd, const Tensor& out) {
-  check_all("bn_backward_reduce", {&g, &x, &mean, &invstd, &out});
-  ::dfx::cuda::DeviceGuard guard(x.device().index);
-  dispatch_float_cuda(x, "bn_backward_reduce", [&](auto z) {
+                        const Tensor& mean, const Tensor& invstd, const Tensor& out,
+                        const BnActGrad& act) {
+  check_all("bn_backward_reduce", {&g, &mean, &invstd, &out});
+  if (x.defined()) check_all("bn_backward_reduce", {&x});
+  if (act.on) check_all("bn_backward_reduce", {&act.z});
+  ::dfx::cuda::DeviceGuard guard(g.device().index);
+  dispatch_float_cuda(g, "bn_backward_reduce", [&](auto z) {
     using T = decltype(z);
-    channel_reduce<T, 1>(x, &g, &mean, &invstd, n, c, s, out, "bn_backward_reduce");
+    channel_reduce<T, 1>(g, back_in<T>(&x, &g, &act), &mean, &invstd, n, c, s, out,
+                         "bn_backward_reduce");
   });
 }
 
@@ -255,26 +310,27 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
 
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                        const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                       const Tensor& sums, double count, const Tensor& gx) {
-  check_all("bn_backward_apply", {&g, &x, &mean, &invstd, &gamma, &sums, &gx});
+                       const Tensor& sums, double count, const Tensor& gx, const BnActGrad& act) {
+  check_all("bn_backward_apply", {&g, &mean, &invstd, &gamma, &sums, &gx});
+  if (x.defined()) check_all("bn_backward_apply", {&x});
+  if (act.on) check_all("bn_backward_apply", {&act.z});
   const int64_t total = n * c * s;
   if (total == 0) return;
-  ::dfx::cuda::DeviceGuard guard(x.device().index);
-  dispatch_float_cuda(x, "bn_backward_apply", [&](auto z) {
+  ::dfx::cuda::DeviceGuard guard(g.device().index);
+  dispatch_float_cuda(g, "bn_backward_apply", [&](auto z) {
     using T = decltype(z);
     const double *pm = mean.data<double>(), *pi = invstd.data<double>();
     const double *pg = gamma.data<double>(), *ps = sums.data<double>();
+    const BackIn<T> in = back_in<T>(&x, &g, &act);
     if (fits_u32(total)) {
       bn_backward_apply_kernel<T, uint32_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
-          g.data<T>(), x.data<T>(), uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, ps,
-          count, gx.data<T>());
+          in, uint32_t(total), uint32_t(c), uint32_t(s), pm, pi, pg, ps, count, gx.data<T>());
     } else {
       bn_backward_apply_kernel<T, uint64_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
-          g.data<T>(), x.data<T>(), uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, ps,
-          count, gx.data<T>());
+          in, uint64_t(total), uint64_t(c), uint64_t(s), pm, pi, pg, ps, count, gx.data<T>());
     }
     DFX_CUDA_CHECK_LAUNCH(
-        ::dfx::detail::cat("bn_backward_apply_kernel<", dtype_name(x.dtype()), ">"), x.shape());
+        ::dfx::detail::cat("bn_backward_apply_kernel<", dtype_name(g.dtype()), ">"), g.shape());
   });
 }
 

@@ -197,6 +197,26 @@ TEST_CASE("cuda ops: batch-norm sums, apply and backward match the CPU") {
       check_close(k::bn_backward_apply(gg, xg, mg, ig, gag, gpu(sums), count),
                   k::bn_backward_apply(g, x, mean, invstd, gamma, sums, count), t,
                   label("bn_backward_apply" + tag, s, dt));
+      // The fused leaky ReLU's backward (g: the gradient of z), reading x or rebuilding it
+      // from z, against the CPU's (rebuilt x carries z's rounding: looser in float32).
+      const k::FusedLeakyRelu act{true, 0.2};
+      const Tensor z = k::bn_apply(x, mean, invstd, gamma, beta, act);
+      const Tensor zg = gpu(z).contiguous(fmt);
+      for (bool rebuild : {false, true}) {
+        const std::string how = rebuild ? " (x rebuilt)" : " (fused leaky ReLU)";
+        const k::LeakyReluOutput oc{z, 0.2, rebuild, gamma, beta}, og{zg, 0.2, rebuild, gag, bg};
+        const Tensor sc = k::bn_backward_reduce(g, rebuild ? Tensor() : x, mean, invstd, oc);
+        const double ts = !rebuild ? 1e-12 : dt == DType::Float32 ? 2e-5 : 1e-9;
+        check_close(k::bn_backward_reduce(gg, rebuild ? Tensor() : xg, mg, ig, og), sc, ts,
+                    label("bn_backward_reduce" + how + tag, s, dt));
+        const Tensor ac =
+            k::bn_backward_apply(g, rebuild ? Tensor() : x, mean, invstd, gamma, sc, count, oc);
+        const Tensor ag = k::bn_backward_apply(gg, rebuild ? Tensor() : xg, mg, ig, gag,
+                                               gpu(sc), count, og);
+        CHECK(ag.suggest_memory_format() == xg.suggest_memory_format());
+        check_close(ag, ac, rebuild && dt == DType::Float32 ? 1e-4 : t,
+                    label("bn_backward_apply" + how + tag, s, dt));
+      }
     }
     // A non-contiguous input: channels taken from a transposed tensor.
     const Tensor base = rnd({5, 3, 4}, seed++, dt);

@@ -14,6 +14,7 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "kernels/elementwise.h"
 #include "kernels/norm.h"
 #include "kernels/pool.h"
 
@@ -430,6 +431,49 @@ TEST_CASE("norm: channel sums match a two-pass reference; apply and backward mat
       CHECK(max_err(gx, gx_ref) <= 100 * tol_of(dt));
     }
   }
+}
+
+TEST_CASE("norm: the fused leaky-ReLU backward, with x read or rebuilt from z, in both layouts") {
+  const double slope = 0.2;
+  const K::FusedLeakyRelu act{true, slope};
+  for (const Shape& s : {Shape{3, 4, 5, 6}, Shape{2, 3, 9000}}) {
+    CAPTURE(s);
+    const int64_t C = s[1];
+    const Tensor x = uniform(s, -1, 2, 91, 0, 0, DType::Float64);
+    const Tensor g = uniform(s, -1, 1, 92, 0, 0, DType::Float64);
+    const Tensor mean = uniform({C}, -0.5, 0.5, 93, 0, 0, DType::Float64);
+    const Tensor invstd = uniform({C}, 0.5, 2.0, 94, 0, 0, DType::Float64);
+    const Tensor gamma = uniform({C}, 0.5, 1.5, 95, 0, 0, DType::Float64);
+    const Tensor beta = uniform({C}, -0.5, 0.5, 96, 0, 0, DType::Float64);
+    const Tensor z = K::bn_apply(x, mean, invstd, gamma, beta, act);
+    // The unfused pair: the leaky ReLU's backward materialised, then batch norm's.
+    const Tensor gy = K::leaky_relu_backward(g, z, slope);
+    const Tensor sums = K::bn_backward_reduce(gy, x, mean, invstd);
+    const Tensor gx = K::bn_backward_apply(gy, x, mean, invstd, gamma, sums, 7.0);
+    for (MemoryFormat f : {MemoryFormat::Contiguous, MemoryFormat::ChannelsLast}) {
+      if (f == MemoryFormat::ChannelsLast && s.size() < 3) continue;
+      const Tensor xf = x.contiguous(f), gf = g.contiguous(f), zf = z.contiguous(f);
+      for (bool rebuild : {false, true}) {
+        CAPTURE(rebuild);
+        const K::LeakyReluOutput o{zf, slope, rebuild, gamma, beta};
+        const Tensor xa = rebuild ? Tensor() : xf;
+        const Tensor sf = K::bn_backward_reduce(gf, xa, mean, invstd, o);
+        const Tensor af = K::bn_backward_apply(gf, xa, mean, invstd, gamma, sums, 7.0, o);
+        CHECK(af.suggest_memory_format() == f);
+        // Reading x in NCHW is the unfused computation itself, bit for bit; rebuilding x
+        // differs by rounding only.
+        const double tol = rebuild ? 1e-10 : f == MemoryFormat::Contiguous ? 0.0 : 1e-12;
+        CHECK(max_err(sf, sums.to_vector()) <= tol);
+        CHECK(max_err(af, gx.to_vector()) <= tol);
+      }
+    }
+  }
+  // Rebuilding x needs a positive slope and z.
+  const Tensor x = uniform({2, 3, 4}, -1, 1, 97, 0, 0, DType::Float64);
+  CHECK_THROWS_AS(K::bn_backward_reduce(x, Tensor(), zeros({3}, DType::Float64),
+                                        ones({3}, DType::Float64),
+                                        K::LeakyReluOutput{x, 0.0, true, Tensor(), Tensor()}),
+                  Error);
 }
 
 TEST_CASE("norm: an empty local batch gives zero sums and empty outputs") {

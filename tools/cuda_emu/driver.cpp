@@ -158,13 +158,38 @@ void test_norm() {
       check(y, k::bn_apply(x, mean, inv, gamma, beta, act), tol(dt),
             nm("bn_apply + leaky_relu", s, dt));
       Tensor sums = Tensor::empty({2, c}, DType::Float64);
-      kc::bn_backward_reduce(g, x, n, c, sp, mean, inv, sums);
+      kc::bn_backward_reduce(g, x, n, c, sp, mean, inv, sums, {});
       Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
       check(sums, ws, 1e-12, nm("bn_backward_reduce", s, dt));
       Tensor gx = Tensor::empty(s, dt);
-      kc::bn_backward_apply(g, x, n, c, sp, mean, inv, gamma, ws, double(n * sp), gx);
+      kc::bn_backward_apply(g, x, n, c, sp, mean, inv, gamma, ws, double(n * sp), gx, {});
       check(gx, k::bn_backward_apply(g, x, mean, inv, gamma, ws, double(n * sp)), tol(dt),
             nm("bn_backward_apply", s, dt));
+      // The fused leaky ReLU's backward (g: the gradient of z), reading x or rebuilding it from z,
+      // against the CPU's unfused pair.
+      const Tensor z = k::bn_apply(x, mean, inv, gamma, beta, act);
+      const Tensor gy = k::leaky_relu_backward(g, z, 0.2);
+      const Tensor wsy = k::bn_backward_reduce(gy, x, mean, inv);
+      const Tensor gxy = k::bn_backward_apply(gy, x, mean, inv, gamma, wsy, double(n * sp));
+      for (bool rebuild : {false, true}) {
+        k::BnActGrad a;
+        a.on = true;
+        a.z = z;
+        a.slope = 0.2;
+        a.rebuild_x = rebuild;
+        if (rebuild) {
+          a.beta = beta;
+          a.inv_scale = k::div(ones({c}, DType::Float64), k::mul(gamma, inv));
+        }
+        const Tensor xa = rebuild ? Tensor() : x;
+        const std::string what = rebuild ? " (x rebuilt)" : " (fused leaky ReLU)";
+        kc::bn_backward_reduce(g, xa, n, c, sp, mean, inv, sums, a);
+        // Rebuilt x carries z's rounding: float32 sums agree to about 1e-6 of their scale.
+        const double rt = !rebuild ? 1e-12 : dt == DType::Float32 ? 2e-5 : 1e-9;
+        check(sums, wsy, rt, nm("bn_backward_reduce" + what, s, dt));
+        kc::bn_backward_apply(g, xa, n, c, sp, mean, inv, gamma, wsy, double(n * sp), gx, a);
+        check(gx, gxy, rebuild ? 1e-4 : tol(dt), nm("bn_backward_apply" + what, s, dt));
+      }
     }
 }
 
@@ -190,13 +215,31 @@ void test_norm_rows() {
       check(y, k::bn_apply(x, mean, inv, gamma, beta, {true, 0.0}), tol(dt),
             nm("rows bn_apply + relu", s, dt));
       Tensor sums = Tensor::empty({2, c}, DType::Float64);
-      kc::bn_backward_reduce(gc, xc, rows, c, 1, mean, inv, sums);
+      kc::bn_backward_reduce(gc, xc, rows, c, 1, mean, inv, sums, {});
       Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
       check(sums, ws, 1e-12, nm("rows bn_backward_reduce", s, dt));
       Tensor gx = Tensor::empty(s, dt, Device::cpu(), MemoryFormat::ChannelsLast);
-      kc::bn_backward_apply(gc, xc, rows, c, 1, mean, inv, gamma, ws, double(rows), gx);
+      kc::bn_backward_apply(gc, xc, rows, c, 1, mean, inv, gamma, ws, double(rows), gx, {});
       check(gx, k::bn_backward_apply(g, x, mean, inv, gamma, ws, double(rows)), tol(dt),
             nm("rows bn_backward_apply", s, dt));
+      // The fused leaky ReLU's backward with x rebuilt, channels-last, against the unfused pair.
+      const k::FusedLeakyRelu act{true, 0.2};
+      const Tensor z = k::bn_apply(x, mean, inv, gamma, beta, act);
+      const Tensor gy = k::leaky_relu_backward(g, z, 0.2);
+      const Tensor wsy = k::bn_backward_reduce(gy, x, mean, inv);
+      k::BnActGrad a;
+      a.on = true;
+      a.z = z.contiguous(MemoryFormat::ChannelsLast);
+      a.slope = 0.2;
+      a.rebuild_x = true;
+      a.beta = beta;
+      a.inv_scale = k::div(ones({c}, DType::Float64), k::mul(gamma, inv));
+      kc::bn_backward_reduce(gc, Tensor(), rows, c, 1, mean, inv, sums, a);
+      check(sums, wsy, dt == DType::Float32 ? 2e-5 : 1e-9,
+            nm("rows bn_backward_reduce (x rebuilt)", s, dt));
+      kc::bn_backward_apply(gc, Tensor(), rows, c, 1, mean, inv, gamma, wsy, double(rows), gx, a);
+      check(gx, k::bn_backward_apply(gy, x, mean, inv, gamma, wsy, double(rows)), 1e-4,
+            nm("rows bn_backward_apply (x rebuilt)", s, dt));
     }
 }
 
