@@ -128,9 +128,12 @@ Var UNet::forward(const Var& x) {
   Var h = part([first](const std::vector<Var>& v) { return first->forward(v[0]); }, {x}, {first});
   for (size_t l = 1; l < encoder_->size(); ++l) {
     skips.push_back(h);
-    Module* block = &(*encoder_)[l];
-    h = part([block](const std::vector<Var>& v) { return block->forward(v[0]); },
-             {pool_->forward(h)}, {block});
+    // Pooling inside the part: its input is the skip, kept anyway, so a checkpoint keeps neither
+    // the pooled tensor nor the max-pool indices.
+    Module *pool = pool_.get(), *block = &(*encoder_)[l];
+    h = part([pool, block](const std::vector<Var>& v) {
+      return block->forward(pool->forward(v[0]));
+    }, {h}, {block});
   }
   for (size_t l = 0; l < up_->size(); ++l) {
     Module *up = &(*up_)[l], *block = &(*decoder_)[l];
