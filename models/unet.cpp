@@ -112,7 +112,7 @@ Var UNet::forward(const Var& x) {
     DFX_CHECK(x.size(d) % size_divisor() == 0, "UNet: input ", x.data().describe(),
               ": spatial size ", x.size(d), " is not divisible by 2^(depth-1) = ", size_divisor(),
               " (depth ", opts_.depth, ")");
-  // Each encoder block, and each decoder level, as one function of its inputs, run directly or
+  // Each encoder level, and each decoder level, as one function of its inputs, run directly or
   // checkpointed. A checkpoint calls its function again in the backward, after this scope has
   // ended: the functions hold pointers to the modules (which outlive the graph), by value.
   auto part = [&](const ad::CheckpointFn& fn, const std::vector<Var>& in,

@@ -22,9 +22,9 @@ struct UNetOptions {
   Activation activation = Activation::leaky_relu(0.2);
   Norm norm = Norm::Batch;   // without norm the block convs carry a bias
   BatchNormOptions batch_norm = {};
-  // Activation checkpointing (ad::checkpoint): each encoder block, and each decoder level
-  // (upsampling, concatenation and block), keeps only its inputs and is recomputed in the
-  // backward. Same values and gradients, bit for bit; first-order training only.
+  // Activation checkpointing (ad::checkpoint): each encoder level (max pool and block) and each
+  // decoder level (upsampling, concatenation and block) keeps only its inputs and is recomputed
+  // in the backward. Same values and gradients, bit for bit; first-order training only.
   bool checkpoint = false;
   DType dtype = DType::Float32;
   Device device = Device::cpu();
