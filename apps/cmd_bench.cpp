@@ -131,7 +131,10 @@ int cmd_bench(const Args& args) {
                         {"peak_gib", peak_gib}, {"max_rss_gib", max_rss_gib()}, {"loss", last_loss},
                         {"threads", o.i("threads")}, {"parameters", model->num_parameters()},
                         {"device", device.str()}, {"tf32", kernels::allow_tf32()},
-                        {"conv_backend", kernels::conv_backend_name(kernels::conv_backend())}};
+                        {"conv_backend", kernels::conv_backend_name(kernels::conv_backend())},
+                        {"channels_last", o.b("channels_last")},
+                        {"bn_recompute", o.b("bn_recompute")},
+                        {"activation_checkpoint", o.b("activation_checkpoint")}};
     if (o.b("hvp")) {
       j["hvp_ms"] = hvp_s * 1e3;
       j["grad_ms"] = grad_s * 1e3;
