@@ -356,6 +356,23 @@ __device__ __forceinline__ void gather_tiles(const Ops& ops, T (&As)[kBK][kPitch
   __syncthreads();
 }
 
+// The epilogue both GEMM kernels share: thread (rm, cn) stores C at rows rm + 16 i and columns
+// cn + 16 j of the block's tile (i, j < 4), inside M and N; c(i, j) is that element's value.
+template <class Ops, class C>
+__device__ __forceinline__ void store_tile(const Ops& ops, int64_t m0, int64_t n0, int64_t M,
+                                           int64_t N, int rm, int cn, C&& c) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + rm + 16 * i;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t n = n0 + cn + 16 * j;
+      if (n < N) ops.store(m, n, c(i, j), blockIdx.z);
+    }
+  }
+}
+
 // C[m, n] = sum_k A(m, k) B(k, n) over k in this block's chunk [z * kchunk, ...) of [0, K).
 // Thread (ty, tx) of a 16 x 16 grid owns rows rm + 16 i and columns cn + 16 j (i, j < 4), with
 // (rm, cn) = (tx, ty) when the output is adjacent along rows, else (ty, tx); shared-memory reads
@@ -396,16 +413,7 @@ __global__ void __launch_bounds__(kGemmThreads)
     }
     __syncthreads();  // As, Bs and kis are rewritten next
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t m = m0 + rm + 16 * i;
-    if (m >= M) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t n = n0 + cn + 16 * j;
-      if (n < N) ops.store(m, n, acc[i][j], blockIdx.z);
-    }
-  }
+  store_tile(ops, m0, n0, M, N, rm, cn, [&](int i, int j) { return acc[i][j]; });
 }
 
 // The TF32 tensor-core variant of igemm_kernel (float32 only, used when kernels::allow_tf32()):
@@ -466,17 +474,9 @@ __global__ void __launch_bounds__(kGemmThreads)
       wmma::store_matrix_sync(&Cs[wm][wn + 16 * j], acc[j], kPitch, wmma::mem_row_major);
   }
   __syncthreads();
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t m = m0 + rm + 16 * i;
-    if (m >= M) continue;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t n = n0 + cn + 16 * j;
-      const float v = kMF ? Cs[cn + 16 * j][rm + 16 * i] : Cs[rm + 16 * i][cn + 16 * j];
-      if (n < N) ops.store(m, n, v, blockIdx.z);
-    }
-  }
+  store_tile(ops, m0, n0, M, N, rm, cn, [&](int i, int j) {
+    return kMF ? Cs[cn + 16 * j][rm + 16 * i] : Cs[rm + 16 * i][cn + 16 * j];
+  });
 #else
   __trap();  // launched only on sm_80 and newer (launch_igemm checks)
 #endif
