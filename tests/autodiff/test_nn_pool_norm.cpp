@@ -13,9 +13,11 @@
 #include "autodiff/nn_norm.h"
 #include "autodiff/nn_pool.h"
 #include "gradcheck.h"
+#include "tests/tensor_diff.h"
 #include "kernels/pool.h"
 
 using namespace dfx;
+using dfx::testing::max_abs_diff;
 using namespace dfx::testing;
 namespace A = dfx::ad;
 using V = std::vector<Var>;
@@ -219,14 +221,6 @@ Step bn_step(const Tensor& xin, const Tensor& gamma0, const Tensor& beta0, const
   s.hg = h[1];
   s.hb = h[2];
   return s;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  std::vector<double> x = a.to_vector(), y = b.to_vector();
-  double e = 0;
-  for (size_t i = 0; i < x.size(); ++i) e = std::max(e, std::abs(x[i] - y[i]));
-  return e;
 }
 
 }  // namespace

@@ -14,22 +14,16 @@
 #include "core/tensor.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
+#include "tests/tensor_diff.h"
 #include "kernels/profile.h"
 
 using namespace dfx;
+using dfx::testing::max_abs_diff;
 namespace k = dfx::kernels;
 
 namespace {
 
 const Device kGpu = Device::cuda(0);
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_vector(), y = b.to_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0.0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(x[i] - y[i]));
-  return m;
-}
 
 // A chain of elementwise ops long enough that a stream is still busy when the host moves on.
 Tensor busy_chain(const Tensor& x, int rounds) {

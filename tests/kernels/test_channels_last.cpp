@@ -16,22 +16,16 @@
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/norm.h"
+#include "tests/tensor_diff.h"
 #include "kernels/pool.h"
 
 using namespace dfx;
+using dfx::testing::max_abs_diff;
 namespace k = dfx::kernels;
 
 namespace {
 
 const MemoryFormat CL = MemoryFormat::ChannelsLast;
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_vector(), y = b.to_vector();
-  REQUIRE(x.size() == y.size());
-  double m = 0.0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(x[i] - y[i]));
-  return m;
-}
 
 // got equals want bit for bit (float32 widens to float64 exactly; NaN payloads and the sign of
 // zero count), in the same logical shape and dtype. One CHECK naming the first difference.
