@@ -127,6 +127,7 @@ void Tensor::check_dtype(DType expected, const char* op) const {
 }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // nothing to read: dense in every layout (as PyTorch)
   int64_t expect = 1;
   for (int i = dim() - 1; i >= 0; --i) {
     if (shape_[i] == 1) continue;
@@ -139,6 +140,7 @@ bool Tensor::is_contiguous() const {
 bool Tensor::is_contiguous(MemoryFormat format) const {
   if (format == MemoryFormat::Contiguous) return is_contiguous();
   if (dim() < 3 || dim() > 5) return false;
+  if (numel() == 0) return true;
   return for_channels_last_dims(shape_, [&](int d, int64_t want) {
     return shape_[d] == 1 || strides_[d] == want;
   });

@@ -28,7 +28,7 @@ mkdir -p "$OUT" "$LOGS"
 : >"$OUT/summary.txt"
 
 elapsed() { echo $(( $(date +%s) - T0 )); }
-note() { echo "$1" >>"$OUT/summary.txt"; }
+note() { echo "[$(elapsed)s] $1" >>"$OUT/summary.txt"; }
 # cap SECONDS MIN: prints min(SECONDS, time left) or nothing when less than MIN is left.
 cap() {
   local left=$(( BUDGET - $(elapsed) ))

@@ -93,6 +93,10 @@ template <> struct Vec<double> {
   using type = double2;
   static constexpr int lanes = 2;
 };
+template <> struct Vec<int64_t> {
+  using type = longlong2;
+  static constexpr int lanes = 2;
+};
 
 template <class F>
 __device__ __forceinline__ float4 vmap(F f, float4 a) {
@@ -110,8 +114,13 @@ template <class F>
 __device__ __forceinline__ double2 vmap(F f, double2 a, double2 b) {
   return make_double2(f(a.x, b.x), f(a.y, b.y));
 }
+template <class F>
+__device__ __forceinline__ longlong2 vmap(F f, longlong2 a, longlong2 b) {
+  return make_longlong2(f(a.x, b.x), f(a.y, b.y));
+}
 __device__ __forceinline__ float4 splat(float v) { return make_float4(v, v, v, v); }
 __device__ __forceinline__ double2 splat(double v) { return make_double2(v, v); }
+__device__ __forceinline__ longlong2 splat(int64_t v) { return make_longlong2(v, v); }
 
 // Which operand of a vectorised binary op is a single broadcast value (x * 0.5, grad * lr).
 enum class Scalar { None, A, B };
@@ -320,6 +329,22 @@ void dispatch_binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tens
            b.describe());
 }
 
+// Integer tensors (counters such as BatchNorm's num_batches_tracked): the ops that cannot trap.
+// Division would need the CPU kernel's zero-divisor check, a device-to-host read on every call.
+void dispatch_binary_int64(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  switch (op) {
+    case BinaryOp::Add: return launch_binary<BinaryOp::Add, int64_t>(out, a, b);
+    case BinaryOp::Sub: return launch_binary<BinaryOp::Sub, int64_t>(out, a, b);
+    case BinaryOp::Mul: return launch_binary<BinaryOp::Mul, int64_t>(out, a, b);
+    case BinaryOp::Maximum: return launch_binary<BinaryOp::Maximum, int64_t>(out, a, b);
+    case BinaryOp::Minimum: return launch_binary<BinaryOp::Minimum, int64_t>(out, a, b);
+    default: break;
+  }
+  DFX_FAIL(binary_name(op), ": the CUDA kernel supports int64 for add, sub, mul, maximum and "
+           "minimum only, got ", a.describe(), " and ", b.describe(),
+           "; expected float32 or float64 (or compute on the CPU)");
+}
+
 void check_cuda_operand(const Tensor& t, const char* op) {
   DFX_CHECK(t.defined(), op, ": undefined operand");
   DFX_CHECK(t.device().is_cuda(), op, ": the CUDA kernel got ", t.describe(),
@@ -351,6 +376,13 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   DFX_CHECK(a.dtype() == b.dtype(), name, ": operands differ in dtype: ", a.describe(), " and ",
             b.describe(), "; expected the same dtype");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  if (a.dtype() == DType::Int64) {
+    Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+    if (out.numel() == 0) return out;
+    ::dfx::cuda::DeviceGuard guard(a.device().index);
+    dispatch_binary_int64(op, out, a, b);
+    return out;
+  }
   Tensor out;
   dispatch_float(a, name, [&](auto z) {
     using T = decltype(z);

@@ -284,20 +284,21 @@ TEST_CASE("cuda ops: pooling, upsampling and their adjoints match the CPU") {
       check_close(k::avg_pool_adjoint(gpu(g), c.shape, c.w), k::avg_pool_adjoint(g, c.shape, c.w),
                   t, label("avg_pool_adjoint", c.shape, dt));
       // Channels-last on the GPU (the coalesced NHWC kernels): the CPU's NCHW results as above,
-      // those of the GPU's NCHW kernels, and the result channels-last.
+      // those of the GPU's NCHW kernels, and the result channels-last (is_contiguous(CL): with one
+      // channel both layouts are dense and suggest_memory_format may name either).
       const MemoryFormat CL = MemoryFormat::ChannelsLast;
       const Tensor xgc = xg.contiguous(CL), ggc = gpu(g).contiguous(CL);
       const k::MaxPoolResult gotc = k::max_pool(xgc, c.w);
-      CHECK(gotc.values.suggest_memory_format() == CL);
+      CHECK(gotc.values.is_contiguous(CL));
       CHECK(gotc.indices.is_contiguous(CL));
       check_exact(gotc.values, want.values, label("channels-last max_pool values", c.shape, dt));
       check_exact(gotc.indices, want.indices, label("channels-last max_pool indices", c.shape, dt));
       const Tensor gatc = k::pool_gather(gpu(x2).contiguous(CL), gotc.indices);
-      CHECK(gatc.suggest_memory_format() == CL);
+      CHECK(gatc.is_contiguous(CL));
       check_exact(gatc, k::pool_gather(x2, want.indices),
                   label("channels-last pool_gather", c.shape, dt));
       const Tensor scc = k::pool_scatter(ggc, gotc.indices, c.shape);
-      CHECK(scc.suggest_memory_format() == CL);
+      CHECK(scc.is_contiguous(CL));
       check_close(scc, k::pool_scatter(g, want.indices, c.shape), t,
                   label("channels-last pool_scatter", c.shape, dt));
       check_exact(scc, k::pool_scatter(gpu(g), got.indices, c.shape),
@@ -306,7 +307,7 @@ TEST_CASE("cuda ops: pooling, upsampling and their adjoints match the CPU") {
       check_exact(k::pool_scatter(ggc, got.indices, c.shape), scc,
                   label("channels-last pool_scatter, NCHW indices", c.shape, dt));
       const Tensor avc = k::avg_pool(xgc, c.w);
-      CHECK(avc.suggest_memory_format() == CL);
+      CHECK(avc.is_contiguous(CL));
       check_close(avc, k::avg_pool(x, c.w), t, label("channels-last avg_pool", c.shape, dt));
       // Within one rounding of the GPU's NCHW kernel (nvcc may contract multiply-adds differently
       // in the two template instances, so not bit for bit).
@@ -314,7 +315,7 @@ TEST_CASE("cuda ops: pooling, upsampling and their adjoints match the CPU") {
       check_close(avc, k::avg_pool(xg, c.w), t1,
                   label("channels-last avg_pool vs NCHW on the GPU", c.shape, dt));
       const Tensor aac = k::avg_pool_adjoint(ggc, c.shape, c.w);
-      CHECK(aac.suggest_memory_format() == CL);
+      CHECK(aac.is_contiguous(CL));
       check_close(aac, k::avg_pool_adjoint(g, c.shape, c.w), t,
                   label("channels-last avg_pool_adjoint", c.shape, dt));
       check_close(aac, k::avg_pool_adjoint(gpu(g), c.shape, c.w), t1,
@@ -583,6 +584,42 @@ TEST_CASE("cuda ops: compare, where, clamp and clamp_mask match the CPU with bro
     check_exact(k::clamp_mask(gpu(at), -0.5, 0.75), k::clamp_mask(at, -0.5, 0.75),
                 label("clamp_mask", at.shape(), dt));
   }
+}
+
+TEST_CASE("cuda ops: int64 add, sub, mul, maximum and minimum match the CPU; division throws") {
+  // Counters (BatchNorm's num_batches_tracked) live on the model's device. Values beyond 2^53
+  // catch a kernel that computes through double, so the comparison is on the integers.
+  std::vector<int64_t> av, bv;
+  const std::vector<double> ra = rnd({6, 7}, 650, DType::Float64).to_vector();
+  const std::vector<double> rb = rnd({6, 7}, 651, DType::Float64).to_vector();
+  for (size_t i = 0; i < ra.size(); ++i) {
+    av.push_back((int64_t{1} << 53) + 2 * std::llround(ra[i] * 1000) + 1);
+    bv.push_back(std::llround(rb[i] * 3) | 1);  // odd, |b| <= ~13: products stay in range
+  }
+  const Tensor a = from_vector<int64_t>(av, {6, 7}), b = from_vector<int64_t>(bv, {6, 7});
+  const Tensor three = scalar_tensor(3.0, DType::Int64);
+  const Tensor row = b.slice(0, 0, 1);  // [1, 7]: broadcast over rows (the strided kernel)
+  auto check_ints = [](const Tensor& got_dev, const Tensor& want, const std::string& what) {
+    INFO(what);
+    CHECK(got_dev.device() == kDev);
+    REQUIRE(got_dev.shape() == want.shape());
+    REQUIRE(got_dev.dtype() == DType::Int64);
+    const Tensor g = got_dev.cpu().contiguous(), w = want.contiguous();
+    int64_t bad = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) bad += g.data<int64_t>()[i] != w.data<int64_t>()[i];
+    CHECK(bad == 0);
+  };
+  for (k::BinaryOp op : {k::BinaryOp::Add, k::BinaryOp::Sub, k::BinaryOp::Mul,
+                         k::BinaryOp::Maximum, k::BinaryOp::Minimum}) {
+    const std::string name = std::string("int64 ") + k::binary_name(op);
+    check_ints(k::binary(op, gpu(a), gpu(b)), k::binary(op, a, b), name);
+    check_ints(k::binary(op, gpu(a), gpu(three)), k::binary(op, a, three), name + ", scalar b");
+    check_ints(k::binary(op, gpu(three), gpu(b)), k::binary(op, three, b), name + ", scalar a");
+    check_ints(k::binary(op, gpu(a).transpose(0, 1), gpu(row).transpose(0, 1)),
+               k::binary(op, a.transpose(0, 1), row.transpose(0, 1)), name + ", strided");
+  }
+  CHECK_THROWS_WITH_AS(k::binary(k::BinaryOp::Div, gpu(a), gpu(b)),
+                       doctest::Contains("int64 for add, sub, mul"), Error);
 }
 
 TEST_CASE("cuda ops: sums are bitwise reproducible from run to run (no float atomics)") {
