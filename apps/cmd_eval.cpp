@@ -20,7 +20,7 @@ int cmd_eval(const Args& args) {
              {"device", T::String, "cpu", "cpu or cuda[:N] (whatever device the run trained on)"},
              {"tf32", T::Bool, "false", "float32 CUDA convolutions may use TF32 (or DFX_TF32=1)"},
              {"conv_backend", T::String, "", "CUDA convolutions (unset: DFX_CONV_BACKEND, else "
-              "native)", {"auto", "native", "cudnn"}}});
+              "auto on a GPU when dfx has cuDNN, else native)", {"auto", "native", "cudnn"}}});
   if (!o.parse(args)) return 0;
   DFX_CHECK(!o.s("checkpoint").empty(), "dfx eval: --checkpoint PATH is required");
   DFX_CHECK(o.i("samples") >= 1, "--samples must be >= 1, got ", o.i("samples"));

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -58,7 +59,7 @@ std::vector<OptionSpec> run_option_specs() {
        "batch norm + leaky ReLU keep only their output and rebuild their input in the backward "
        "(less activation memory; first-order optimisers only)"},
       {"conv_backend", T::String, "", "CUDA convolutions: dfx's kernels, cuDNN, or auto (timed "
-       "per shape); unset: DFX_CONV_BACKEND, else native", {"auto", "native", "cudnn"}},
+       "per shape); unset: DFX_CONV_BACKEND, else auto on a GPU when dfx has cuDNN, else native", {"auto", "native", "cudnn"}},
       {"dtype", T::String, "float32", "parameter and activation precision", {"float32", "float64"}},
       {"threads", T::Int, "0", "CPU threads per process (0: OpenMP default)"},
       {"visc", T::Float, "0.01", "Burgers viscosity (0 = inviscid)"},
@@ -101,6 +102,10 @@ Device run_device(const Options& o, int local_rank) {
               "--conv-backend cudnn: dfx was built without cuDNN; use auto or native, or rebuild "
               "with -Dcudnn=enabled (and -Dcudnn_root=PREFIX)");
     kernels::set_conv_backend(b);
+  } else if (d.is_cuda() && kernels::cudnn_available() && !std::getenv("DFX_CONV_BACKEND")) {
+    // On the H100, cuDNN's TF32 kernels beat dfx's own by 3-8x per W1 layer (BENCHMARKS.md), so
+    // the command line times both per shape, as PyTorch users get with cudnn.benchmark.
+    kernels::set_conv_backend(kernels::ConvBackend::Auto);
   }
   return d;
 }

@@ -110,10 +110,16 @@ stage_bar() {       # the issue's bar: W1 N = 1024 TF32 NCHW, with per-kernel ti
   dfx_row 1024 tf32 --tf32 --profile
   torch_row 1024 tf32 --tf32
 }
+stage_cl_auto() {   # channels-last, autotuned, with per-kernel timings
+  dfx_row 1024 tf32_channels_last --tf32 --channels-last --profile
+}
 stage_cl() {        # channels-last: autotuned, and dfx's own NHWC kernels alone with timings
-  dfx_row 1024 tf32_channels_last --tf32 --channels-last
+  stage_cl_auto
   torch_row 1024 tf32_channels_last --tf32 --channels-last
   dfx_row 1024 tf32_cl_native --tf32 --channels-last --conv-backend native --profile
+}
+stage_nondet() {    # the bar's row with cuDNN's non-deterministic algorithms allowed (as PyTorch)
+  DFX_CONV_DETERMINISTIC=0 dfx_row 1024 tf32_nondet --tf32
 }
 stage_dist() {      # distribution on the GPU (docs/distributed.md)
   # NCCL at P = 1 is in dfx_gpu above. Here: the MPI backend on device buffers with two ranks
