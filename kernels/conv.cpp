@@ -142,7 +142,7 @@ Tensor conv(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeom
   if (mode != ConvBackend::Native) {
     // Profiled as "conv:auto" or "conv:cudnn" (DFX_BACKEND's calls are plain "conv").
     KernelProfileScope profile(x, "conv", conv_backend_name(mode));
-    return cuda::cudnn::conv(x.contiguous(fmt), w.contiguous(fmt), bc, ys, g, mode)
+    return cuda::cudnn::conv(x.contiguous(fmt), w.contiguous(fmt), bc, ys, g, mode, fmt)
         .contiguous(fmt);
   }
 #endif
@@ -176,7 +176,8 @@ Tensor conv_transpose(const Tensor& y, const Tensor& w, const Tensor& bias, cons
 #if DFX_HAVE_CUDNN
   if (mode != ConvBackend::Native) {
     KernelProfileScope profile(y, "conv_transpose", conv_backend_name(mode));
-    return cuda::cudnn::conv_transpose(y.contiguous(fmt), w.contiguous(fmt), bc, x_shape, g, mode)
+    return cuda::cudnn::conv_transpose(y.contiguous(fmt), w.contiguous(fmt), bc, x_shape, g, mode,
+                                       fmt)
         .contiguous(fmt);
   }
 #endif
@@ -198,7 +199,8 @@ Tensor conv_weight_grad(const Tensor& y, const Tensor& x, const Shape& w_shape,
 #if DFX_HAVE_CUDNN
   if (mode != ConvBackend::Native) {
     KernelProfileScope profile(y, "conv_weight_grad", conv_backend_name(mode));
-    return cuda::cudnn::conv_weight_grad(y.contiguous(fmt), x.contiguous(fmt), w_shape, g, mode);
+    return cuda::cudnn::conv_weight_grad(y.contiguous(fmt), x.contiguous(fmt), w_shape, g, mode,
+                                         fmt);
   }
 #endif
   (void)mode;

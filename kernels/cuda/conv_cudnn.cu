@@ -75,26 +75,21 @@ Shape packed_strides(const Shape& shape, Layout layout) {
   return st;
 }
 
-// Size-1 dims do not constrain the layout (their stride is never used).
-Layout layout_of(const Tensor& t) {
-  for (Layout l : {Layout::Nchw, Layout::Nhwc}) {
-    const Shape want = packed_strides(t.shape(), l);
-    bool ok = true;
-    for (int d = 0; d < t.dim() && ok; ++d) ok = t.size(d) == 1 || t.stride(d) == want[d];
-    if (ok) return l;
-  }
-  return Layout::Other;
+// Whether t is packed in `layout`. Size-1 dims do not constrain it (their stride is never used),
+// so a tensor with one channel is packed in both.
+bool packed_in(const Tensor& t, Layout layout) {
+  const Shape want = packed_strides(t.shape(), layout);
+  for (int d = 0; d < t.dim(); ++d)
+    if (t.size(d) != 1 && t.stride(d) != want[d]) return false;
+  return true;
 }
 
-// The layout a call runs in: the data operand's when it is channels-last, else NCHW. The other
-// operands are brought to it and the output is allocated in it, so cuDNN sees one layout.
-Layout data_layout(const Tensor& t) {
-  return layout_of(t) == Layout::Nhwc ? Layout::Nhwc : Layout::Nchw;
-}
-
-// The memory format dfx's own kernels get for a problem in `l` (they read both in place).
-MemoryFormat native_format(Layout l) {
-  return l == Layout::Nhwc ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+// The layout a call runs in is kernels/conv.cpp's memory format of the call (decided from the
+// exact strides of both operands there): operands in it are read in place, others are copied to
+// it, and the output is allocated in it, so cuDNN sees one layout. A one-channel operand is
+// packed in both layouts and follows the call (the U-Net's first conv and its 1x1 head).
+Layout call_layout(MemoryFormat fmt) {
+  return fmt == MemoryFormat::ChannelsLast ? Layout::Nhwc : Layout::Nchw;
 }
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
@@ -114,7 +109,7 @@ Tensor empty_in(const Shape& shape, Layout layout, DType dtype, Device device) {
 // `t` itself when it is in `layout` and 16-byte aligned (cuDNN's vectorised kernels expect it),
 // else a copy that is (fresh blocks from the caching allocator are aligned).
 Tensor in_layout(const Tensor& t, Layout layout) {
-  if (layout_of(t) == layout && aligned16(t)) return t;
+  if (packed_in(t, layout) && aligned16(t)) return t;
   Tensor r = empty_in(t.shape(), layout, t.dtype(), t.device());
   ::dfx::cuda::copy_strided(r, t);
   return r;
@@ -756,17 +751,16 @@ Tensor run_op(const Problem& p, ConvBackend mode, Tensor x, Tensor w, Tensor y, 
 }  // namespace
 
 Tensor conv(const Tensor& x0, const Tensor& w0, const Tensor& bias0, const Shape& y_shape,
-            const ConvGeometry& g, ConvBackend mode) {
+            const ConvGeometry& g, ConvBackend mode, MemoryFormat fmt) {
   check_args(mode, "conv", x0, "input", w0, "weight");
   auto native = [&] {
-    const MemoryFormat f = native_format(data_layout(x0));
-    return ::dfx::kernels::cuda::conv(x0.contiguous(f), w0.contiguous(f),
+    return ::dfx::kernels::cuda::conv(x0.contiguous(fmt), w0.contiguous(fmt),
                                       bias0.defined() ? bias0.contiguous() : Tensor(), y_shape, g,
-                                      f);
+                                      fmt);
   };
   if (x0.numel() == 0 || w0.numel() == 0 || shape_numel(y_shape) == 0) return native();
   ::dfx::cuda::DeviceGuard guard(x0.device().index);
-  const Layout l = data_layout(x0);
+  const Layout l = call_layout(fmt);
   const Tensor x = in_layout(x0, l), w = in_layout(w0, l);
   const Tensor bias = bias0.defined() ? aligned_contiguous(bias0) : Tensor();
   const Problem p =
@@ -775,17 +769,16 @@ Tensor conv(const Tensor& x0, const Tensor& w0, const Tensor& bias0, const Shape
 }
 
 Tensor conv_transpose(const Tensor& y0, const Tensor& w0, const Tensor& bias0, const Shape& x_shape,
-                      const ConvGeometry& g, ConvBackend mode) {
+                      const ConvGeometry& g, ConvBackend mode, MemoryFormat fmt) {
   check_args(mode, "conv_transpose", y0, "input", w0, "weight");
   auto native = [&] {
-    const MemoryFormat f = native_format(data_layout(y0));
     return ::dfx::kernels::cuda::conv_transpose(
-        y0.contiguous(f), w0.contiguous(f), bias0.defined() ? bias0.contiguous() : Tensor(),
-        x_shape, g, f);
+        y0.contiguous(fmt), w0.contiguous(fmt), bias0.defined() ? bias0.contiguous() : Tensor(),
+        x_shape, g, fmt);
   };
   if (y0.numel() == 0 || w0.numel() == 0 || shape_numel(x_shape) == 0) return native();
   ::dfx::cuda::DeviceGuard guard(y0.device().index);
-  const Layout l = data_layout(y0);
+  const Layout l = call_layout(fmt);
   const Tensor y = in_layout(y0, l), w = in_layout(w0, l);
   const Tensor bias = bias0.defined() ? aligned_contiguous(bias0) : Tensor();
   const Problem p = make_problem(Op::BackwardData, y, x_shape, l, w.shape(), l, y.shape(), l,
@@ -794,16 +787,15 @@ Tensor conv_transpose(const Tensor& y0, const Tensor& w0, const Tensor& bias0, c
 }
 
 Tensor conv_weight_grad(const Tensor& y0, const Tensor& x0, const Shape& w_shape,
-                        const ConvGeometry& g, ConvBackend mode) {
+                        const ConvGeometry& g, ConvBackend mode, MemoryFormat fmt) {
   check_args(mode, "conv_weight_grad", y0, "output gradient", x0, "input");
   auto native = [&] {
-    const MemoryFormat f = native_format(data_layout(x0));
-    return ::dfx::kernels::cuda::conv_weight_grad(y0.contiguous(f), x0.contiguous(f), w_shape, g,
-                                                  f);
+    return ::dfx::kernels::cuda::conv_weight_grad(y0.contiguous(fmt), x0.contiguous(fmt), w_shape,
+                                                  g, fmt);
   };
   if (y0.numel() == 0 || x0.numel() == 0 || shape_numel(w_shape) == 0) return native();
   ::dfx::cuda::DeviceGuard guard(y0.device().index);
-  const Layout l = data_layout(x0);
+  const Layout l = call_layout(fmt);
   const Tensor y = in_layout(y0, l), x = in_layout(x0, l);
   const Problem p =
       make_problem(Op::BackwardFilter, y, x.shape(), l, w_shape, l, y.shape(), l, false, g);

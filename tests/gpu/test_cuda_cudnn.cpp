@@ -20,6 +20,7 @@
 #include "autodiff/ops.h"
 #include "autodiff/var.h"
 #include "core/allocator.h"
+#include "core/copy.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "kernels/conv.h"
@@ -201,6 +202,7 @@ TEST_CASE("cudnn: channels-last operands reach cuDNN through their strides" *
   k::clear_conv_tune_cache();
   // float32: cuDNN's channels-last kernels are float32/half ones.
   const DType dt = DType::Float32;
+  const MemoryFormat CL = MemoryFormat::ChannelsLast;
   const double t = tol_for(dt);
   for (const Case& c : {cases()[0], cases()[3], cases()[7]}) {
     const int nd = static_cast<int>(c.x.size()) - 2;
@@ -213,22 +215,44 @@ TEST_CASE("cudnn: channels-last operands reach cuDNN through their strides" *
     REQUIRE(!xl.is_contiguous());
     REQUIRE(xl.stride(1) == 1);
     const std::string at = ::dfx::detail::cat("x ", c.x, " ", g.str());
-    const Tensor yl = cd::conv(xl, wl, gpu(b), y.shape(), g, ConvBackend::Cudnn);
+    const Tensor yl = cd::conv(xl, wl, gpu(b), y.shape(), g, ConvBackend::Cudnn, CL);
     check_close(yl, y, t, "channels-last conv: " + at);
     CHECK(yl.stride(1) == 1);  // the output follows the input's layout
-    check_close(cd::conv_transpose(gyl, wl, Tensor(), c.x, g, ConvBackend::Cudnn),
+    check_close(cd::conv_transpose(gyl, wl, Tensor(), c.x, g, ConvBackend::Cudnn, CL),
                 k::conv_transpose(gy, w, Tensor(), c.x, g), t,
                 "channels-last conv_transpose: " + at);
-    check_close(cd::conv_weight_grad(gyl, xl, c.w, g, ConvBackend::Cudnn),
+    check_close(cd::conv_weight_grad(gyl, xl, c.w, g, ConvBackend::Cudnn, CL),
                 k::conv_weight_grad(gy, x, c.w, g), t, "channels-last conv_weight_grad: " + at);
-    // Mixed layouts: the NCHW weight / gradient is brought to the input's layout.
-    check_close(cd::conv(xl, gpu(w), gpu(b), y.shape(), g, ConvBackend::Cudnn), y, t,
+    // Mixed layouts: the NCHW weight / gradient is brought to the call's layout.
+    check_close(cd::conv(xl, gpu(w), gpu(b), y.shape(), g, ConvBackend::Cudnn, CL), y, t,
                 "channels-last input, NCHW weight: " + at);
-    check_close(cd::conv_weight_grad(gpu(gy), xl, c.w, g, ConvBackend::Cudnn),
+    check_close(cd::conv_weight_grad(gpu(gy), xl, c.w, g, ConvBackend::Cudnn, CL),
                 k::conv_weight_grad(gy, x, c.w, g), t, "NCHW gradient, channels-last input: " + at);
-    // Auto may pick dfx's kernel, which gets contiguous copies.
-    check_close(cd::conv(xl, wl, gpu(b), y.shape(), g, ConvBackend::Auto), y, t,
+    // Auto may pick dfx's kernel, which reads the call's layout in place too.
+    check_close(cd::conv(xl, wl, gpu(b), y.shape(), g, ConvBackend::Auto, CL), y, t,
                 "channels-last conv, auto: " + at);
+  }
+  // One channel: the U-Net's first conv (a [N, 1, H, W] field, NCHW strides, with a channels-last
+  // model) and its 1x1 head's input gradient. Both layouts are dense there, so the weights'
+  // exact strides decide (kernels/conv.cpp) and the result is channels-last, with no copy.
+  {
+    const k::ConvGeometry g1 = on(k::ConvGeometry::make(2, {1}, {1}, {1}), ConvBackend::Cudnn);
+    const k::ConvGeometry gh = on(k::ConvGeometry::make(2, {1}, {0}, {1}), ConvBackend::Cudnn);
+    const Tensor x = rnd({2, 1, 12, 12}, 310, dt), w = rnd({8, 1, 3, 3}, 311, dt);
+    const Tensor wh = rnd({1, 8, 1, 1}, 312, dt), gy = rnd({2, 1, 12, 12}, 313, dt);
+    const Tensor wl = Tensor::empty(w.shape(), dt, kDev, CL);
+    const Tensor whl = Tensor::empty(wh.shape(), dt, kDev, CL);
+    copy_(wl, gpu(w));
+    copy_(whl, gpu(wh));
+    REQUIRE(wl.suggest_memory_format() == CL);
+    const Tensor y = k::conv(gpu(x), wl, Tensor(), g1);
+    CHECK(y.suggest_memory_format() == CL);
+    CHECK(y.is_contiguous(CL));
+    check_close(y, k::conv(x, w, Tensor(), g1), t, "one-channel input, channels-last weight");
+    const Tensor dx = k::conv_transpose(gpu(gy), whl, Tensor(), {2, 8, 12, 12}, gh);
+    CHECK(dx.suggest_memory_format() == CL);
+    check_close(dx, k::conv_transpose(gy, wh, Tensor(), {2, 8, 12, 12}, gh), t,
+                "one-channel gradient, channels-last 1x1 weight");
   }
   bool saw_channels_last = false;
   for (const k::ConvTuneRecord& r : k::conv_tune_records())
@@ -382,10 +406,12 @@ TEST_CASE("cudnn: shapes with no work, memory and errors" * doctest::skip(kNoCud
 #if DFX_HAVE_CUDNN
   // The cuDNN path takes only Auto or Cudnn, and float operands.
   CHECK_THROWS_WITH_AS(
-      k::cuda::cudnn::conv(xs, ws, Tensor(), {2, 8, 24, 24}, g, ConvBackend::Native),
+      k::cuda::cudnn::conv(xs, ws, Tensor(), {2, 8, 24, 24}, g, ConvBackend::Native,
+                           MemoryFormat::Contiguous),
       doctest::Contains("auto or cudnn"), Error);
   CHECK_THROWS_WITH_AS(k::cuda::cudnn::conv(xs.to(DType::Int64), ws.to(DType::Int64), Tensor(),
-                                            {2, 8, 24, 24}, g, ConvBackend::Cudnn),
+                                            {2, 8, 24, 24}, g, ConvBackend::Cudnn,
+                                            MemoryFormat::Contiguous),
                        doctest::Contains("float32 or float64"), Error);
 #endif
 }
