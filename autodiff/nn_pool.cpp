@@ -20,23 +20,24 @@ Var max_pool(const Var& x, const std::vector<int64_t>& kernel, const std::vector
   k::MaxPoolResult r = k::max_pool(x.data(), {kernel, stride, padding});
   Tensor idx = r.indices;
   Shape xs = x.shape();
-  return record("max_pool", r.values, {x}, [idx, xs](const Var&, const Var& g) {
-    return VarList{pool_scatter(g, idx, xs)};
+  const bool disjoint = r.disjoint;
+  return record("max_pool", r.values, {x}, [idx, xs, disjoint](const Var&, const Var& g) {
+    return VarList{pool_scatter(g, idx, xs, disjoint)};
   });
 }
 
-Var pool_gather(const Var& x, const Tensor& indices) {
+Var pool_gather(const Var& x, const Tensor& indices, bool disjoint) {
   Shape xs = x.shape();
   return record("pool_gather", k::pool_gather(x.data(), indices), {x},
-                [indices, xs](const Var&, const Var& g) {
-                  return VarList{pool_scatter(g, indices, xs)};
+                [indices, xs, disjoint](const Var&, const Var& g) {
+                  return VarList{pool_scatter(g, indices, xs, disjoint)};
                 });
 }
 
-Var pool_scatter(const Var& g, const Tensor& indices, const Shape& in_shape) {
-  return record("pool_scatter", k::pool_scatter(g.data(), indices, in_shape), {g},
-                [indices](const Var&, const Var& gg) {
-                  return VarList{pool_gather(gg, indices)};
+Var pool_scatter(const Var& g, const Tensor& indices, const Shape& in_shape, bool disjoint) {
+  return record("pool_scatter", k::pool_scatter(g.data(), indices, in_shape, disjoint), {g},
+                [indices, disjoint](const Var&, const Var& gg) {
+                  return VarList{pool_gather(gg, indices, disjoint)};
                 });
 }
 

@@ -10,9 +10,11 @@ namespace dfx::ad {
 
 // out[n, c, o] = x[n, c, indices[n, c, o]] within each flattened input plane (int64 indices,
 // e.g. from max pooling): max_pool's derivative applied to x. Backward: pool_scatter.
-Var pool_gather(const Var& x, const Tensor& indices);
+// `disjoint` (kernels::MaxPoolResult::disjoint) rides along to every scatter of any order.
+Var pool_gather(const Var& x, const Tensor& indices, bool disjoint = false);
 // zeros(in_shape) with g added at indices: max_pool's backward. Backward: pool_gather.
-Var pool_scatter(const Var& g, const Tensor& indices, const Shape& in_shape);
+Var pool_scatter(const Var& g, const Tensor& indices, const Shape& in_shape,
+                 bool disjoint = false);
 // The adjoint of avg_pool for an input of in_shape. Backward: avg_pool.
 Var avg_pool_adjoint(const Var& g, const Shape& in_shape, const std::vector<int64_t>& kernel,
                      const std::vector<int64_t>& stride, const std::vector<int64_t>& padding = {0});

@@ -188,6 +188,8 @@ MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w) {
   // Values and indices both in x's layout (see MaxPoolResult).
   MaxPoolResult r{Tensor::empty(os, x.dtype(), x.device(), g.planes.format),
                   Tensor::empty(os, DType::Int64, x.device(), g.planes.format)};
+  r.disjoint = true;  // padding does not matter: a window's positions are its own
+  for (int d = 0; d < 3; ++d) r.disjoint = r.disjoint && g.s[d] >= g.k[d];
   DFX_BACKEND(x, max_pool(xd, g, r.values, r.indices));
   return r;
 }
@@ -224,7 +226,7 @@ Tensor pool_gather(const Tensor& x, const Tensor& indices) {
   return out;
 }
 
-Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape) {
+Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape, bool disjoint) {
   DFX_CHECK(g.defined(), "pool_scatter: undefined input");
   int64_t in_numel;
   check_indexed(in_shape, indices, "pool_scatter", in_numel);
@@ -238,7 +240,7 @@ Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shap
   const Tensor gd = dense(g, fmt);
   Tensor out = Tensor::empty(in_shape, g.dtype(), g.device(), fmt);
   DFX_CHECK(DFX_BACKEND(g, pool_scatter(gd, indices.contiguous(fmt), planes_of(in_shape, fmt),
-                                        in_numel, out)),
+                                        in_numel, disjoint, out)),
             "pool_scatter: an index in ", indices.describe(), " is outside planes of shape ",
             in_shape);
   return out;

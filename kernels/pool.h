@@ -27,6 +27,9 @@ struct MaxPoolResult {
   // whatever the layout). Laid out as values (channels-last for a channels-last x), so the
   // channels-last kernels write and read them coalesced.
   Tensor indices;
+  // Whether the windows are disjoint (stride >= kernel in every dim, as the U-Net's 2x2 pooling):
+  // then no two outputs of a plane share an index, which pool_scatter can exploit.
+  bool disjoint = false;
 };
 // Max pooling, padding counts as -inf; ties pick the first index in row-major window order and
 // NaN propagates (PyTorch's semantics).
@@ -36,8 +39,11 @@ MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w);
 Tensor pool_gather(const Tensor& x, const Tensor& indices);
 // zeros(in_shape) with out[n, c, idx[n, c, o]] += g[n, c, o]: the adjoint of pool_gather, i.e.
 // max-pool's backward, laid out as g. Deterministic: every element of out adds its contributions
-// in increasing output position, on any device, thread count and layout.
-Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape);
+// in increasing output position, on any device, thread count and layout. `disjoint` promises that
+// no two outputs of a plane share an index (MaxPoolResult::disjoint): the GPU then writes each
+// target directly instead of sorting the pairs by target (the same values, bit for bit).
+Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape,
+                    bool disjoint = false);
 
 // Average pooling with count_include_pad = true (divisor = prod(kernel), PyTorch's default).
 Tensor avg_pool(const Tensor& x, const PoolWindow& w);

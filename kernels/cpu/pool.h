@@ -13,8 +13,9 @@ void max_pool(const Tensor& x, const PoolGeometry& g, const Tensor& values, cons
 bool pool_gather(const Tensor& x, const Tensor& indices, const PoolPlanes& planes,
                  int64_t in_numel, const Tensor& out);
 // out (zero-filled here) [N, C, *S_in] += g at indices; false on an out-of-range index.
+// `disjoint` (no shared index within a plane) changes nothing here: one loop serves both.
 bool pool_scatter(const Tensor& g, const Tensor& indices, const PoolPlanes& planes,
-                  int64_t in_numel, const Tensor& out);
+                  int64_t in_numel, bool disjoint, const Tensor& out);
 // out[p, r0, r1, r2] = scale * sum of w0 w1 w2 x[p, c0, c1, c2] over the maps' rows (see AxisMap).
 void separable(const Tensor& x, const AxisMap (&maps)[3], double scale, const PoolPlanes& planes,
                const Tensor& out);

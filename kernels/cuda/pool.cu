@@ -4,7 +4,9 @@
 // of ties, NaN propagates). Average pooling, upsampling and their adjoints run the one separable
 // kernel over AxisMaps built by kernels/pool.cpp (a gather: no atomics). max-pool's adjoint
 // (pool_scatter) is made a gather too: (target, output) pairs are stably radix-sorted by target,
-// so each target adds its contributions in output order, exactly as the CPU does.
+// so each target adds its contributions in output order, exactly as the CPU does. Where the
+// windows are disjoint (the U-Net's 2x2 pooling) every target has at most one contribution and is
+// written directly: no sort, no scratch.
 // Every kernel is compiled for both layouts of PoolPlanes (template flag CL). A thread's flat index
 // is the memory offset of its output element, so consecutive threads take consecutive positions
 // of one plane in NCHW and consecutive channels of one position in channels-last (NHWC): the
@@ -130,6 +132,25 @@ __global__ void scatter_keys_kernel(const int64_t* __restrict__ idx, int64_t tot
   }
 }
 
+// Disjoint windows: each target has at most one contribution, so one plain store (0 + g, the
+// CPU's sum of one term, so -0 becomes +0 alike) with no ordering question.
+template <class T, bool CL>
+__global__ void scatter_direct_kernel(const T* __restrict__ g, const int64_t* __restrict__ idx,
+                                      int64_t total, int64_t channels, int64_t out_n,
+                                      int64_t in_n, T* __restrict__ out, int64_t* __restrict__ bad) {
+  for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
+       o += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const int64_t i = idx[o];
+    if (i < 0 || i >= in_n) {
+      *bad = 1;
+      continue;
+    }
+    int64_t pos, base, step;
+    locate<CL>(o, channels, out_n, in_n, pos, base, step);
+    out[base + i * step] = T(0) + g[o];
+  }
+}
+
 // Thread j that starts a run of equal keys adds the run's values in order (ascending output
 // index, the stable sort keeps it) and writes the target once.
 template <class T>
@@ -235,7 +256,7 @@ bool pool_gather(const Tensor& x, const Tensor& indices, const PoolPlanes& pl, i
 }
 
 bool pool_scatter(const Tensor& g, const Tensor& indices, const PoolPlanes& pl, int64_t in_numel,
-                  const Tensor& out) {
+                  bool disjoint, const Tensor& out) {
   check_cuda_tensor(g, "pool_scatter", "input");
   check_cuda_tensor(indices, "pool_scatter", "indices");
   check_cuda_tensor(out, "pool_scatter", "output");
@@ -248,6 +269,21 @@ bool pool_scatter(const Tensor& g, const Tensor& indices, const PoolPlanes& pl, 
             " has more elements than one radix sort takes (2^31 - 1)");
   const Device dev = g.device();
   Tensor flag = zero_flag(dev);
+  if (disjoint) {
+    dispatch_float_cuda(g, "pool_scatter", [&](auto z) {
+      using T = decltype(z);
+      dispatch_layout(pl, [&](auto cl) {
+        constexpr bool kCL = decltype(cl)::value;
+        scatter_direct_kernel<T, kCL><<<grid_for(total), kThreads, 0, launch_stream()>>>(
+            g.data<T>(), indices.data<int64_t>(), total, pl.c, total / planes, in_numel,
+            out.data<T>(), flag.data<int64_t>());
+        DFX_CUDA_CHECK_LAUNCH(
+            ::dfx::detail::cat("pool scatter_direct_kernel<", dtype_name(g.dtype()), ">"),
+            indices.shape());
+      });
+    });
+    return !read_flag(flag);
+  }
   Tensor keys_in = scratch_bytes(sizeof(unsigned long long) * total, dev);
   Tensor keys_out = scratch_bytes(sizeof(unsigned long long) * total, dev);
   Tensor vals_in = Tensor::empty(Shape{total}, DType::Int64, dev);

@@ -12,7 +12,7 @@ void max_pool(const Tensor& x, const PoolGeometry& g, const Tensor& values, cons
 bool pool_gather(const Tensor& x, const Tensor& indices, const PoolPlanes& planes,
                  int64_t in_numel, const Tensor& out);
 bool pool_scatter(const Tensor& g, const Tensor& indices, const PoolPlanes& planes,
-                  int64_t in_numel, const Tensor& out);
+                  int64_t in_numel, bool disjoint, const Tensor& out);
 void separable(const Tensor& x, const AxisMap (&maps)[3], double scale, const PoolPlanes& planes,
                const Tensor& out);
 

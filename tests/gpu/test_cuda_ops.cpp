@@ -303,6 +303,14 @@ TEST_CASE("cuda ops: pooling, upsampling and their adjoints match the CPU") {
                   label("channels-last pool_scatter", c.shape, dt));
       check_exact(scc, k::pool_scatter(gpu(g), got.indices, c.shape),
                   label("channels-last pool_scatter vs NCHW on the GPU", c.shape, dt));
+      // Disjoint windows (stride >= kernel): the direct scatter, bit for bit the sorted one.
+      if (want.disjoint) {
+        check_exact(k::pool_scatter(gpu(g), got.indices, c.shape, true),
+                    k::pool_scatter(gpu(g), got.indices, c.shape),
+                    label("direct pool_scatter", c.shape, dt));
+        check_exact(k::pool_scatter(ggc, gotc.indices, c.shape, true), scc,
+                    label("channels-last direct pool_scatter", c.shape, dt));
+      }
       // Mixed: NCHW indices with channels-last gradients.
       check_exact(k::pool_scatter(ggc, got.indices, c.shape), scc,
                   label("channels-last pool_scatter, NCHW indices", c.shape, dt));

@@ -17,6 +17,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/norm.h"
 #include "kernels/pool.h"
+#include "tests/tensor_diff.h"
 
 using namespace dfx;
 namespace K = dfx::kernels;
@@ -257,10 +258,18 @@ TEST_CASE("pool: gather and scatter by indices match naive loops and are adjoint
     for (const PoolCase& c : pool_cases()) {
       CAPTURE(c.shape);
       CAPTURE(c.w.k);
-      Tensor idx = K::max_pool(rnd(c.shape, seed++, dt), kw(c.w)).indices;
+      const K::MaxPoolResult mp = K::max_pool(rnd(c.shape, seed++, dt), kw(c.w));
+      Tensor idx = mp.indices;
+      // Disjoint exactly when every dim's stride is at least its kernel.
+      bool disjoint = true;
+      for (size_t d = 0; d < c.w.k.size(); ++d)
+        disjoint = disjoint && c.w.s[std::min(d, c.w.s.size() - 1)] >= c.w.k[d];
+      CHECK(mp.disjoint == disjoint);
       Tensor x = rnd(c.shape, seed++, dt), y = rnd(idx.shape(), seed++, dt);
       Tensor gx = K::pool_gather(x, idx);
       Tensor sy = K::pool_scatter(y, idx, c.shape);
+      if (mp.disjoint)
+        CHECK(dfx::testing::max_abs_diff(K::pool_scatter(y, idx, c.shape, true), sy) == 0.0);
       const int64_t planes = c.shape[0] * c.shape[1];
       const int64_t in_n = x.numel() / planes, out_n = idx.numel() / planes;
       std::vector<double> xv = x.to_vector(), yv = y.to_vector(), iv = idx.to_vector();

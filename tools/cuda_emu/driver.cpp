@@ -291,8 +291,15 @@ void test_pool() {
       check(gv, k::pool_gather(x, want.indices), 0, nm("pool_gather", c.s, dt));
       Tensor gr = rnd(want.values.shape(), seed++, dt);
       Tensor sc = Tensor::empty(c.s, dt);
-      if (!kc::pool_scatter(gr, want.indices, g.planes, in_n, sc)) { ++fails; std::cout << "scatter bad\n"; }
+      if (!kc::pool_scatter(gr, want.indices, g.planes, in_n, false, sc)) { ++fails; std::cout << "scatter bad\n"; }
       check(sc, k::pool_scatter(gr, want.indices, c.s), tol(dt), nm("pool_scatter", c.s, dt));
+      ++checks;
+      if (want.disjoint != (c.st >= c.kk)) { ++fails; std::cout << "FAIL " << nm("max_pool disjoint", c.s, dt) << "\n"; }
+      if (want.disjoint) {  // the direct (unsorted) scatter: bit for bit the sorted one
+        Tensor sd = Tensor::empty(c.s, dt);
+        if (!kc::pool_scatter(gr, want.indices, g.planes, in_n, true, sd)) { ++fails; std::cout << "direct scatter bad\n"; }
+        check(sd, sc, 0, nm("pool_scatter direct vs sorted", c.s, dt));
+      }
       // separable: avg pool and its adjoint
       k::AxisMap maps[3], tmaps[3];
       for (int d = 0; d < 3; ++d) maps[d] = window_map(g.in[d], g.out[d], g.k[d], g.s[d], g.p[d]);
@@ -320,9 +327,14 @@ void test_pool() {
       if (!kc::pool_gather(xc, ic, gc.planes, in_n, gvc)) { ++fails; std::cout << "cl gather bad\n"; }
       check(gvc, k::pool_gather(x, want.indices), 0, nm("cl pool_gather", c.s, dt));
       Tensor scc = Tensor::empty(c.s, dt, Device::cpu(), CL);
-      if (!kc::pool_scatter(grc, ic, gc.planes, in_n, scc)) { ++fails; std::cout << "cl scatter bad\n"; }
+      if (!kc::pool_scatter(grc, ic, gc.planes, in_n, false, scc)) { ++fails; std::cout << "cl scatter bad\n"; }
       check(scc, k::pool_scatter(gr, want.indices, c.s), tol(dt), nm("cl pool_scatter", c.s, dt));
       check(scc, sc, 0, nm("cl pool_scatter vs nchw", c.s, dt));
+      if (want.disjoint) {
+        Tensor sdc = Tensor::empty(c.s, dt, Device::cpu(), CL);
+        if (!kc::pool_scatter(grc, ic, gc.planes, in_n, true, sdc)) { ++fails; std::cout << "cl direct scatter bad\n"; }
+        check(sdc, sc, 0, nm("cl pool_scatter direct vs sorted", c.s, dt));
+      }
       Tensor avc = Tensor::empty(os, dt, Device::cpu(), CL);
       kc::separable(xc, maps, scale, gc.planes, avc);
       check(avc, k::avg_pool(x, w), tol(dt), nm("cl avg_pool", c.s, dt));
@@ -363,7 +375,8 @@ void test_pool() {
   Tensor bad = from_vector<int64_t>({0, 99}, {1, 1, 2});
   Tensor o = Tensor::empty({1, 1, 4}, DType::Float32);
   ++checks;
-  if (kc::pool_scatter(ones({1, 1, 2}), bad, k::PoolPlanes{1, 1}, 4, o)) { ++fails; std::cout << "FAIL scatter bad index accepted\n"; }
+  if (kc::pool_scatter(ones({1, 1, 2}), bad, k::PoolPlanes{1, 1}, 4, false, o)) { ++fails; std::cout << "FAIL scatter bad index accepted\n"; }
+  if (kc::pool_scatter(ones({1, 1, 2}), bad, k::PoolPlanes{1, 1}, 4, true, o)) { ++fails; std::cout << "FAIL direct scatter bad index accepted\n"; }
   ++checks;
   Tensor o2 = Tensor::empty({1, 1, 2}, DType::Float32);
   if (kc::pool_gather(ones({1, 1, 4}), bad, k::PoolPlanes{1, 1}, 4, o2)) { ++fails; std::cout << "FAIL gather bad index accepted\n"; }
@@ -372,7 +385,7 @@ void test_pool() {
   Tensor bad2 = from_vector<int64_t>({0, 1, 3, 99}, {1, 2, 2}).contiguous(MemoryFormat::ChannelsLast);
   Tensor o3 = Tensor::empty({1, 2, 4}, DType::Float32, Device::cpu(), MemoryFormat::ChannelsLast);
   ++checks;
-  if (kc::pool_scatter(ones({1, 2, 2}).contiguous(MemoryFormat::ChannelsLast), bad2, cl2, 4, o3)) { ++fails; std::cout << "FAIL cl scatter bad index accepted\n"; }
+  if (kc::pool_scatter(ones({1, 2, 2}).contiguous(MemoryFormat::ChannelsLast), bad2, cl2, 4, false, o3)) { ++fails; std::cout << "FAIL cl scatter bad index accepted\n"; }
   Tensor o4 = Tensor::empty({1, 2, 2}, DType::Float32, Device::cpu(), MemoryFormat::ChannelsLast);
   ++checks;
   if (kc::pool_gather(ones({1, 2, 4}).contiguous(MemoryFormat::ChannelsLast), bad2, cl2, 4, o4)) { ++fails; std::cout << "FAIL cl gather bad index accepted\n"; }
@@ -524,6 +537,16 @@ void test_elementwise() {
     check(kc::where(cond, a, b), k::where(cond, a, b), 0, nm("where", a.shape(), dt));
     check(kc::clamp(at, -0.5, 0.75, false), k::clamp(at, -0.5, 0.75), 0, nm("clamp", at.shape(), dt));
     check(kc::clamp(at, -0.5, 0.75, true), k::clamp_mask(at, -0.5, 0.75), 0, nm("clamp_mask", at.shape(), dt));
+    if (dt == DType::Int64) {  // integer arithmetic (BatchNorm's counter): vector, scalar and strided paths
+      Tensor a2 = k::binary(k::BinaryOp::Add, a, scalar_tensor(3.0, DType::Int64));
+      for (k::BinaryOp op : {k::BinaryOp::Add, k::BinaryOp::Sub, k::BinaryOp::Mul,
+                             k::BinaryOp::Maximum, k::BinaryOp::Minimum}) {
+        check(kc::binary(op, a, a2), k::binary(op, a, a2), 0, nm("int64 binary", a.shape(), dt));
+        check(kc::binary(op, a, b), k::binary(op, a, b), 0, nm("int64 binary broadcast", a.shape(), dt));
+        Tensor one = scalar_tensor(1.0, DType::Int64);
+        check(kc::binary(op, a, one), k::binary(op, a, one), 0, nm("int64 binary scalar", a.shape(), dt));
+      }
+    }
   }
 }
 

@@ -42,6 +42,8 @@ struct float4 { float x, y, z, w; };
 struct double2 { double x, y; };
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 inline double2 make_double2(double a, double b) { return {a, b}; }
+struct longlong2 { long long x, y; };
+inline longlong2 make_longlong2(long long a, long long b) { return {a, b}; }
 
 // Kernels may check what a GPU enforces and the emulation would not (conv.cu's load16).
 #define DFX_CUDA_EMULATION 1
