@@ -103,8 +103,8 @@ Device run_device(const Options& o, int local_rank) {
               "with -Dcudnn=enabled (and -Dcudnn_root=PREFIX)");
     kernels::set_conv_backend(b);
   } else if (d.is_cuda() && kernels::cudnn_available() && !std::getenv("DFX_CONV_BACKEND")) {
-    // On the H100, cuDNN's TF32 kernels beat dfx's own by 3-8x per W1 layer (BENCHMARKS.md), so
-    // the command line times both per shape, as PyTorch users get with cudnn.benchmark.
+    // On the H100, cuDNN's TF32 kernels beat dfx's own by a median 7x per W1 shape
+    // (BENCHMARKS.md), so the command line times both per shape, as cudnn.benchmark does.
     kernels::set_conv_backend(kernels::ConvBackend::Auto);
   }
   return d;
