@@ -2,7 +2,7 @@
 # tools/gpu_check.sh — the one script to run on a lent H100 (see the device tool's README):
 # configure with that machine's cuDNN/NCCL (inside PyTorch's venv), build for sm_90, run the GPU
 # suite, then W1 for dfx and the PyTorch peer side by side, distribution on the GPU, and a
-# compute-sanitizer memcheck subset, and print a short table last.
+# compute-sanitizer memcheck subset, and print a short table last (tools/gpu_table.py).
 #   run: bash tools/gpu_check.sh   (device timeout_s ~ 540; BUDGET=seconds, default 480)
 # Stages run in order of importance and each is capped by what is left of BUDGET (skipped when
 # too little is left), so the script ends by itself inside the lease, with time for a rerun.
@@ -40,6 +40,9 @@ finish() {
   echo
   echo "==== gpu_check summary ($(elapsed) s of a $BUDGET s budget) ===="
   cat "$OUT/summary.txt"
+  echo
+  echo "==== W1, dfx against PyTorch in this run (tools/gpu_table.py) ===="
+  python3 tools/gpu_table.py "$LOGS" | tee "$OUT/table.txt"
 }
 trap finish EXIT
 
