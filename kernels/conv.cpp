@@ -9,7 +9,6 @@
 #include "config.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/conv.h"
-#include "kernels/norm.h"
 #if DFX_HAVE_CUDA
 #include "kernels/cuda/conv.cuh"
 #endif
@@ -214,11 +213,6 @@ Tensor conv_bias_grad(const Tensor& y) {
   DFX_CHECK(y.dtype() == DType::Float32 || y.dtype() == DType::Float64,
             "conv_bias_grad: expected float32 or float64, got ", y.describe());
   check_device("conv_bias_grad", y);
-  // On the GPU, batch norm's channel-sum kernel (one pass, float64 accumulation, either layout
-  // in place): the generic reduction over dims (0, 2) ran 7x (NCHW) to 20x (channels-last) off
-  // the bandwidth floor on the H100 (BENCHMARKS.md). Shapes with no work keep the backend's path.
-  if (y.device().is_cuda() && y.numel() > 0)
-    return channel_sums(y).select(0, 0).to(y.dtype()).contiguous();
   // A channels-last gradient is read in place as [N * S, C, 1], whose sum over dims (0, 2) is
   // the same per-channel sum.
   if (y.dim() >= 3 && y.suggest_memory_format() == MemoryFormat::ChannelsLast &&
