@@ -26,9 +26,17 @@
 #include "pde/metrics.h"
 #include "pde/poisson_loss.h"
 #include "pde/poisson_solver.h"
+#include "pde/problem.h"
 #include "pde/sampler.h"
+#include "optim/first_order_extra.h"
+#include "optim/objective.h"
 #include "optim/optimizer.h"
+#include "optim/registry.h"
 #include "optim/schedule.h"
+#include "optim/second_order.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/trainer.h"
 
 namespace dfx {
 using ad::Var;

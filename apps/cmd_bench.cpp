@@ -59,13 +59,21 @@ int cmd_bench(const Args& args) {
   std::vector<uint64_t> idx = pde::train_indices(static_cast<uint64_t>(B));
   Tensor x = problem->input(idx, dtype).to(device);
 
-  auto step = [&] {
-    opt->zero_grad();
-    ad::Var loss = problem->loss((*model)(ad::Var(x)), x, B);
-    loss.backward();
-    opt->step();
-    return loss.item();
-  };
+  // One process, one batch: the objective is the loss itself (any optimiser of the registry).
+  auto loss_fn = [&] { return problem->loss((*model)(ad::Var(x)), x, B); };
+  optim::FunctionObjective objective(
+      [&](bool need_grad) {
+        if (!need_grad) {
+          ad::NoGradGuard ng;
+          return loss_fn().item();
+        }
+        opt->zero_grad();
+        ad::Var loss = loss_fn();
+        loss.backward();
+        return loss.item();
+      },
+      [&](const std::vector<Tensor>& v) { return ad::hvp(loss_fn, params, v); });
+  auto step = [&] { return opt->step(objective); };
   for (int64_t i = 0; i < o.i("warmup"); ++i) step();
   // The peak of the timed steps: the warm-up's one-off allocations (the convolution autotuner
   // tries cuDNN algorithms with workspaces of up to GiBs) are not what a step needs.
@@ -85,7 +93,6 @@ int cmd_bench(const Args& args) {
     std::vector<Tensor> v;
     for (size_t i = 0; i < params.size(); ++i)
       v.push_back(uniform(params[i].shape(), -1, 1, 12345, i, 0, dtype).to(device));
-    auto loss_fn = [&] { return problem->loss((*model)(ad::Var(x)), x, B); };
     // grad: forward + backward. hvp: a fresh HVP (forward, differentiable backward, one more
     // reverse pass). apply: one more HVP at the same point (ad::Hessian::apply), what every
     // Newton-CG inner iteration and Hutchinson probe after the first costs.

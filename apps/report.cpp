@@ -13,30 +13,6 @@
 
 namespace dfx::app {
 
-EvalResult prepare_eval(const Problem& problem, int64_t n, DType dtype) {
-  EvalResult r;
-  r.samples = pde::held_out_indices(static_cast<uint64_t>(n));
-  r.inputs = problem.input(r.samples, dtype);
-  auto t0 = std::chrono::steady_clock::now();
-  r.reference = problem.reference(r.inputs, r.samples).reshape(r.inputs.shape());
-  r.seconds_reference = seconds_since(t0);
-  return r;
-}
-
-void run_eval(nn::Module& model, const Problem& problem, EvalResult& r) {
-  const bool was_training = model.is_training();
-  model.eval();
-  auto t0 = std::chrono::steady_clock::now();
-  {
-    ad::NoGradGuard ng;
-    Tensor u = model(ad::Var(r.inputs.to(model.device()))).data();
-    r.predictions = problem.prediction(u).cpu().to(DType::Float64);
-  }
-  r.seconds_predict = seconds_since(t0);
-  model.train(was_training);
-  r.summary = pde::relative_l2_summary(r.predictions, r.reference);
-}
-
 void write_eval_summary(const std::string& path, const EvalResult& r, const nlohmann::json& config) {
   nlohmann::json j = {{"rel_l2_mean", r.summary.mean},
                       {"rel_l2_max", r.summary.max},

@@ -9,12 +9,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/cuda_runtime.h"
 #include "kernels/conv_config.h"
-#include "models/checkpoint.h"
-#include "optim/first_order_extra.h"
-#include "optim/second_order.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -23,13 +21,12 @@ using T = OptionSpec::Type;
 
 std::vector<OptionSpec> run_option_specs() {
   return {
-      {"problem", T::String, "poisson2d", "workload", {"poisson2d", "poisson3d", "burgers"}},
+      {"problem", T::String, "poisson2d", "workload", pde::problem_names()},
       {"res", T::Int, "64", "grid nodes per side (divisible by 2^(depth-1))"},
       {"depth", T::Int, "4", "U-Net levels"},
       {"width", T::Int, "16", "U-Net base width C"},
       {"batch", T::Int, "8", "global batch size (split over MPI ranks)"},
-      {"optimizer", T::String, "adam", "optimiser",
-       {"adam", "adamw", "sgd", "lamb", "lars", "lbfgs", "newton-cg", "adahessian"}},
+      {"optimizer", T::String, "adam", "optimiser (optim/registry.h)", optim::optimizer_names()},
       {"history_size", T::Int, "10", "L-BFGS history"},
       {"cg_iters", T::Int, "20", "Newton-CG: CG iterations per step"},
       {"trust_radius", T::Float, "1", "Newton-CG: initial trust radius"},
@@ -146,106 +143,39 @@ void apply_threads(int64_t threads) {
   openblas_set_num_threads(static_cast<int>(threads));
 }
 
-std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
-  return build_model(o, dims, run_device(o));
+train::ModelConfig model_config(const Options& o) {
+  train::ModelConfig m;
+  m.depth = static_cast<int>(o.i("depth"));
+  m.width = o.i("width");
+  m.dtype = run_dtype(o);
+  m.seed = static_cast<uint64_t>(o.i("seed"));
+  m.channels_last = o.b("channels_last");
+  m.bn_recompute = o.b("bn_recompute");
+  m.activation_checkpoint = o.b("activation_checkpoint");
+  return m;
 }
 
-std::shared_ptr<nn::UNet> build_model(const Options& o, int dims, Device device) {
-  nn::UNetOptions u;
-  u.dims = dims;
-  u.depth = static_cast<int>(o.i("depth"));
-  u.width = o.i("width");
-  u.dtype = run_dtype(o);
-  u.seed = static_cast<uint64_t>(o.i("seed"));
-  DFX_CHECK(u.depth >= 1 && u.depth <= 8, "--depth must be in 1..8, got ", u.depth);
-  DFX_CHECK(u.width >= 1, "--width must be >= 1, got ", u.width);
-  u.batch_norm.recompute_input = o.b("bn_recompute");
-  u.checkpoint = o.b("activation_checkpoint");
-  // Both keep fewer activations than a second derivative needs.
-  for (const auto& [key, flag] : {std::pair{"bn_recompute", "--bn-recompute"},
-                                  std::pair{"activation_checkpoint", "--activation-checkpoint"}}) {
-    const std::string& opt = o.s("optimizer");
-    DFX_CHECK(!o.b(key) || (opt != "newton-cg" && opt != "adahessian"), flag, " keeps fewer "
-              "activations than a second derivative needs, so the network cannot be "
-              "differentiated twice; --optimizer ", opt, " needs Hessian-vector products: drop ",
-              flag, " or use a first-order optimiser");
-  }
-  const int64_t div = int64_t{1} << (u.depth - 1);
-  DFX_CHECK(o.i("res") % div == 0, "--res ", o.i("res"), " is not divisible by 2^(depth-1) = ", div,
-            " (the U-Net halves the grid depth-1 times); pick a multiple of ", div);
-  auto model = std::make_shared<nn::UNet>(u);
-  if (!device.is_cpu()) model->to(device);  // initialised on the CPU: the same weights anywhere
-  if (o.b("channels_last")) model->to(MemoryFormat::ChannelsLast);
-  return model;
+optim::OptimizerConfig optimizer_config(const Options& o) {
+  optim::OptimizerConfig c;
+  c.name = o.s("optimizer");
+  c.lr = o.f("lr");
+  c.momentum = o.f("momentum");
+  c.weight_decay = o.f("weight_decay");
+  c.history_size = static_cast<int>(o.i("history_size"));
+  c.cg_iters = static_cast<int>(o.i("cg_iters"));
+  c.trust_radius = o.f("trust_radius");
+  c.cg_forcing = o.f("cg_forcing");
+  c.precondition = o.b("precondition");
+  c.hessian_every = static_cast<int>(o.i("hessian_every"));
+  c.hessian_power = o.f("hessian_power");
+  c.seed = static_cast<uint64_t>(o.i("seed"));
+  return c;
 }
 
-void apply_optimizer_defaults(Options& o) {
-  // Each method's customary rate when the user gave none (Adam's 1e-3 would stall L-BFGS).
-  if (o.given("lr")) return;
-  const std::string& name = o.s("optimizer");
-  if (name == "lbfgs") o.set("lr", "1");
-  else if (name == "adahessian") o.set("lr", "0.15");
-  else if (name == "sgd" || name == "lars") o.set("lr", "0.01");
-}
-
-std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params) {
-  const std::string& name = o.s("optimizer");
-  if (name == "sgd") {
-    optim::SGDOptions s;
-    s.lr = o.f("lr");
-    s.momentum = o.f("momentum");
-    s.weight_decay = o.f("weight_decay");
-    return std::make_unique<optim::SGD>(std::move(params), s);
-  }
-  if (name == "lamb") {
-    optim::LAMBOptions l;
-    l.lr = o.f("lr");
-    l.weight_decay = o.f("weight_decay");
-    return std::make_unique<optim::LAMB>(std::move(params), l);
-  }
-  if (name == "lars") {
-    optim::LARSOptions l;
-    l.lr = o.f("lr");
-    l.momentum = o.f("momentum");
-    l.weight_decay = o.f("weight_decay");
-    return std::make_unique<optim::LARS>(std::move(params), l);
-  }
-  if (name == "lbfgs") {
-    optim::LBFGSOptions l;
-    l.lr = o.f("lr");
-    l.history_size = static_cast<int>(o.i("history_size"));
-    return std::make_unique<optim::LBFGS>(std::move(params), l);
-  }
-  if (name == "newton-cg") {
-    optim::NewtonCGOptions n;
-    n.initial_radius = o.f("trust_radius");
-    n.max_cg_iter = static_cast<int>(o.i("cg_iters"));
-    n.cg_forcing = o.f("cg_forcing");
-    n.precondition = o.b("precondition");
-    n.seed = static_cast<uint64_t>(o.i("seed"));
-    return std::make_unique<optim::NewtonCG>(std::move(params), n);
-  }
-  if (name == "adahessian") {
-    optim::AdaHessianOptions h;
-    h.lr = o.f("lr");
-    h.weight_decay = o.f("weight_decay");
-    h.hessian_power = o.f("hessian_power");
-    h.update_every = static_cast<int>(o.i("hessian_every"));
-    h.seed = static_cast<uint64_t>(o.i("seed"));
-    return std::make_unique<optim::AdaHessian>(std::move(params), h);
-  }
-  optim::AdamOptions a;
-  a.lr = o.f("lr");
-  a.weight_decay = o.f("weight_decay");
-  a.decoupled_weight_decay = name == "adamw";
-  return std::make_unique<optim::Adam>(std::move(params), a);
-}
-
-optim::Schedule build_schedule(const Options& o, int64_t total_steps) {
+optim::Schedule schedule_config(const Options& o) {
   optim::Schedule s;
   s.kind = optim::Schedule::parse_kind(o.s("schedule"));
   s.base_lr = o.f("lr");
-  s.total_steps = total_steps;
   s.min_lr = o.f("lr_min");
   s.gamma = o.f("gamma");
   s.step_size = o.i("step_size");
@@ -266,77 +196,28 @@ optim::Schedule build_schedule(const Options& o, int64_t total_steps) {
   return s;
 }
 
-void save_run_checkpoint(const std::string& path, const nn::Module& model,
-                         const optim::Optimizer* opt, const nlohmann::json& config, int64_t step,
-                         int64_t epoch) {
-  nn::Named<Tensor> tensors = model.state_dict();
-  if (opt)
-    for (const auto& [k, t] : opt->state()) tensors.emplace_back("optim." + k, t);
-  nn::Metadata meta;
-  meta["config"] = config.dump();
-  meta["step"] = std::to_string(step);
-  meta["epoch"] = std::to_string(epoch);
-  meta["format"] = "dfx run checkpoint 1";
-  nn::save_safetensors(path, tensors, meta);
+std::shared_ptr<nn::UNet> build_model(const Options& o, int dims) {
+  return build_model(o, dims, run_device(o));
 }
 
-static LoadedCheckpoint parse_meta(const std::string& path, const nn::Metadata& meta) {
-  auto it = meta.find("config");
-  DFX_CHECK(it != meta.end(), "checkpoint '", path, "' has no run configuration in its metadata; "
-            "expected a file written by dfx train");
-  LoadedCheckpoint c;
-  try {
-    c.config = nlohmann::json::parse(it->second);
-    c.step = std::stoll(meta.at("step"));
-    c.epoch = std::stoll(meta.at("epoch"));
-  } catch (const std::exception& e) {
-    DFX_FAIL("checkpoint '", path, "' has corrupt metadata: ", e.what());
-  }
-  return c;
+std::shared_ptr<nn::UNet> build_model(const Options& o, int dims, Device device) {
+  const train::ModelConfig m = model_config(o);
+  auto model = train::build_unet(m, dims, device, o.s("optimizer"));
+  train::check_resolution(m, o.i("res"));
+  return model;
 }
 
-LoadedCheckpoint read_checkpoint_metadata(const std::string& path) {
-  nn::Metadata meta;
-  nn::load_safetensors(path, &meta);
-  return parse_meta(path, meta);
+void apply_optimizer_defaults(Options& o) {
+  // Each method's customary rate when the user gave none (optim/registry.h).
+  if (o.given("lr")) return;
+  std::ostringstream os;
+  os.precision(17);
+  os << optim::optimizer_info(o.s("optimizer")).default_lr;
+  o.set("lr", os.str());
 }
 
-LoadedCheckpoint load_run_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
-  nn::Metadata meta;
-  nn::Named<Tensor> all = nn::load_safetensors(path, &meta);
-  LoadedCheckpoint c = parse_meta(path, meta);
-  nn::Named<Tensor> weights;
-  std::map<std::string, Tensor> optim_state;
-  for (auto& [k, t] : all) {
-    if (k.rfind("optim.", 0) == 0) optim_state[k.substr(6)] = t;
-    else weights.emplace_back(k, t);
-  }
-  nn::load_state_dict(model, weights, true, "checkpoint '" + path + "'");
-  if (opt && !optim_state.empty()) opt->load_state(optim_state);
-  return c;
-}
-
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    DFX_CHECK(out.good(), "cannot write '", path, "' (opening ", tmp, " failed)");
-    out << text;
-    out.flush();
-    DFX_CHECK(out.good(), "writing '", tmp, "' failed (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    DFX_FAIL("cannot rename '", tmp, "' to '", path, "'");
-  }
-}
-
-void ensure_directory(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  DFX_CHECK(!ec && std::filesystem::is_directory(dir), "cannot create output directory '", dir,
-            "': ", ec ? ec.message() : "not a directory");
-  DFX_CHECK(::access(dir.c_str(), W_OK) == 0, "output directory '", dir, "' is not writable");
+std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params) {
+  return optim::make_optimizer(std::move(params), optimizer_config(o));
 }
 
 double seconds_since(const std::chrono::steady_clock::time_point& t0) {

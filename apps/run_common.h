@@ -9,13 +9,25 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/options.h"
-#include "apps/problem.h"
 #include "dist/communicator.h"
 #include "models/unet.h"
 #include "optim/optimizer.h"
+#include "optim/registry.h"
 #include "optim/schedule.h"
+#include "pde/problem.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
 
 namespace dfx::app {
+using pde::make_problem;
+using pde::Problem;
+using pde::ProblemOptions;
+using train::ensure_directory;
+using train::load_run_checkpoint;
+using train::LoadedCheckpoint;
+using train::read_checkpoint_metadata;
+using train::save_run_checkpoint;
+using train::write_text_atomic;
 
 // Options describing the problem, the network and the optimiser (train, eval, bench).
 std::vector<OptionSpec> run_option_specs();
@@ -38,29 +50,15 @@ struct RunComm {
 RunComm make_run_comm(const Options& o);
 void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaults
 
+// The typed configuration the options describe (train/trainer.h, optim/registry.h).
+train::ModelConfig model_config(const Options& o);
+optim::OptimizerConfig optimizer_config(const Options& o);
+optim::Schedule schedule_config(const Options& o);  // base_lr and total_steps left to the caller
 // The U-Net of --depth/--width/--dtype/--seed, on --device (or on `device`).
 std::shared_ptr<nn::UNet> build_model(const Options& o, int dims);
 std::shared_ptr<nn::UNet> build_model(const Options& o, int dims, Device device);
 void apply_optimizer_defaults(Options& o);  // --lr default per method when not given
 std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params);
-optim::Schedule build_schedule(const Options& o, int64_t total_steps);
-
-// Model state (PyTorch state_dict names), optimiser state under "optim.", and metadata
-// {"config": resolved options JSON, "step", "epoch"}, written atomically.
-void save_run_checkpoint(const std::string& path, const nn::Module& model,
-                         const optim::Optimizer* opt, const nlohmann::json& config, int64_t step,
-                         int64_t epoch);
-struct LoadedCheckpoint {
-  nlohmann::json config;
-  int64_t step = 0, epoch = 0;
-};
-// Reads only the metadata (to rebuild the model before loading weights).
-LoadedCheckpoint read_checkpoint_metadata(const std::string& path);
-// Loads weights into `model` (strict: names, shapes) and, when given, the optimiser state.
-LoadedCheckpoint load_run_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt);
-
-void write_text_atomic(const std::string& path, const std::string& text);
-void ensure_directory(const std::string& dir);  // creates it (and parents); throws if not writable
 
 double seconds_since(const std::chrono::steady_clock::time_point& t0);
 std::string format_duration(double seconds);

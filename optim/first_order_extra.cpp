@@ -25,7 +25,7 @@ void lerp_into(const Tensor& dst, double a, const Tensor& src, double b) {
 }  // namespace
 
 LAMB::LAMB(std::vector<ad::Var> params, LAMBOptions opt)
-    : Optimizer(std::move(params), opt.lr), opt_(opt) {
+    : FirstOrder(std::move(params), opt.lr), opt_(opt) {
   DFX_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1,
             "LAMB: betas must be in [0, 1), got ", opt.beta1, ", ", opt.beta2);
   DFX_CHECK(opt.eps > 0, "LAMB: eps must be > 0, got ", opt.eps);
@@ -33,7 +33,7 @@ LAMB::LAMB(std::vector<ad::Var> params, LAMBOptions opt)
   DFX_CHECK(opt.clamp_value > 0, "LAMB: clamp_value must be > 0, got ", opt.clamp_value);
 }
 
-void LAMB::step() {
+void LAMB::apply() {
   ++steps_;
   double step_size = lr_;
   if (opt_.debias) {
@@ -58,7 +58,7 @@ void LAMB::step() {
 }
 
 LARS::LARS(std::vector<ad::Var> params, LARSOptions opt)
-    : Optimizer(std::move(params), opt.lr), opt_(opt) {
+    : FirstOrder(std::move(params), opt.lr), opt_(opt) {
   DFX_CHECK(opt.momentum >= 0, "LARS: momentum must be >= 0, got ", opt.momentum);
   DFX_CHECK(opt.weight_decay >= 0, "LARS: weight_decay must be >= 0, got ", opt.weight_decay);
   DFX_CHECK(opt.trust_coefficient > 0, "LARS: trust_coefficient must be > 0, got ",
@@ -66,7 +66,7 @@ LARS::LARS(std::vector<ad::Var> params, LARSOptions opt)
   DFX_CHECK(opt.eps >= 0, "LARS: eps must be >= 0, got ", opt.eps);
 }
 
-void LARS::step() {
+void LARS::apply() {
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!has_grad(i)) continue;
     Tensor p = params_[i].mutable_data();

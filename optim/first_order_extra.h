@@ -16,10 +16,10 @@ struct LAMBOptions {
   bool debias = false;        // step size lr * sqrt(1 - beta2^t) / (1 - beta1^t)
 };
 
-class LAMB : public Optimizer {
+class LAMB : public FirstOrder {
  public:
   LAMB(std::vector<ad::Var> params, LAMBOptions opt);
-  void step() override;
+  void apply() override;
   std::string name() const override { return "lamb"; }
 
  private:
@@ -34,10 +34,10 @@ struct LARSOptions {
   double eps = 1e-8;
 };
 
-class LARS : public Optimizer {
+class LARS : public FirstOrder {
  public:
   LARS(std::vector<ad::Var> params, LARSOptions opt);
-  void step() override;
+  void apply() override;
   std::string name() const override { return "lars"; }
 
  private:

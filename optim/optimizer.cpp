@@ -29,6 +29,30 @@ void Optimizer::zero_grad() {
   for (auto& p : params_) p.zero_grad();
 }
 
+double FirstOrder::step(Objective& objective) {
+  const double loss = objective.evaluate(true);
+  apply();
+  return loss;
+}
+
+std::vector<Tensor> Objective::hvp(const std::vector<Tensor>&) {
+  DFX_FAIL("this objective gives no Hessian-vector products (has_hvp() is false); use a "
+           "first-order optimiser or an objective with curvature");
+}
+
+std::vector<Tensor> Objective::gauss_newton(const std::vector<Tensor>&) {
+  DFX_FAIL("this objective gives no Gauss-Newton products (has_gauss_newton() is false); its "
+           "problem has no output-space curvature");
+}
+
+std::vector<Tensor> FunctionObjective::hvp(const std::vector<Tensor>& v) {
+  return hvp_ ? hvp_(v) : Objective::hvp(v);
+}
+
+std::vector<Tensor> FunctionObjective::gauss_newton(const std::vector<Tensor>& v) {
+  return gn_ ? gn_(v) : Objective::gauss_newton(v);
+}
+
 Tensor& Optimizer::slot(const std::string& name, size_t i) {
   auto& v = slots_[name];
   if (v.size() != params_.size()) v.resize(params_.size());
@@ -68,12 +92,12 @@ void Optimizer::load_state(const std::map<std::string, Tensor>& s) {
   }
 }
 
-SGD::SGD(std::vector<ad::Var> params, SGDOptions opt) : Optimizer(std::move(params), opt.lr), opt_(opt) {
+SGD::SGD(std::vector<ad::Var> params, SGDOptions opt) : FirstOrder(std::move(params), opt.lr), opt_(opt) {
   DFX_CHECK(!opt.nesterov || (opt.momentum > 0 && opt.dampening == 0),
             "SGD: Nesterov momentum needs momentum > 0 and dampening 0");
 }
 
-void SGD::step() {
+void SGD::apply() {
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!has_grad(i)) continue;
     Tensor p = params_[i].mutable_data();
@@ -90,13 +114,13 @@ void SGD::step() {
   ++steps_;
 }
 
-Adam::Adam(std::vector<ad::Var> params, AdamOptions opt) : Optimizer(std::move(params), opt.lr), opt_(opt) {
+Adam::Adam(std::vector<ad::Var> params, AdamOptions opt) : FirstOrder(std::move(params), opt.lr), opt_(opt) {
   DFX_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1,
             "Adam: betas must be in [0, 1), got ", opt.beta1, ", ", opt.beta2);
   DFX_CHECK(opt.eps > 0, "Adam: eps must be > 0, got ", opt.eps);
 }
 
-void Adam::step() {
+void Adam::apply() {
   ++steps_;
   const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(steps_));

@@ -1,13 +1,16 @@
-// optim/optimizer.h — first-order optimisers over a list of leaf Vars. They read each
-// parameter's .grad (already summed over ranks by dist::GradReducer) and update values in place,
-// so every rank applying the same step to the same values stays identical by construction.
-// Optimiser state is exposed as named tensors for checkpoints (resume continues bit for bit).
+// optim/optimizer.h — the optimiser interface and the first-order methods. Every optimiser
+// steps on an Objective (optim/objective.h: the global loss, gradient and, where asked,
+// curvature products), so every rank applying the same step to the same values stays identical
+// by construction. First-order methods also apply a gradient already in .grad() (summed over
+// ranks by dist::GradReducer) with apply(). Optimiser state is exposed as named tensors for
+// checkpoints (resume continues bit for bit). Methods are created by name in optim/registry.h.
 #pragma once
 #include <map>
 #include <string>
 #include <vector>
 
 #include "autodiff/var.h"
+#include "optim/objective.h"
 
 namespace dfx::optim {
 
@@ -16,8 +19,13 @@ class Optimizer {
   explicit Optimizer(std::vector<ad::Var> params, double lr);
   virtual ~Optimizer() = default;
 
-  virtual void step() = 0;
+  // One optimisation step; returns the global loss it reports for the step (at the starting
+  // point, except L-BFGS: at the point it ends on).
+  virtual double step(Objective& objective) = 0;
   virtual std::string name() const = 0;
+  // What step() asks of the objective besides loss and gradient.
+  virtual bool needs_hvp() const { return false; }
+  virtual bool needs_gauss_newton() const { return false; }
   void zero_grad();
 
   double lr() const { return lr_; }
@@ -39,6 +47,15 @@ class Optimizer {
   std::map<std::string, std::vector<Tensor>> slots_;
 };
 
+// Methods that only read the gradient: step(objective) evaluates it and applies it.
+class FirstOrder : public Optimizer {
+ public:
+  using Optimizer::Optimizer;
+  double step(Objective& objective) override;
+  // Applies the gradient already in each parameter's .grad() (after backward and the reducer).
+  virtual void apply() = 0;
+};
+
 struct SGDOptions {
   double lr = 1e-2;
   double momentum = 0.0;
@@ -47,10 +64,10 @@ struct SGDOptions {
   double weight_decay = 0.0;
 };
 
-class SGD : public Optimizer {
+class SGD : public FirstOrder {
  public:
   SGD(std::vector<ad::Var> params, SGDOptions opt);
-  void step() override;
+  void apply() override;
   std::string name() const override { return "sgd"; }
 
  private:
@@ -66,10 +83,10 @@ struct AdamOptions {
   bool amsgrad = false;
 };
 
-class Adam : public Optimizer {
+class Adam : public FirstOrder {
  public:
   Adam(std::vector<ad::Var> params, AdamOptions opt);
-  void step() override;
+  void apply() override;
   std::string name() const override { return opt_.decoupled_weight_decay ? "adamw" : "adam"; }
 
  private:

@@ -133,8 +133,6 @@ LBFGS::LBFGS(std::vector<ad::Var> params, LBFGSOptions opt)
             "LBFGS: need 0 < c1 < c2 < 1, got c1 = ", opt.c1, ", c2 = ", opt.c2);
 }
 
-void LBFGS::step() { DFX_FAIL("LBFGS: step() needs a loss closure; call step(closure)"); }
-
 double LBFGS::eval_at(const LossClosure& closure, const TensorList& x0, const TensorList& d,
                       double t, TensorList& g, double& dphi) {
   set_params(params_, x0, &d, t);
@@ -210,7 +208,8 @@ LineSearchInfo LBFGS::strong_wolfe(const LossClosure& closure, const TensorList&
   return r;
 }
 
-double LBFGS::step(const LossClosure& closure) {
+double LBFGS::step(Objective& objective) {
+  const LossClosure closure = [&objective](bool need_grad) { return objective.evaluate(need_grad); };
   double f = closure(true);
   TensorList g = grads(params_);
   for (int it = 0; it < opt_.max_iter; ++it) {
@@ -322,10 +321,12 @@ NewtonCG::NewtonCG(std::vector<ad::Var> params, NewtonCGOptions opt)
             "NewtonCG: precond_samples and precond_update_every must be >= 1, precond_floor > 0");
 }
 
-void NewtonCG::step() { DFX_FAIL("NewtonCG: step() needs a closure and an HVP"); }
-
-double NewtonCG::step(const LossClosure& closure, const HvpFn& hvp) {
+double NewtonCG::step(Objective& objective) {
+  const LossClosure closure = [&objective](bool need_grad) { return objective.evaluate(need_grad); };
+  const HvpFn hvp = [&objective](const TensorList& v) { return objective.hvp(v); };
+  objective.expect_hvp(true);  // every CG iteration is an HVP at this point
   const double f0 = closure(true);
+  objective.expect_hvp(false);
   const TensorList g = grads(params_);
   const double gnorm = std::sqrt(dot(g, g));
   // Jacobi preconditioner M = max(|diag H|, floor); the trust region is then ||p||_M <= radius.
@@ -456,9 +457,15 @@ AdaHessian::AdaHessian(std::vector<ad::Var> params, AdaHessianOptions opt)
             opt.update_every);
 }
 
-void AdaHessian::step() { DFX_FAIL("AdaHessian: step() needs an HVP; call step(hvp)"); }
+double AdaHessian::step(Objective& objective) {
+  objective.expect_hvp(hessian_due());
+  const double loss = objective.evaluate(true);
+  objective.expect_hvp(false);
+  apply([&objective](const TensorList& v) { return objective.hvp(v); });
+  return loss;
+}
 
-void AdaHessian::step(const HvpFn& hvp) {
+void AdaHessian::apply(const HvpFn& hvp) {
   // The Hessian diagonal D is re-estimated every update_every steps from one Rademacher probe
   // (sample = step index, so every rank draws the same probe) and reused in between.
   if (steps_ % opt_.update_every == 0) {

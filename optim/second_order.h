@@ -50,10 +50,9 @@ struct LineSearchInfo {
 class LBFGS : public Optimizer {
  public:
   LBFGS(std::vector<ad::Var> params, LBFGSOptions opt);
-  void step() override;  // throws: L-BFGS needs a closure
   // Runs max_iter iterations; returns the loss at the final point. Leaves the gradient at that
   // point in .grad().
-  double step(const LossClosure& closure);
+  double step(Objective& objective) override;
   std::string name() const override { return "lbfgs"; }
   const LineSearchInfo& last_line_search() const { return ls_; }
   size_t history() const { return s_.size(); }
@@ -89,10 +88,10 @@ struct NewtonCGOptions {
 class NewtonCG : public Optimizer {
  public:
   NewtonCG(std::vector<ad::Var> params, NewtonCGOptions opt);
-  void step() override;  // throws: Newton-CG needs a closure and an HVP
-  // One trust-region iteration; returns the loss at the (accepted or kept) point. The .grad()
-  // left behind is that of the starting point.
-  double step(const LossClosure& closure, const HvpFn& hvp);
+  // One trust-region iteration on HVPs; returns the loss at the (accepted or kept) point. The
+  // .grad() left behind is that of the starting point.
+  double step(Objective& objective) override;
+  bool needs_hvp() const override { return true; }
   std::string name() const override { return "newton-cg"; }
 
   double radius() const { return radius_; }
@@ -127,9 +126,11 @@ struct AdaHessianOptions {
 class AdaHessian : public Optimizer {
  public:
   AdaHessian(std::vector<ad::Var> params, AdaHessianOptions opt);
-  void step() override;  // throws: AdaHessian needs an HVP
-  // Reads the gradient from .grad(); calls hvp once when a new Hessian estimate is due.
-  void step(const HvpFn& hvp);
+  // Evaluates the gradient (keeping its graph when a Hessian estimate is due) and applies it.
+  double step(Objective& objective) override;
+  bool needs_hvp() const override { return true; }
+  // Applies the gradient in .grad(); calls hvp once when a new Hessian estimate is due.
+  void apply(const HvpFn& hvp);
   std::string name() const override { return "adahessian"; }
   // True when the next step() estimates a new Hessian diagonal (calls hvp).
   bool hessian_due() const { return steps_ % opt_.update_every == 0; }

@@ -7,8 +7,7 @@
 namespace dfx::pde {
 using ad::Var;
 
-BurgersLossParts burgers_loss(const Var& u, const Tensor& b, double visc, double boundary_factor,
-                              int64_t global_count) {
+BurgersResiduals burgers_residuals(const Var& u, const Tensor& b, double visc) {
   DFX_CHECK(u.dim() == 4 && u.shape()[1] == 1 && u.shape()[2] == u.shape()[3],
             "burgers_loss: expected u [B, 1, N, N], got ", u.data().describe());
   const int64_t B = u.shape()[0], N = u.shape()[3];
@@ -27,17 +26,25 @@ BurgersLossParts burgers_loss(const Var& u, const Tensor& b, double visc, double
     Var uxx = ad::mul(ad::sub(ad::add(east, west), ad::mul(c, 2.0)), 1.0 / (dx * dx));
     r = ad::sub(r, ad::mul(uxx, visc));
   }
-  const double n_int = static_cast<double>((N - 1) * (N - 2));
-  Var residual = ad::mul(ad::sum(ad::square(r)), 1.0 / n_int);
+  BurgersResiduals out;
+  out.interior = r;
+  out.boundary = {ad::sub(ad::narrow(u, 2, 0, 1), Var(b.reshape({B, 1, 1, N}))),
+                  ad::narrow(ad::narrow(u, 2, 1, N - 1), 3, 0, 1),
+                  ad::narrow(ad::narrow(u, 2, 1, N - 1), 3, N - 1, 1)};
+  out.n_interior = static_cast<double>((N - 1) * (N - 2));
+  out.n_boundary = static_cast<double>(N + 2 * (N - 1));
+  return out;
+}
 
-  Var init = ad::sub(ad::narrow(u, 2, 0, 1), Var(b.reshape({B, 1, 1, N})));
-  Var left = ad::narrow(ad::narrow(u, 2, 1, N - 1), 3, 0, 1);
-  Var right = ad::narrow(ad::narrow(u, 2, 1, N - 1), 3, N - 1, 1);
-  const double n_bnd = static_cast<double>(N + 2 * (N - 1));
-  Var boundary = ad::mul(ad::add(ad::sum(ad::square(init)),
-                                 ad::add(ad::sum(ad::square(left)), ad::sum(ad::square(right)))),
-                         1.0 / n_bnd);
-  const int64_t count = global_count > 0 ? global_count : B;
+BurgersLossParts burgers_loss(const Var& u, const Tensor& b, double visc, double boundary_factor,
+                              int64_t global_count) {
+  BurgersResiduals r = burgers_residuals(u, b, visc);
+  Var residual = ad::mul(ad::sum(ad::square(r.interior)), 1.0 / r.n_interior);
+  Var boundary = ad::mul(ad::add(ad::sum(ad::square(r.boundary[0])),
+                                 ad::add(ad::sum(ad::square(r.boundary[1])),
+                                         ad::sum(ad::square(r.boundary[2])))),
+                         1.0 / r.n_boundary);
+  const int64_t count = global_count > 0 ? global_count : u.shape()[0];
   Var total = ad::mul(ad::add(residual, ad::mul(boundary, boundary_factor)),
                       1.0 / static_cast<double>(count));
   return {residual, boundary, total};

@@ -5,6 +5,8 @@
 // Discretisation (our choice where W3 is silent): backward difference in t (causal, no odd-even
 // decoupling in time), central differences in x, on the N x N output grid (t along height).
 #pragma once
+#include <vector>
+
 #include "autodiff/var.h"
 
 namespace dfx::pde {
@@ -14,6 +16,16 @@ struct BurgersLossParts {
   ad::Var boundary;  // sum over the batch of per-sample mean squared boundary mismatch
   ad::Var total;     // (residual + boundary_factor * boundary) / global_count
 };
+
+// The residuals the loss squares: the interior residual [B, 1, N-1, N-2] and the initial row and
+// two x-boundary mismatches, with the node counts the loss divides by. The loss is
+// (|interior|^2 / n_interior + boundary_factor * sum |boundary_k|^2 / n_boundary) / global_count.
+struct BurgersResiduals {
+  ad::Var interior;
+  std::vector<ad::Var> boundary;
+  double n_interior = 1, n_boundary = 1;
+};
+BurgersResiduals burgers_residuals(const ad::Var& u, const Tensor& b, double visc);
 
 // u [B, 1, N, N] network output, b [B, 1, 1, N] or [B, N] initial condition.
 BurgersLossParts burgers_loss(const ad::Var& u, const Tensor& b, double visc,

@@ -95,8 +95,8 @@ TEST_CASE("cuda: a W1 training step on the GPU matches the CPU (loss, every grad
     }
     INFO("worst gradient: " << worst_name << " " << worst);
     CHECK(worst <= tol);
-    oc.step();
-    og.step();
+    oc.apply();
+    og.apply();
     for (size_t i = 0; i < cpu.params.size(); ++i)
       CHECK(rel_err(gpu.params[i].data(), cpu.params[i].data()) <= tol);
     // Running statistics of batch norm moved identically.
@@ -135,7 +135,7 @@ TEST_CASE("cuda: live device memory returns to its baseline after training steps
     opt.zero_grad();
     ad::Var l = w1_loss(gpu, omega);
     l.backward();
-    opt.step();
+    opt.apply();
   };
   step();  // Adam's moment slots are allocated on the first step
   opt.zero_grad();

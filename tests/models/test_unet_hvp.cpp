@@ -183,7 +183,7 @@ TEST_CASE("a channels-last U-Net gives the NCHW U-Net's loss, gradients, HVP and
       auto& opt = pr == &a ? oa : ob;
       opt.zero_grad();
       loss(*pr).backward();
-      opt.step();
+      opt.apply();
     }
     double worst_p = 0;
     for (size_t i = 0; i < a.params.size(); ++i) {

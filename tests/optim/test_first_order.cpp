@@ -29,7 +29,7 @@ TEST_CASE("SGD with momentum, dampening, Nesterov and weight decay follows PyTor
     const double grads[3][2] = {{0.5, -0.25}, {0.3, 0.7}, {-1.0, 0.2}};
     for (int s = 0; s < 3; ++s) {
       set_grad(p, {grads[s][0], grads[s][1]});
-      opt.step();
+      opt.apply();
       for (int i = 0; i < 2; ++i) {
         double g = grads[s][i] + 0.01 * x[i];
         buf[i] = s == 0 ? g : 0.9 * buf[i] + g;
@@ -55,7 +55,7 @@ TEST_CASE("Adam, AdamW and amsgrad follow PyTorch's formulas") {
     const double grads[4][3] = {{0.5, -0.1, 2.0}, {0.4, 0.3, -1.0}, {-0.2, 0.05, 0.5}, {0.1, -0.6, 0.0}};
     for (int s = 1; s <= 4; ++s) {
       set_grad(p, {grads[s - 1][0], grads[s - 1][1], grads[s - 1][2]});
-      opt.step();
+      opt.apply();
       for (int i = 0; i < 3; ++i) {
         double g = grads[s - 1][i];
         if (variant == 1) x[i] *= 1 - 0.01 * 0.1;
@@ -134,7 +134,7 @@ TEST_CASE("optimiser state round-trips: a restored run continues bit for bit") {
   optim::Adam A({a}, {});
   for (int s = 0; s < 3; ++s) {
     a.set_grad(Var(grad_at(s)));
-    A.step();
+    A.apply();
   }
   auto saved = A.state();
   Tensor saved_values = a.data().clone();
@@ -142,7 +142,7 @@ TEST_CASE("optimiser state round-trips: a restored run continues bit for bit") {
   for (auto& [k, t] : saved) copy[k] = t.clone();
   for (int s = 3; s < 6; ++s) {
     a.set_grad(Var(grad_at(s)));
-    A.step();
+    A.apply();
   }
   Var b(saved_values, true);
   optim::Adam B({b}, {});
@@ -150,7 +150,7 @@ TEST_CASE("optimiser state round-trips: a restored run continues bit for bit") {
   CHECK(B.steps() == 3);
   for (int s = 3; s < 6; ++s) {
     b.set_grad(Var(grad_at(s)));
-    B.step();
+    B.apply();
   }
   for (int i = 0; i < 4; ++i) CHECK(a.data().get({i}) == b.data().get({i}));
   std::map<std::string, Tensor> bad = copy;

@@ -33,7 +33,7 @@ TEST_CASE("minimising the Poisson energy loss over u approaches the reference so
     if (it == 0) loss0 = l.item();
     loss = l.item();
     opt.set_lr(it < 400 ? 0.05 : 0.01);
-    opt.step();
+    opt.apply();
   }
   const double e1 = error();
   CAPTURE(e0);

@@ -1,0 +1,65 @@
+// pde/problem.h — a workload as training sees it: the network input for a list of sample
+// indices, the data-free loss (with the global count, for loss integrity), the classical
+// reference, the prediction with its boundary values applied, and the loss's curvature in output
+// space (what a Gauss-Newton method needs). Problems are created by name from a registry;
+// poisson2d (W1), poisson3d (W2) and burgers (W3) are built in, and a user registers their own
+// with register_problem (examples/train_poisson.cpp) without touching dfx.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "autodiff/var.h"
+
+namespace dfx::pde {
+
+struct ProblemOptions {
+  std::string name = "poisson2d";
+  int64_t res = 64;
+  uint64_t seed = 0;
+  double visc = 0.01;              // burgers
+  double boundary_factor = 64.0;   // burgers
+};
+
+// The curvature of the loss with respect to the network output u, at one u: v -> C(u) v, with
+// the loss's own scaling (1 / global count). Exact Hessian for quadratic energies (the FEM
+// stiffness K(nu) between the Dirichlet masks); the Gauss-Newton matrix J_r^T W J_r for
+// residual losses. Positive semi-definite either way.
+using OutputCurvature = std::function<Tensor(const Tensor& v)>;
+
+class Problem {
+ public:
+  virtual ~Problem() = default;
+  virtual int dims() const = 0;
+  virtual const char* input_name() const = 0;  // what the input channel is ("omega", "b")
+  virtual Tensor input(const std::vector<uint64_t>& samples, DType dtype) const = 0;
+  // sum over the local samples of their losses / global_count (global_count <= 0: local batch).
+  virtual ad::Var loss(const ad::Var& u, const Tensor& input, int64_t global_count) const = 0;
+  virtual Tensor prediction(const Tensor& u) const = 0;  // boundary values applied
+  // The reference solution [B, 1, *S] float64 for `input`; `samples` may be empty (a field given
+  // directly, as in dfx solve).
+  virtual Tensor reference(const Tensor& input, const std::vector<uint64_t>& samples) const = 0;
+  // C(u) at the network output u (no graph) for `input`; see OutputCurvature.
+  virtual OutputCurvature curvature(const Tensor& u, const Tensor& input,
+                                    int64_t global_count) const = 0;
+
+  Shape field_shape(int64_t batch) const;  // [batch, 1, res, ...]
+  const ProblemOptions& options() const { return opts_; }
+  const std::string& name() const { return opts_.name; }
+
+ protected:
+  explicit Problem(ProblemOptions o) : opts_(std::move(o)) {}
+  ProblemOptions opts_;
+};
+
+using ProblemFactory = std::function<std::unique_ptr<Problem>(const ProblemOptions&)>;
+
+// Adds (or replaces) a problem by name; make_problem and the command line's --problem then
+// accept it.
+void register_problem(const std::string& name, const std::string& summary, ProblemFactory make);
+// The registered names, built-in ones first, in registration order.
+std::vector<std::string> problem_names();
+std::unique_ptr<Problem> make_problem(const ProblemOptions& opts);
+
+}  // namespace dfx::pde

@@ -1,0 +1,312 @@
+// train/trainer.cpp — the training loop of the library (see trainer.h).
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+#include "autodiff/ops.h"
+#include "core/rng.h"
+#include "models/layers.h"
+#include "train/checkpoint.h"
+
+namespace dfx::train {
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The training order of epoch e: a permutation of [0, n) keyed by (seed, epoch) alone, so every
+// rank computes the same one without communicating.
+std::vector<uint64_t> epoch_order(uint64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<uint64_t> p(n);
+  for (uint64_t i = 0; i < n; ++i) p[i] = i;
+  for (uint64_t i = n; i > 1; --i) {
+    uint64_t j = static_cast<uint64_t>(philox_uniform(seed ^ 0x5eedull, 1000 + epoch, i) * i);
+    std::swap(p[i - 1], p[std::min(j, i - 1)]);
+  }
+  return p;
+}
+
+// The global loss of one global batch: this rank's share (sum of its per-sample losses / global
+// count) all-reduced. Newton-CG, and AdaHessian on the steps it re-estimates the diagonal, ask
+// for HVPs at the point where they take the gradient (expect_hvp): that gradient is then taken
+// differentiably and its graph kept (dist::Hessian), so each HVP costs one reverse pass.
+class BatchObjective : public optim::Objective {
+ public:
+  BatchObjective(dist::Communicator& comm, dist::GradReducer& reducer, optim::Optimizer& opt,
+                 std::function<ad::Var()> local_loss, bool has_share, bool twice_differentiable)
+      : comm_(comm), reducer_(reducer), opt_(opt), local_loss_(std::move(local_loss)),
+        has_share_(has_share), hvp_ok_(twice_differentiable) {}
+
+  double evaluate(bool need_grad) override {
+    hessian_.reset();  // the parameters may have moved since it was built
+    Tensor sum = zeros({}, DType::Float64);
+    const auto& params = opt_.params();
+    if (need_grad && expect_hvp_) {
+      opt_.zero_grad();
+      ad::Var l = local_loss_();
+      hessian_.emplace(comm_, l, params);
+      for (size_t i = 0; i < params.size(); ++i) {
+        ad::Var p = params[i];
+        p.set_grad(ad::Var(hessian_->gradient()[i]));
+      }
+      if (l.defined() && has_share_) sum = l.data().to(DType::Float64).cpu().clone();
+    } else if (need_grad) {
+      opt_.zero_grad();
+      ad::Var l = local_loss_();
+      if (l.defined()) {
+        l.backward();
+        if (has_share_) sum = l.data().to(DType::Float64).cpu().clone();
+      }
+      reducer_.finish();
+    } else {
+      ad::NoGradGuard ng;
+      ad::Var l = local_loss_();
+      if (l.defined() && has_share_) sum = l.data().to(DType::Float64).cpu().clone();
+    }
+    comm_.all_reduce(sum);
+    return sum.item();
+  }
+  bool has_hvp() const override { return hvp_ok_; }
+  // The global Hessian-vector product at the current parameters (the sum of local HVPs).
+  std::vector<Tensor> hvp(const std::vector<Tensor>& v) override {
+    DFX_CHECK(hvp_ok_, "Hessian-vector products need a twice-differentiable network; "
+              "--bn-recompute and --activation-checkpoint keep too little of the graph");
+    if (!hessian_) hessian_.emplace(comm_, local_loss_(), opt_.params());
+    return hessian_->apply(v);
+  }
+  void expect_hvp(bool on) override { expect_hvp_ = on; }
+
+ private:
+  dist::Communicator& comm_;
+  dist::GradReducer& reducer_;
+  optim::Optimizer& opt_;
+  std::function<ad::Var()> local_loss_;
+  bool has_share_, hvp_ok_, expect_hvp_ = false;
+  std::optional<dist::Hessian> hessian_;
+};
+
+}  // namespace
+
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::Done: return "done";
+    case StopReason::Paused: return "paused";
+    case StopReason::TimeBudget: return "time budget";
+    case StopReason::NonFinite: return "non-finite loss";
+  }
+  return "?";
+}
+
+void check_resolution(const ModelConfig& m, int64_t res) {
+  const int64_t div = int64_t{1} << (m.depth - 1);
+  DFX_CHECK(res % div == 0, "--res ", res, " is not divisible by 2^(depth-1) = ", div,
+            " (the U-Net halves the grid depth-1 times); pick a multiple of ", div);
+}
+
+std::shared_ptr<nn::UNet> build_unet(const ModelConfig& m, int dims, Device device,
+                                     const std::string& optimizer) {
+  nn::UNetOptions u;
+  u.dims = dims;
+  u.depth = m.depth;
+  u.width = m.width;
+  u.dtype = m.dtype;
+  u.seed = m.seed;
+  DFX_CHECK(u.depth >= 1 && u.depth <= 8, "--depth must be in 1..8, got ", u.depth);
+  DFX_CHECK(u.width >= 1, "--width must be >= 1, got ", u.width);
+  u.batch_norm.recompute_input = m.bn_recompute;
+  u.checkpoint = m.activation_checkpoint;
+  // Both keep fewer activations than a second derivative needs.
+  const bool second = optim::optimizer_info(optimizer).second_order;
+  for (const auto& [on, flag] : {std::pair{m.bn_recompute, "--bn-recompute"},
+                                 std::pair{m.activation_checkpoint, "--activation-checkpoint"}}) {
+    DFX_CHECK(!on || !second, flag, " keeps fewer activations than a second derivative needs, "
+              "so the network cannot be differentiated twice; --optimizer ", optimizer,
+              " needs Hessian-vector products: drop ", flag, " or use a first-order optimiser");
+  }
+  auto model = std::make_shared<nn::UNet>(u);
+  if (!device.is_cpu()) model->to(device);
+  if (m.channels_last) model->to(MemoryFormat::ChannelsLast);
+  return model;
+}
+
+Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
+                 std::shared_ptr<pde::Problem> problem, std::shared_ptr<dist::Communicator> comm)
+    : cfg_(std::move(config)), model_(std::move(model)), problem_(std::move(problem)),
+      comm_(std::move(comm)) {
+  DFX_CHECK(model_ && problem_ && comm_, "Trainer: need a model, a problem and a communicator");
+  DFX_CHECK(cfg_.batch >= 1, "--batch must be >= 1, got ", cfg_.batch);
+  DFX_CHECK(cfg_.samples >= 1, "--samples must be >= 1, got ", cfg_.samples);
+  DFX_CHECK(cfg_.eval_samples >= 0, "--eval-samples must be >= 0, got ", cfg_.eval_samples);
+  steps_per_epoch_ = (cfg_.samples + cfg_.batch - 1) / cfg_.batch;
+  total_steps_ = cfg_.steps > 0 ? cfg_.steps : cfg_.epochs * steps_per_epoch_;
+  DFX_CHECK(total_steps_ >= 1, "nothing to do: --steps and --epochs are both 0");
+  model_->train();
+  params_ = model_->parameters();
+  opt_ = optim::make_optimizer(params_, cfg_.optimizer);
+  schedule_ = cfg_.schedule;
+  schedule_.base_lr = optim::resolved_lr(cfg_.optimizer);
+  schedule_.total_steps = total_steps_;
+  DFX_CHECK(schedule_.warmup_steps >= 0 && schedule_.step_size >= 1,
+            "--warmup-steps must be >= 0 and --step-size >= 1");
+  if (!cfg_.resume.empty()) {
+    start_step_ = load_run_checkpoint(cfg_.resume, *model_, opt_.get()).step;
+    DFX_CHECK(start_step_ < total_steps_, "--resume: the checkpoint is at step ", start_step_,
+              ", at or past the requested ", total_steps_, " steps; raise --steps or --epochs");
+    last_good_ = cfg_.resume;
+  }
+  step_ = start_step_;
+  std::vector<Tensor> state;
+  for (auto& [name, t] : model_->state_dict()) state.push_back(t);
+  dist::broadcast_tensors(*comm_, state);  // rank 0's weights everywhere
+  if (comm_->size() > 1 && cfg_.sync_bn)
+    for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
+      bn->set_all_reduce(dist::channel_all_reduce(comm_));
+  reducer_ = std::make_unique<dist::GradReducer>(
+      comm_, params_, static_cast<size_t>(cfg_.bucket_mb * 1048576.0), cfg_.overlap);
+  cfg_.record["ranks"] = comm_->size();
+  cfg_.record["backend"] = comm_->backend();
+  if (comm_->is_root() && !cfg_.out.empty()) {
+    ensure_directory(cfg_.out);
+    write_text_atomic(cfg_.out + "/config.json", cfg_.record.dump(2) + "\n");
+    ensure_directory(cfg_.out + "/checkpoints");
+  }
+  // Held-out fields and their reference solutions, once: periodic evaluations only run the model.
+  if (comm_->is_root() && cfg_.eval_samples > 0)
+    held_out_ = prepare_eval(*problem_, cfg_.eval_samples, cfg_.model.dtype);
+}
+
+Trainer::~Trainer() = default;
+
+std::vector<int64_t> Trainer::batch_indices(int64_t step) const {
+  const int64_t epoch = step / steps_per_epoch_, k = step % steps_per_epoch_;
+  std::vector<uint64_t> order = epoch_order(static_cast<uint64_t>(cfg_.samples), cfg_.seed, epoch);
+  const int64_t begin = k * cfg_.batch, count = std::min(cfg_.batch, cfg_.samples - begin);
+  std::vector<int64_t> global(count);
+  for (int64_t i = 0; i < count; ++i) global[i] = static_cast<int64_t>(order[begin + i]);
+  return global;
+}
+
+double Trainer::run_step() {
+  const std::vector<int64_t> global = batch_indices(step_);
+  const int64_t count = static_cast<int64_t>(global.size());
+  std::vector<int64_t> mine = dist::shard_indices(global, comm_->rank(), comm_->size());
+  std::vector<uint64_t> local(mine.begin(), mine.end());
+  const bool sync_bn = comm_->size() > 1 && cfg_.sync_bn;
+  const Device device = model_->device();
+  const DType dtype = cfg_.model.dtype;
+  // An empty shard still runs the network when SyncBatchNorm needs its collectives.
+  auto local_loss = [&]() -> ad::Var {
+    if (local.empty() && !sync_bn) return ad::Var();
+    Tensor x = (local.empty() ? Tensor::empty(problem_->field_shape(0), dtype)
+                              : problem_->input(local, dtype)).to(device);
+    return problem_->loss((*model_)(ad::Var(x)), x, count);
+  };
+  const bool twice = !cfg_.model.bn_recompute && !cfg_.model.activation_checkpoint;
+  BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, !local.empty(), twice);
+  opt_->set_lr(schedule_.lr(step_));
+  return opt_->step(objective);
+}
+
+TrainResult Trainer::train(int64_t max_steps) {
+  TrainResult r;
+  const bool root = comm_->is_root();
+  auto t_start = std::chrono::steady_clock::now();
+  const double elapsed0 = train_seconds_, eval_before = eval_seconds_;
+  // Training time excludes this call's evaluations (earlier calls' are already out of elapsed0).
+  auto elapsed_now = [&] { return elapsed0 + since(t_start) - (eval_seconds_ - eval_before); };
+  int64_t taken = 0;
+  r.reason = StopReason::Paused;
+  while (step_ < total_steps_ && taken < max_steps) {
+    const int64_t epoch = step_ / steps_per_epoch_;
+    const int64_t count = static_cast<int64_t>(batch_indices(step_).size());
+    auto t0 = std::chrono::steady_clock::now();
+    const double loss = run_step();
+    if (!std::isfinite(loss)) {
+      r.reason = StopReason::NonFinite;
+      last_loss_ = loss;
+      break;
+    }
+    ++step_;
+    ++taken;
+    last_loss_ = loss;
+    const double dt = since(t0), elapsed = elapsed_now();
+    wait_total_ += reducer_->last_wait_seconds();
+    step_total_ += dt;
+    if (callbacks_.on_step)
+      callbacks_.on_step({step_, total_steps_, start_step_, epoch, loss, dt, elapsed,
+                          static_cast<double>(count) / dt, opt_->lr(), reducer_->last_wait_seconds()});
+    if (root && cfg_.eval_samples > 0 && cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) {
+      auto te = std::chrono::steady_clock::now();
+      run_eval(*model_, *problem_, held_out_);
+      eval_seconds_ += since(te);
+      if (callbacks_.on_eval)
+        callbacks_.on_eval({step_, elapsed,
+                            static_cast<double>(step_ * cfg_.batch) / static_cast<double>(cfg_.samples),
+                            held_out_});
+    }
+    if (cfg_.max_time > 0) {
+      // Every rank stops at the same step: rank 0's clock decides.
+      Tensor stop = full({}, elapsed >= cfg_.max_time ? 1.0 : 0.0, DType::Float64);
+      dist::broadcast_tensors(*comm_, {stop});
+      if (stop.item() > 0 && step_ < total_steps_) {
+        r.reason = StopReason::TimeBudget;
+        break;
+      }
+    }
+    if (cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0 && step_ < total_steps_ &&
+        !cfg_.out.empty()) {
+      char name[64];
+      std::snprintf(name, sizeof name, "/checkpoints/step_%06lld.safetensors", (long long)step_);
+      save_checkpoint(cfg_.out + name);
+      save_checkpoint(cfg_.out + "/checkpoints/last.safetensors");
+    }
+  }
+  if (step_ >= total_steps_ && r.reason == StopReason::Paused) r.reason = StopReason::Done;
+  train_seconds_ = elapsed_now();
+  r.steps_done = step_;
+  r.last_loss = last_loss_;
+  r.last_good_checkpoint = last_good_;
+  return r;
+}
+
+TrainResult Trainer::fit() {
+  TrainResult r = train(total_steps_);
+  if (r.reason != StopReason::NonFinite) finish();
+  r.last_good_checkpoint = last_good_;
+  return r;
+}
+
+void Trainer::save_checkpoint(const std::string& path) {
+  if (!comm_->is_root()) return;
+  const int64_t epoch = step_ > 0 ? (step_ - 1) / steps_per_epoch_ : 0;
+  save_run_checkpoint(path, *model_, opt_.get(), cfg_.record, step_, epoch);
+  // Weights alone beside it, for a strict load_state_dict in PyTorch.
+  const std::string dir = path.substr(0, path.find_last_of('/') + 1);
+  save_model_weights(dir + "model.safetensors", *model_);
+  last_good_ = path;
+  if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(path);
+}
+
+void Trainer::finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (!cfg_.out.empty()) save_checkpoint(cfg_.out + "/checkpoints/last.safetensors");
+  if (comm_->is_root() && cfg_.eval_samples > 0) run_eval(*model_, *problem_, held_out_);
+}
+
+double Trainer::comm_wait_fraction() const { return wait_total_ / std::max(step_total_, 1e-12); }
+size_t Trainer::bucket_count() const { return reducer_->bucket_count(); }
+
+Tensor Trainer::predict(const Tensor& input) {
+  const bool was_training = model_->is_training();
+  model_->eval();
+  ad::NoGradGuard ng;
+  Tensor u = (*model_)(ad::Var(input.to(cfg_.model.dtype).to(model_->device()))).data();
+  model_->train(was_training);
+  return problem_->prediction(u).cpu();
+}
+
+}  // namespace dfx::train

@@ -1,0 +1,160 @@
+// train/trainer.h — data-free training as a library object. A Trainer is built from a typed
+// TrainConfig, a model, a problem and a communicator (the user's, MPI_COMM_WORLD's or a local
+// one) and owns everything a run does between them: exact sharding of each global batch, the
+// bucketed gradient all-reduce overlapped with backward, SyncBatchNorm wiring, the optimiser
+// (by name, optim/registry.h) and its schedule, atomic checkpoints and bit-for-bit resume,
+// held-out evaluation, the time budget and the all-ranks NaN stop. What the user wants to see
+// arrives through callbacks; `dfx train` is this class plus its progress line, metrics.jsonl and
+// pictures (apps/cmd_train.cpp).
+//
+//   auto problem = dfx::pde::make_problem({.name = "poisson2d", .res = 64});
+//   dfx::train::TrainConfig cfg;  cfg.steps = 500;
+//   auto model = dfx::train::build_unet(cfg.model, problem->dims(), dfx::Device::cpu());
+//   dfx::train::Trainer t(cfg, model, std::move(problem), dfx::dist::make_default());
+//   t.callbacks().on_step = [](const dfx::train::StepInfo& s) { ... };
+//   t.fit();
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "dist/communicator.h"
+#include "dist/data_parallel.h"
+#include "models/unet.h"
+#include "optim/registry.h"
+#include "optim/schedule.h"
+#include "pde/problem.h"
+#include "train/evaluate.h"
+
+namespace dfx::train {
+
+struct ModelConfig {
+  int depth = 4;
+  int64_t width = 16;
+  DType dtype = DType::Float32;
+  uint64_t seed = 0;
+  bool channels_last = false;
+  bool bn_recompute = false;           // first-order optimisers only
+  bool activation_checkpoint = false;  // first-order optimisers only
+};
+
+struct TrainConfig {
+  ModelConfig model;
+  optim::OptimizerConfig optimizer;
+  // kind, min_lr, gamma, step_size, milestones, warmup_steps; base_lr and total_steps are set
+  // from the optimiser's rate and the run's length.
+  optim::Schedule schedule;
+  int64_t batch = 8;              // global batch, split over the ranks
+  int64_t steps = 0;              // 0: epochs * ceil(samples / batch)
+  int64_t epochs = 1;
+  int64_t samples = 256;          // training fields per epoch (indices 0 .. samples-1)
+  uint64_t seed = 0;              // of the epoch order (the problem has its own for the fields)
+  std::string out;                // run directory for config.json and checkpoints ("": none)
+  int64_t checkpoint_every = 0;   // steps between checkpoints (0: only at the end)
+  std::string resume;             // checkpoint to continue from (weights, optimiser state, step)
+  int64_t eval_samples = 8;       // held-out fields evaluated at the end (0: none)
+  int64_t eval_every = 0;         // steps between held-out evaluations (0: end only)
+  double max_time = 0;            // seconds of training (evaluations excluded); 0: no limit
+  double bucket_mb = 25;          // gradient all-reduce bucket size
+  bool sync_bn = true;            // batch-norm moments over the global batch when P > 1
+  bool overlap = true;            // all-reduce buckets during backward
+  // Stored as the "config" of config.json and of every checkpoint (the command line puts its
+  // resolved options here); the trainer adds "ranks" and "backend".
+  nlohmann::json record = nlohmann::json::object();
+};
+
+// The W1-W3 U-Net of `m` for a problem of `dims` spatial dimensions, on `device` (initialised on
+// the CPU, so the same weights anywhere). Checks depth, width and the optimiser's needs.
+std::shared_ptr<nn::UNet> build_unet(const ModelConfig& m, int dims, Device device,
+                                     const std::string& optimizer = "adam");
+// Throws unless `res` is divisible by 2^(depth-1).
+void check_resolution(const ModelConfig& m, int64_t res);
+
+struct StepInfo {
+  int64_t step;         // 1-based, after the step
+  int64_t total_steps, start_step, epoch;
+  double loss;          // global loss of the step
+  double time_s;        // wall time of the step
+  double elapsed_s;     // training time so far (evaluations excluded)
+  double samples_per_s, lr, comm_wait_s;
+};
+
+struct EvalInfo {
+  int64_t step;
+  double train_time_s, epochs;
+  const EvalResult& result;
+};
+
+struct Callbacks {
+  std::function<void(const StepInfo&)> on_step;
+  std::function<void(const EvalInfo&)> on_eval;         // periodic evaluations (eval_every)
+  std::function<void(const std::string& path)> on_checkpoint;
+};
+
+enum class StopReason { Done, Paused, TimeBudget, NonFinite };
+
+struct TrainResult {
+  StopReason reason = StopReason::Done;
+  int64_t steps_done = 0;     // optimiser steps taken in total, resumed ones included
+  double last_loss = 0;
+  std::string last_good_checkpoint;  // the newest checkpoint written with a finite loss
+};
+
+class Trainer {
+ public:
+  Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
+          std::shared_ptr<pde::Problem> problem, std::shared_ptr<dist::Communicator> comm);
+  ~Trainer();
+
+  Callbacks& callbacks() { return callbacks_; }
+  // Runs until the schedule's end, the time budget or a non-finite loss; then finish().
+  TrainResult fit();
+  // Up to `max_steps` more steps (fewer at the end, the time budget or a non-finite loss).
+  TrainResult train(int64_t max_steps);
+  // The final checkpoint (when `out` is set) and the final held-out evaluation (rank 0).
+  void finish();
+
+  const TrainConfig& config() const { return cfg_; }
+  nn::Module& model() { return *model_; }
+  const pde::Problem& problem() const { return *problem_; }
+  dist::Communicator& comm() { return *comm_; }
+  optim::Optimizer& optimizer() { return *opt_; }
+  int64_t step() const { return step_; }
+  int64_t total_steps() const { return total_steps_; }
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  double last_loss() const { return last_loss_; }
+  // The global batch of a step (the same on every rank) and this rank's share of it.
+  std::vector<int64_t> batch_indices(int64_t step) const;
+  // The final evaluation's result (after finish(), rank 0, eval_samples > 0).
+  const EvalResult& held_out() const { return held_out_; }
+  // Fraction of step time spent blocked on the gradient all-reduce, and its bucket count.
+  double comm_wait_fraction() const;
+  size_t bucket_count() const;
+  // Writes a run checkpoint at `path` now (rank 0; every rank must call it).
+  void save_checkpoint(const std::string& path);
+  // The model's prediction, boundary values applied, for a batch of input fields [B, 1, *S].
+  Tensor predict(const Tensor& input);
+
+ private:
+  double run_step();
+  TrainConfig cfg_;
+  std::shared_ptr<nn::Module> model_;
+  std::shared_ptr<pde::Problem> problem_;
+  std::shared_ptr<dist::Communicator> comm_;
+  std::vector<ad::Var> params_;
+  std::unique_ptr<optim::Optimizer> opt_;
+  std::unique_ptr<dist::GradReducer> reducer_;
+  optim::Schedule schedule_;
+  Callbacks callbacks_;
+  EvalResult held_out_;
+  int64_t step_ = 0, start_step_ = 0, total_steps_ = 0, steps_per_epoch_ = 1;
+  double last_loss_ = 0, eval_seconds_ = 0, train_seconds_ = 0, wait_total_ = 0, step_total_ = 0;
+  std::string last_good_;
+  bool finished_ = false;
+};
+
+const char* stop_reason_name(StopReason r);
+
+}  // namespace dfx::train
