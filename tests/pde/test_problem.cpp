@@ -1,0 +1,115 @@
+// tests/pde/test_problem.cpp — the problem registry (built-in names, a user's own problem) and
+// the output-space curvature: Poisson's M K(nu) M against the tape's Hessian of the loss in u;
+// Burgers' Gauss-Newton product against Jacobians by central differences (exact for its
+// quadratic residual up to rounding).
+#include <doctest/doctest.h>
+
+#include "dfx.h"
+#include "tests/tensor_diff.h"
+
+using namespace dfx;
+
+namespace {
+using testing::max_abs_diff;
+double dot(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_vector(), y = b.to_vector();
+  double s = 0;
+  for (size_t i = 0; i < x.size(); ++i) s += x[i] * y[i];
+  return s;
+}
+double max_abs(const Tensor& a) {
+  double m = 0;
+  for (double x : a.to_vector()) m = std::max(m, std::abs(x));
+  return m;
+}
+// a + s * b, a and b float64 of one shape.
+Tensor axpy(const Tensor& a, double s, const Tensor& b) {
+  auto x = a.to_vector();
+  const auto y = b.to_vector();
+  for (size_t i = 0; i < x.size(); ++i) x[i] += s * y[i];
+  return from_vector<double>(x, a.shape());
+}
+}  // namespace
+
+TEST_SUITE("pde") {
+TEST_CASE("problems by name: the built-in three, a user's own, and a clear error otherwise") {
+  auto names = pde::problem_names();
+  REQUIRE(names.size() >= 3);
+  CHECK(names[0] == "poisson2d");
+  CHECK(names[1] == "poisson3d");
+  CHECK(names[2] == "burgers");
+  pde::register_problem("test-poisson-alias", "poisson2d under another name",
+                        [](const pde::ProblemOptions& o) {
+                          pde::ProblemOptions p = o;
+                          p.name = "poisson2d";
+                          return pde::make_problem(p);
+                        });
+  auto p = pde::make_problem({.name = "test-poisson-alias", .res = 8});
+  CHECK(p->dims() == 2);
+  CHECK(p->field_shape(3) == Shape{3, 1, 8, 8});
+  try {
+    pde::make_problem({.name = "heat", .res = 8});
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("unknown problem 'heat'; expected one of poisson2d") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("Poisson curvature in output space is the tape's Hessian of the loss in u (2-d, 3-d)") {
+  for (const char* name : {"poisson2d", "poisson3d"}) {
+    CAPTURE(name);
+    auto p = pde::make_problem({.name = name, .res = 6, .seed = 4});
+    Tensor omega = p->input({2, 5, 7}, DType::Float64);
+    Tensor u = uniform(omega.shape(), -1, 1, 11, 0, 0, DType::Float64);
+    Tensor v = uniform(omega.shape(), -1, 1, 11, 1, 0, DType::Float64);
+    Var uu(u, true);
+    Tensor hv = ad::hvp([&] { return p->loss(uu, omega, 5); }, {uu}, {v})[0];
+    Tensor cv = p->curvature(u, omega, 5)(v);
+    CHECK(max_abs_diff(hv, cv) <= 1e-12 * (1 + max_abs(hv)));
+    CHECK(dot(v, cv) > 0);  // positive on a field that is not zero inside
+  }
+}
+
+TEST_CASE("Burgers curvature is the Gauss-Newton matrix 2 sum_k w_k J_k^T J_k of its residuals") {
+  for (double visc : {0.01, 0.0}) {
+    CAPTURE(visc);
+    auto p = pde::make_problem({.name = "burgers", .res = 8, .seed = 2, .visc = visc});
+    Tensor in = p->input({1, 4}, DType::Float64);
+    Tensor u = uniform(in.shape(), -1, 1, 21, 0, 0, DType::Float64);
+    Tensor v = uniform(in.shape(), -1, 1, 21, 1, 0, DType::Float64);
+    Tensor w = uniform(in.shape(), -1, 1, 21, 2, 0, DType::Float64);
+    const int64_t count = 3;
+    auto G = p->curvature(u, in, count);
+    Tensor gv = G(v), gw = G(w);
+    // Symmetric and positive semi-definite.
+    CHECK(std::abs(dot(w, gv) - dot(v, gw)) <= 1e-10 * std::abs(dot(w, gv)));
+    CHECK(dot(v, gv) > 0);
+    // <w, G v> = 2 sum_k weight_k <J_k w, J_k v>, J_k x by central differences.
+    Tensor b = in.narrow(2, 0, 1);
+    auto residuals = [&](const Tensor& x) {
+      ad::NoGradGuard ng;
+      pde::BurgersResiduals r = pde::burgers_residuals(Var(x), b, visc);
+      std::vector<Tensor> out = {r.interior.data()};
+      for (const Var& k : r.boundary) out.push_back(k.data());
+      return std::pair{out, r};
+    };
+    const double eps = 1e-3;
+    auto jac = [&](const Tensor& x) {
+      auto plus = residuals(axpy(u, eps, x)).first;
+      auto minus = residuals(axpy(u, -eps, x)).first;
+      std::vector<Tensor> j;
+      for (size_t k = 0; k < plus.size(); ++k)
+        j.push_back(kernels::mul(axpy(plus[k].contiguous(), -1.0, minus[k].contiguous()),
+                                 full({}, 0.5 / eps, DType::Float64)));
+      return j;
+    };
+    auto [r0, parts] = residuals(u);
+    auto jv = jac(v), jw = jac(w);
+    double expect = 2.0 / (parts.n_interior * count) * dot(jw[0], jv[0]);
+    for (size_t k = 1; k < jv.size(); ++k)
+      expect += 2.0 * 64.0 / (parts.n_boundary * count) * dot(jw[k], jv[k]);
+    CHECK(dot(w, gv) == doctest::Approx(expect).epsilon(1e-8));
+  }
+}
+}

@@ -1,0 +1,116 @@
+// tests/train/test_trainer.cpp — the library's Trainer on a tiny W1: its first loss is the PDE
+// loss of the first global batch by hand; stepping in pieces equals one fit(); a resumed run
+// continues bit for bit; checkpoints are written atomically with weights-only model.safetensors
+// beside them that loads strictly.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "dfx.h"
+#include "models/checkpoint.h"
+
+using namespace dfx;
+
+namespace {
+struct Run {
+  std::vector<double> losses;
+  std::vector<int64_t> steps;
+};
+
+train::TrainConfig tiny(const std::string& out) {
+  train::TrainConfig c;
+  c.model = {.depth = 2, .width = 4, .dtype = DType::Float64, .seed = 3};
+  c.batch = 3;
+  c.samples = 7;
+  c.steps = 6;
+  c.seed = 3;
+  c.out = out;
+  c.eval_samples = 2;
+  c.optimizer.name = "adam";
+  c.schedule.kind = optim::Schedule::Kind::Cosine;
+  return c;
+}
+
+std::shared_ptr<pde::Problem> w1() { return pde::make_problem({.name = "poisson2d", .res = 8, .seed = 3}); }
+
+std::unique_ptr<train::Trainer> make(const train::TrainConfig& c, Run& run) {
+  auto model = train::build_unet(c.model, 2, Device::cpu(), c.optimizer.name);
+  auto t = std::make_unique<train::Trainer>(c, model, w1(), dist::make_local());
+  t->callbacks().on_step = [&run](const train::StepInfo& s) {
+    run.losses.push_back(s.loss);
+    run.steps.push_back(s.step);
+  };
+  return t;
+}
+}  // namespace
+
+TEST_SUITE("train") {
+TEST_CASE("Trainer: the first loss by hand, pieces equal one fit, resume continues bit for bit") {
+  const std::string dir = (std::filesystem::temp_directory_path() / "dfx_test_trainer").string();
+  std::filesystem::remove_all(dir);
+  train::TrainConfig c = tiny(dir + "/a");
+  c.checkpoint_every = 2;
+
+  // The first step's loss is W1's loss of the first global batch at the initial weights.
+  Run a;
+  auto ta = make(c, a);
+  std::vector<int64_t> first = ta->batch_indices(0);
+  REQUIRE(first.size() == 3);
+  double by_hand;
+  {
+    auto model = train::build_unet(c.model, 2, Device::cpu());
+    auto p = w1();
+    Tensor x = p->input(std::vector<uint64_t>(first.begin(), first.end()), DType::Float64);
+    by_hand = p->loss((*model)(Var(x)), x, 3).item();
+  }
+  train::TrainResult ra = ta->fit();
+  CHECK(ra.reason == train::StopReason::Done);
+  REQUIRE(a.losses.size() == 6);
+  CHECK(a.losses[0] == by_hand);
+  CHECK(a.losses[5] < a.losses[0]);
+  CHECK(ta->held_out().summary.mean > 0);
+  CHECK(std::filesystem::exists(dir + "/a/config.json"));
+  CHECK(std::filesystem::exists(dir + "/a/checkpoints/step_000004.safetensors"));
+
+  // The same run in pieces of 1, 2 and 3 steps.
+  Run b;
+  train::TrainConfig cb = tiny("");
+  auto tb = make(cb, b);
+  for (int64_t n : {1, 2, 3}) CHECK(tb->train(n).steps_done == (n == 1 ? 1 : n == 2 ? 3 : 6));
+  CHECK(b.losses == a.losses);
+
+  // Resumed from step 4: the last two losses and the final weights equal the uninterrupted run's.
+  Run r;
+  train::TrainConfig cr = tiny("");
+  cr.resume = dir + "/a/checkpoints/step_000004.safetensors";
+  auto tr = make(cr, r);
+  CHECK(tr->step() == 4);
+  tr->fit();
+  REQUIRE(r.losses.size() == 2);
+  CHECK(r.losses[0] == a.losses[4]);
+  CHECK(r.losses[1] == a.losses[5]);
+  CHECK(r.steps == std::vector<int64_t>{5, 6});
+  auto wa = ta->model().state_dict(), wr = tr->model().state_dict();
+  for (size_t i = 0; i < wa.size(); ++i)
+    CHECK(wa[i].second.to_vector() == wr[i].second.to_vector());
+
+  // Weights only beside the run checkpoint: no optimiser tensors, strict load into a new U-Net.
+  auto weights = nn::load_safetensors(dir + "/a/checkpoints/model.safetensors");
+  for (const auto& [k, t] : weights) CHECK(k.rfind("optim.", 0) != 0);
+  auto fresh = train::build_unet(c.model, 2, Device::cpu());
+  nn::load_state_dict(*fresh, weights, true, "model.safetensors");
+  for (const auto& entry : std::filesystem::directory_iterator(dir + "/a/checkpoints"))
+    CHECK(entry.path().string().find(".tmp") == std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("Trainer refuses a configuration it cannot run, naming what is wrong") {
+  train::TrainConfig c = tiny("");
+  c.batch = 0;
+  Run r;
+  CHECK_THROWS_WITH_AS(make(c, r), doctest::Contains("--batch must be >= 1"), Error);
+  train::ModelConfig m{.depth = 2, .width = 4, .bn_recompute = true};
+  CHECK_THROWS_WITH_AS(train::build_unet(m, 2, Device::cpu(), "newton-cg"),
+                       doctest::Contains("cannot be differentiated twice"), Error);
+}
+}
