@@ -14,6 +14,8 @@ int cmd_eval(const Args& args) {
   Options o("eval", "evaluates a checkpoint against the reference solver on held-out fields",
             {{"checkpoint", T::String, "", "checkpoint written by dfx train"},
              {"samples", T::Int, "64", "held-out fields"},
+             {"res", T::Int, "0", "grid nodes per side to evaluate at (0: the run's); the U-Net is "
+              "fully convolutional, so any multiple of 2^(depth-1) works"},
              {"out", T::String, "", "directory for summary.json and the .npy arrays (optional)"},
              {"panels", T::Int, "0", "also draw this many fields into panels.png"},
              {"threads", T::Int, "0", "CPU threads (0: OpenMP default)"},
@@ -37,6 +39,8 @@ int cmd_eval(const Args& args) {
   known.erase("conv_backend");
   run.apply_json(known, "checkpoint '" + path + "'");
   run.apply_json(nlohmann::json{{"device", o.s("device")}}, "--device");
+  DFX_CHECK(o.i("res") >= 0, "dfx eval: --res must be >= 0 (0: the run's resolution), got ", o.i("res"));
+  if (o.i("res") > 0) run.apply_json(nlohmann::json{{"res", o.i("res")}}, "--res");
   run.apply_json(nlohmann::json{{"tf32", o.b("tf32")}}, "--tf32");
   if (!o.s("conv_backend").empty())
     run.apply_json(nlohmann::json{{"conv_backend", o.s("conv_backend")}}, "--conv-backend");

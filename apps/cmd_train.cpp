@@ -18,6 +18,56 @@
 namespace dfx::app {
 using T = OptionSpec::Type;
 
+namespace {
+
+// "a,b,c" as numbers; `what` names the flag in errors.
+std::vector<double> number_list(const std::string& text, const char* what) {
+  std::vector<double> v;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    DFX_CHECK(used == item.size() && !item.empty(), what, ": '", item,
+              "' is not a number; expected a comma-separated list such as 32,64,128");
+    v.push_back(x);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+  }
+  return v;
+}
+
+// --levels / --level-steps / --level-lr as the Trainer's multigrid levels.
+std::vector<train::Level> parse_levels(const Options& o) {
+  if (o.s("levels").empty()) {
+    DFX_CHECK(o.s("level_steps").empty() && o.s("level_lr").empty(),
+              "--level-steps and --level-lr need --levels (the multigrid resolutions)");
+    return {};
+  }
+  const std::vector<double> res = number_list(o.s("levels"), "--levels");
+  std::vector<double> steps = number_list(o.s("level_steps"), "--level-steps");
+  std::vector<double> lr = number_list(o.s("level_lr"), "--level-lr");
+  DFX_CHECK(!steps.empty(), "--levels needs --level-steps (steps per visit of each level)");
+  auto per_level = [&](std::vector<double>& v, const char* what) {
+    if (v.size() == 1) v.assign(res.size(), v[0]);
+    DFX_CHECK(v.empty() || v.size() == res.size(), what, " has ", v.size(), " values for ",
+              res.size(), " levels; give one value or one per level");
+  };
+  per_level(steps, "--level-steps");
+  per_level(lr, "--level-lr");
+  std::vector<train::Level> levels;
+  for (size_t k = 0; k < res.size(); ++k)
+    levels.push_back({static_cast<int64_t>(res[k]), static_cast<int64_t>(steps[k]), lr.empty() ? 1.0 : lr[k]});
+  return levels;
+}
+
+}  // namespace
+
 
 int cmd_train(const Args& args) {
   std::vector<OptionSpec> specs = run_option_specs();
@@ -36,6 +86,13 @@ int cmd_train(const Args& args) {
       {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
       {"sync_bn", T::Bool, "true", "batch-norm moments over the global batch under MPI"},
       {"overlap", T::Bool, "true", "start gradient all-reduces during backward (false: after it)"},
+      {"levels", T::String, "", "multigrid training: resolutions coarsest first, the finest = --res "
+       "(e.g. 32,64,128); empty: one level"},
+      {"level_steps", T::String, "", "steps per visit of each level (one value for all, or one per level)"},
+      {"level_lr", T::String, "", "learning-rate factor of each level (one value or one per level; default 1)"},
+      {"cycle", T::String, "half-v", "order of the levels: half-v (coarse to fine), v, w or f",
+       {"half-v", "v", "w", "f"}},
+      {"cycles", T::Int, "1", "multigrid cycles"},
       {"comm", T::String, "auto", "communicator: auto (NCCL for one GPU per MPI rank, else MPI "
        "under mpiexec, else one process), local, mpi (device tensors staged through the host) or "
        "nccl (needs --device cuda)", {"auto", "local", "mpi", "nccl"}},
@@ -76,6 +133,9 @@ int cmd_train(const Args& args) {
   cfg.bucket_mb = o.f("bucket_mb");
   cfg.sync_bn = o.b("sync_bn");
   cfg.overlap = o.b("overlap");
+  cfg.levels = parse_levels(o);
+  cfg.cycle = train::parse_cycle(o.s("cycle"));
+  cfg.cycles = static_cast<int>(o.i("cycles"));
   cfg.record = o.to_json();
   train::Trainer trainer(cfg, model, problem, comm);
   const int64_t total_steps = trainer.total_steps();
@@ -89,6 +149,12 @@ int cmd_train(const Args& args) {
                 (long long)o.i("width"), nn::format_count(model->num_parameters()).c_str(),
                 (long long)cfg.batch, comm->size(), comm->size() > 1 ? "s" : "", comm->backend().c_str(),
                 run_comm.device.str().c_str(), (long long)total_steps);
+    if (!cfg.levels.empty()) {
+      std::string seq;
+      for (const train::Phase& p : trainer.phases())
+        seq += (seq.empty() ? "" : " -> ") + std::to_string(p.res) + " x " + std::to_string(p.steps);
+      std::printf("multigrid %s-cycle x %d: %s steps\n", train::cycle_name(cfg.cycle), cfg.cycles, seq.c_str());
+    }
   }
   const bool tty = root && ::isatty(STDOUT_FILENO);
   std::vector<double> curve_x, curve_y;
@@ -99,6 +165,7 @@ int cmd_train(const Args& args) {
       nlohmann::json row = {{"step", s.step}, {"epoch", s.epoch}, {"loss", s.loss}, {"time_s", s.time_s},
                             {"elapsed_s", s.elapsed_s}, {"samples_per_s", s.samples_per_s}, {"lr", s.lr},
                             {"comm_wait_s", s.comm_wait_s}};
+      if (!cfg.levels.empty()) row["res"] = s.res;
       metrics << row.dump() << "\n";
       metrics.flush();
       curve_x.push_back(static_cast<double>(s.step));

@@ -100,6 +100,62 @@ const char* stop_reason_name(StopReason r) {
   return "?";
 }
 
+Cycle parse_cycle(const std::string& name) {
+  if (name == "half-v") return Cycle::HalfV;
+  if (name == "v") return Cycle::V;
+  if (name == "w") return Cycle::W;
+  if (name == "f") return Cycle::F;
+  DFX_FAIL("unknown multigrid cycle '", name, "'; expected half-v, v, w or f");
+}
+
+const char* cycle_name(Cycle c) {
+  switch (c) {
+    case Cycle::HalfV: return "half-v";
+    case Cycle::V: return "v";
+    case Cycle::W: return "w";
+    case Cycle::F: return "f";
+  }
+  return "?";
+}
+
+namespace {
+void push_level(std::vector<int>& seq, int k) {
+  if (seq.empty() || seq.back() != k) seq.push_back(k);
+}
+void v_cycle(std::vector<int>& seq, int top) {  // top, ..., 0, ..., top
+  for (int k = top; k >= 0; --k) push_level(seq, k);
+  for (int k = 1; k <= top; ++k) push_level(seq, k);
+}
+void w_cycle(std::vector<int>& seq, int k) {
+  push_level(seq, k);
+  if (k > 0) {
+    w_cycle(seq, k - 1);
+    w_cycle(seq, k - 1);
+  }
+  push_level(seq, k);
+}
+}  // namespace
+
+std::vector<int> cycle_levels(int n, Cycle c) {
+  DFX_CHECK(n >= 1, "multigrid: need at least one level, got ", n);
+  std::vector<int> seq;
+  switch (c) {
+    case Cycle::HalfV:
+      for (int k = 0; k < n; ++k) push_level(seq, k);
+      break;
+    case Cycle::V: v_cycle(seq, n - 1); break;
+    case Cycle::W: w_cycle(seq, n - 1); break;
+    case Cycle::F:
+      push_level(seq, 0);
+      for (int top = 1; top < n; ++top) {
+        push_level(seq, top);
+        v_cycle(seq, top);
+      }
+      break;
+  }
+  return seq;
+}
+
 void check_resolution(const ModelConfig& m, int64_t res) {
   const int64_t div = int64_t{1} << (m.depth - 1);
   DFX_CHECK(res % div == 0, "--res ", res, " is not divisible by 2^(depth-1) = ", div,
@@ -141,8 +197,44 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   DFX_CHECK(cfg_.samples >= 1, "--samples must be >= 1, got ", cfg_.samples);
   DFX_CHECK(cfg_.eval_samples >= 0, "--eval-samples must be >= 0, got ", cfg_.eval_samples);
   steps_per_epoch_ = (cfg_.samples + cfg_.batch - 1) / cfg_.batch;
-  total_steps_ = cfg_.steps > 0 ? cfg_.steps : cfg_.epochs * steps_per_epoch_;
-  DFX_CHECK(total_steps_ >= 1, "nothing to do: --steps and --epochs are both 0");
+  const int64_t finest = problem_->options().res;
+  if (cfg_.levels.empty()) {
+    total_steps_ = cfg_.steps > 0 ? cfg_.steps : cfg_.epochs * steps_per_epoch_;
+    DFX_CHECK(total_steps_ >= 1, "nothing to do: --steps and --epochs are both 0");
+    phases_.push_back({0, finest, 0, total_steps_, 1.0});
+  } else {
+    DFX_CHECK(cfg_.cycles >= 1, "--cycles must be >= 1, got ", cfg_.cycles);
+    const int n = static_cast<int>(cfg_.levels.size());
+    for (int k = 0; k < n; ++k) {
+      const Level& l = cfg_.levels[k];
+      DFX_CHECK(l.res >= 4 && l.steps >= 0 && l.lr_factor > 0, "--levels: level ", k, " (res ",
+                l.res, ", ", l.steps, " steps, lr factor ", l.lr_factor,
+                ") needs res >= 4, steps >= 0 and a positive lr factor");
+      DFX_CHECK(k == 0 || l.res > cfg_.levels[k - 1].res, "--levels must list resolutions "
+                "coarsest first, strictly increasing; got ", cfg_.levels[k - 1].res, " then ", l.res);
+      check_resolution(cfg_.model, l.res);
+    }
+    DFX_CHECK(cfg_.levels.back().res == finest, "--levels: the finest level (", cfg_.levels.back().res,
+              ") must be the run's resolution --res ", finest, " (held-out evaluation runs there)");
+    int64_t begin = 0;
+    for (int c = 0; c < cfg_.cycles; ++c)
+      for (int k : cycle_levels(n, cfg_.cycle)) {
+        const Level& l = cfg_.levels[k];
+        if (l.steps == 0) continue;
+        if (!phases_.empty() && phases_.back().level == k) {
+          phases_.back().steps += l.steps;  // the last level of a cycle starts the next
+        } else {
+          phases_.push_back({k, l.res, begin, l.steps, l.lr_factor});
+        }
+        begin += l.steps;
+      }
+    total_steps_ = begin;
+    DFX_CHECK(total_steps_ >= 1, "nothing to do: every level has 0 steps");
+    DFX_CHECK(cfg_.steps == 0 || cfg_.steps == total_steps_, "--steps ", cfg_.steps,
+              " contradicts the multigrid schedule's ", total_steps_,
+              " steps (the sum over its levels); drop --steps");
+  }
+  level_problems_[finest] = problem_;
   model_->train();
   params_ = model_->parameters();
   opt_ = optim::make_optimizer(params_, cfg_.optimizer);
@@ -189,7 +281,26 @@ std::vector<int64_t> Trainer::batch_indices(int64_t step) const {
   return global;
 }
 
+const Phase& Trainer::phase_at(int64_t step) const {
+  for (const Phase& p : phases_)
+    if (step < p.begin + p.steps) return p;
+  return phases_.back();
+}
+
+const pde::Problem& Trainer::problem_at(int64_t res) {
+  auto it = level_problems_.find(res);
+  if (it != level_problems_.end()) return *it->second;
+  // The same problem (name, seed, parameters) sampled at this level's resolution.
+  pde::ProblemOptions o = problem_->options();
+  o.res = res;
+  std::shared_ptr<pde::Problem> p = pde::make_problem(o);
+  level_problems_[res] = p;
+  return *p;
+}
+
 double Trainer::run_step() {
+  const Phase& phase = phase_at(step_);
+  const pde::Problem& problem = problem_at(phase.res);
   const std::vector<int64_t> global = batch_indices(step_);
   const int64_t count = static_cast<int64_t>(global.size());
   std::vector<int64_t> mine = dist::shard_indices(global, comm_->rank(), comm_->size());
@@ -200,13 +311,13 @@ double Trainer::run_step() {
   // An empty shard still runs the network when SyncBatchNorm needs its collectives.
   auto local_loss = [&]() -> ad::Var {
     if (local.empty() && !sync_bn) return ad::Var();
-    Tensor x = (local.empty() ? Tensor::empty(problem_->field_shape(0), dtype)
-                              : problem_->input(local, dtype)).to(device);
-    return problem_->loss((*model_)(ad::Var(x)), x, count);
+    Tensor x = (local.empty() ? Tensor::empty(problem.field_shape(0), dtype)
+                              : problem.input(local, dtype)).to(device);
+    return problem.loss((*model_)(ad::Var(x)), x, count);
   };
   const bool twice = !cfg_.model.bn_recompute && !cfg_.model.activation_checkpoint;
   BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, !local.empty(), twice);
-  opt_->set_lr(schedule_.lr(step_));
+  opt_->set_lr(schedule_.lr(step_) * phase.lr_factor);
   return opt_->step(objective);
 }
 
@@ -222,6 +333,7 @@ TrainResult Trainer::train(int64_t max_steps) {
   while (step_ < total_steps_ && taken < max_steps) {
     const int64_t epoch = step_ / steps_per_epoch_;
     const int64_t count = static_cast<int64_t>(batch_indices(step_).size());
+    const int64_t res = phase_at(step_).res;
     auto t0 = std::chrono::steady_clock::now();
     const double loss = run_step();
     if (!std::isfinite(loss)) {
@@ -236,7 +348,7 @@ TrainResult Trainer::train(int64_t max_steps) {
     wait_total_ += reducer_->last_wait_seconds();
     step_total_ += dt;
     if (callbacks_.on_step)
-      callbacks_.on_step({step_, total_steps_, start_step_, epoch, loss, dt, elapsed,
+      callbacks_.on_step({step_, res, total_steps_, start_step_, epoch, loss, dt, elapsed,
                           static_cast<double>(count) / dt, opt_->lr(), reducer_->last_wait_seconds()});
     if (root && cfg_.eval_samples > 0 && cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) {
       auto te = std::chrono::steady_clock::now();

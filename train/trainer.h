@@ -15,8 +15,10 @@
 //   t.fit();
 #pragma once
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +42,35 @@ struct ModelConfig {
   bool activation_checkpoint = false;  // first-order optimisers only
 };
 
+// Multigrid (coarse-to-fine) training: the same fully convolutional weights trained on the
+// problem at a hierarchy of resolutions, visited in the order of a multigrid cycle (Balu et al.,
+// SC21). Levels are listed coarsest first; level i visited once runs steps[i] optimiser steps
+// with the schedule's rate times lr_factor[i]. The global step alone decides the level, so a
+// resumed run continues mid-cycle bit for bit.
+enum class Cycle {
+  HalfV,  // coarse to fine once: 0, 1, ..., n-1
+  V,      // fine to coarse to fine: n-1, ..., 0, ..., n-1
+  W,      // W(k) = k, W(k-1), W(k-1), k (coarse levels visited twice per visit of the next)
+  F,      // full multigrid: coarsest, then each finer level reached by a V-cycle below it
+};
+Cycle parse_cycle(const std::string& name);  // half-v | v | w | f
+const char* cycle_name(Cycle c);
+// Level indices (0 = coarsest) visited by one cycle over n levels, repeated visits collapsed.
+std::vector<int> cycle_levels(int n, Cycle c);
+
+struct Level {
+  int64_t res;
+  int64_t steps;
+  double lr_factor = 1;
+};
+
+// One stretch of consecutive steps at one level.
+struct Phase {
+  int level;
+  int64_t res, begin, steps;  // global steps [begin, begin + steps)
+  double lr_factor;
+};
+
 struct TrainConfig {
   ModelConfig model;
   optim::OptimizerConfig optimizer;
@@ -60,6 +91,12 @@ struct TrainConfig {
   double bucket_mb = 25;          // gradient all-reduce bucket size
   bool sync_bn = true;            // batch-norm moments over the global batch when P > 1
   bool overlap = true;            // all-reduce buckets during backward
+  // Multigrid training: empty = one level at the problem's resolution for `steps`. Otherwise the
+  // finest level must be the problem's resolution (held-out evaluation runs there), and the run
+  // lasts the cycles' steps (`steps` must then be 0 or equal to their sum).
+  std::vector<Level> levels;
+  Cycle cycle = Cycle::HalfV;
+  int cycles = 1;
   // Stored as the "config" of config.json and of every checkpoint (the command line puts its
   // resolved options here); the trainer adds "ranks" and "backend".
   nlohmann::json record = nlohmann::json::object();
@@ -74,6 +111,7 @@ void check_resolution(const ModelConfig& m, int64_t res);
 
 struct StepInfo {
   int64_t step;         // 1-based, after the step
+  int64_t res;          // the resolution it trained at
   int64_t total_steps, start_step, epoch;
   double loss;          // global loss of the step
   double time_s;        // wall time of the step
@@ -124,6 +162,10 @@ class Trainer {
   int64_t step() const { return step_; }
   int64_t total_steps() const { return total_steps_; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  // The multigrid phases (one phase at the problem's resolution without levels), and the one
+  // global step `step` (0-based) belongs to.
+  const std::vector<Phase>& phases() const { return phases_; }
+  const Phase& phase_at(int64_t step) const;
   double last_loss() const { return last_loss_; }
   // The global batch of a step (the same on every rank) and this rank's share of it.
   std::vector<int64_t> batch_indices(int64_t step) const;
@@ -139,7 +181,10 @@ class Trainer {
 
  private:
   double run_step();
+  const pde::Problem& problem_at(int64_t res);
   TrainConfig cfg_;
+  std::vector<Phase> phases_;
+  std::map<int64_t, std::shared_ptr<pde::Problem>> level_problems_;
   std::shared_ptr<nn::Module> model_;
   std::shared_ptr<pde::Problem> problem_;
   std::shared_ptr<dist::Communicator> comm_;

@@ -28,6 +28,10 @@ eval_err=$(grep -o 'mean [0-9.e+-]*' "$tmp/eval.log" | head -1)
 [[ "$train_err" == "$eval_err" ]] || { echo "eval $eval_err != train $train_err"; exit 1; }
 for f in summary.json inputs.npy predictions.npy reference.npy; do [[ -s "$tmp/eval/$f" ]]; done
 
+# eval at another resolution than the run's (the U-Net is fully convolutional).
+"$DFX" eval --checkpoint "$tmp/run/checkpoints/last.safetensors" --samples 2 --res 32 >"$tmp/eval32.log"
+grep -q "poisson2d N=32" "$tmp/eval32.log"
+
 # Resume from step 2 to 4: the last two losses equal the uninterrupted run's.
 "$DFX" train "${common[@]}" --steps 4 --eval-samples 0 --resume "$tmp/run/checkpoints/step_000002.safetensors" --out "$tmp/resumed" >/dev/null
 a=$(tail -2 "$tmp/run/metrics.jsonl" | grep -o '"loss":[^,]*')

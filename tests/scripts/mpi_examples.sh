@@ -33,6 +33,22 @@ print(f"{sys.argv[3]}: np=1 and np=3 losses agree:", ["%.12g" % x for x in a])
 PY
 done
 
+# Multigrid training across a level change (N = 8 -> 16 -> 8 -> 16, V-cycles): 1 and 3 ranks.
+mg=(train --problem poisson2d --res 16 --depth 2 --width 4 --batch 7 --samples 14 --levels 8,16
+    --level-steps 2,1 --cycle v --cycles 2 --seed 9 --threads 1 --eval-samples 0 --dtype float64)
+mpiexec -n 1 "$DFX" "${mg[@]}" --out "$tmp/mg1" >/dev/null
+mpiexec -n 3 "$DFX" "${mg[@]}" --out "$tmp/mg3" >/dev/null
+python3 - "$tmp/mg1/metrics.jsonl" "$tmp/mg3/metrics.jsonl" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+b = [json.loads(l) for l in open(sys.argv[2]) if '"loss"' in l]
+assert [r["res"] for r in a] == [16, 8, 8, 16, 16, 8, 8, 16], [r["res"] for r in a]
+assert len(a) == len(b)
+for x, y in zip(a, b):
+    assert x["res"] == y["res"] and abs(x["loss"] - y["loss"]) <= 1e-9 * abs(x["loss"]), (a, b)
+print("multigrid V-cycles: np=1 and np=3 losses agree across level changes")
+PY
+
 stage="$tmp/stage"
 meson install -C "$BUILD" --destdir "$stage" --quiet >/dev/null
 pc=$(find "$stage" -name dfx.pc | head -1)

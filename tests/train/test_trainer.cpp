@@ -114,3 +114,74 @@ TEST_CASE("Trainer refuses a configuration it cannot run, naming what is wrong")
                        doctest::Contains("cannot be differentiated twice"), Error);
 }
 }
+
+TEST_SUITE("train") {
+TEST_CASE("multigrid cycles visit the levels in the multigrid orders") {
+  using train::Cycle;
+  using V = std::vector<int>;
+  CHECK(train::cycle_levels(3, Cycle::HalfV) == V{0, 1, 2});
+  CHECK(train::cycle_levels(3, Cycle::V) == V{2, 1, 0, 1, 2});
+  CHECK(train::cycle_levels(3, Cycle::W) == V{2, 1, 0, 1, 0, 1, 2});
+  CHECK(train::cycle_levels(3, Cycle::F) == V{0, 1, 0, 1, 2, 1, 0, 1, 2});
+  CHECK(train::cycle_levels(1, Cycle::W) == V{0});
+  CHECK(train::parse_cycle("half-v") == Cycle::HalfV);
+  CHECK_THROWS_WITH_AS(train::parse_cycle("x"), doctest::Contains("expected half-v, v, w or f"), Error);
+}
+
+TEST_CASE("multigrid training: each level's loss at its resolution, the same weights throughout, "
+          "resume mid-cycle bit for bit") {
+  const std::string dir = (std::filesystem::temp_directory_path() / "dfx_test_multigrid").string();
+  std::filesystem::remove_all(dir);
+  train::TrainConfig c = tiny(dir);
+  c.steps = 0;
+  c.levels = {{4, 2, 1.0}, {8, 1, 0.5}};
+  c.cycle = train::Cycle::V;  // 8, 4, 8: phases 8 x 1, 4 x 2, 8 x 1
+  c.checkpoint_every = 2;
+  Run a;
+  auto ta = make(c, a);
+  REQUIRE(ta->phases().size() == 3);
+  CHECK(ta->total_steps() == 4);
+  CHECK(ta->phase_at(0).res == 8);
+  CHECK(ta->phase_at(1).res == 4);
+  CHECK(ta->phase_at(2).res == 4);
+  CHECK(ta->phase_at(3).res == 8);
+  std::vector<int64_t> res;
+  ta->callbacks().on_step = [&](const train::StepInfo& s) {
+    a.losses.push_back(s.loss);
+    res.push_back(s.res);
+  };
+  ta->fit();
+  CHECK(res == std::vector<int64_t>{8, 4, 4, 8});
+  // Step 2 runs at N = 4 after one step at N = 8: its loss is the N = 4 loss of the weights then.
+  {
+    Run b;
+    train::TrainConfig cb = c;
+    cb.out = "";
+    auto tb = make(cb, b);
+    tb->train(1);
+    auto p4 = pde::make_problem({.name = "poisson2d", .res = 4, .seed = 3});
+    std::vector<int64_t> idx = tb->batch_indices(1);
+    Tensor x = p4->input(std::vector<uint64_t>(idx.begin(), idx.end()), DType::Float64);
+    const double by_hand = p4->loss(tb->model()(Var(x)), x, static_cast<int64_t>(idx.size())).item();
+    tb->train(1);
+    CHECK(b.losses[1] == doctest::Approx(by_hand).epsilon(1e-12));
+    CHECK(b.losses[1] == a.losses[1]);
+  }
+  // Resume from step 2 (inside the V-cycle, between the two N = 4 steps and N = 8).
+  Run r;
+  train::TrainConfig cr = c;
+  cr.out = "";
+  cr.resume = dir + "/checkpoints/step_000002.safetensors";
+  auto tr = make(cr, r);
+  tr->fit();
+  REQUIRE(r.losses.size() == 2);
+  CHECK(r.losses[0] == a.losses[2]);
+  CHECK(r.losses[1] == a.losses[3]);
+
+  train::TrainConfig bad = c;
+  bad.out = "";
+  bad.levels = {{4, 2, 1.0}, {16, 1, 1.0}};
+  CHECK_THROWS_WITH_AS(make(bad, r), doctest::Contains("must be the run's resolution --res 8"), Error);
+  std::filesystem::remove_all(dir);
+}
+}
