@@ -77,6 +77,7 @@ int cmd_train(const Args& args) {
       {"samples", T::Int, "256", "training fields per epoch"},
       {"out", T::String, "runs/latest", "run directory"},
       {"checkpoint_every", T::Int, "0", "steps between checkpoints (0: only at the end)"},
+      {"keep_checkpoints", T::Int, "3", "newest step checkpoints kept (0: all; last.safetensors always)"},
       {"resume", T::String, "", "continue from this checkpoint (weights, optimiser state, step)"},
       {"eval_samples", T::Int, "8", "held-out fields evaluated at the end (0: none)"},
       {"eval_every", T::Int, "0", "steps between held-out evaluations logged to metrics.jsonl (0: end only)"},
@@ -126,6 +127,7 @@ int cmd_train(const Args& args) {
   cfg.seed = static_cast<uint64_t>(o.i("seed"));
   cfg.out = out;
   cfg.checkpoint_every = o.i("checkpoint_every");
+  cfg.keep_checkpoints = o.i("keep_checkpoints");
   cfg.resume = o.s("resume");
   cfg.eval_samples = o.i("eval_samples");
   cfg.eval_every = o.i("eval_every");
@@ -141,8 +143,26 @@ int cmd_train(const Args& args) {
   const int64_t total_steps = trainer.total_steps();
 
   std::ofstream metrics;
+  std::vector<double> curve_x, curve_y;
   if (root) {
-    metrics.open(out + "/metrics.jsonl", trainer.step() > 0 ? std::ios::app : std::ios::trunc);
+    // A run resumed into its own directory: its records are cut back to the checkpoint's step
+    // (later rows belong to the lost continuation), and the loss curve keeps the whole history.
+    const std::string path = out + "/metrics.jsonl";
+    if (trainer.step() > 0) {
+      std::ifstream old(path);
+      std::string kept, line;
+      while (std::getline(old, line)) {
+        nlohmann::json row = nlohmann::json::parse(line, nullptr, false);
+        if (row.is_discarded() || !row.contains("step") || row["step"].get<int64_t>() > trainer.step()) continue;
+        kept += line + "\n";
+        if (row.contains("loss")) {
+          curve_x.push_back(row["step"].get<double>());
+          curve_y.push_back(row["loss"].get<double>());
+        }
+      }
+      write_text_atomic(path, kept);
+    }
+    metrics.open(path, trainer.step() > 0 ? std::ios::app : std::ios::trunc);
     DFX_CHECK(metrics.good(), "cannot write '", out, "/metrics.jsonl'");
     std::printf("dfx train: %s N=%lld, U-Net depth %lld width %lld (%s parameters), batch %lld on %d rank%s (%s, %s), %lld steps\n",
                 o.s("problem").c_str(), (long long)o.i("res"), (long long)o.i("depth"),
@@ -157,7 +177,6 @@ int cmd_train(const Args& args) {
     }
   }
   const bool tty = root && ::isatty(STDOUT_FILENO);
-  std::vector<double> curve_x, curve_y;
   const int64_t log_every = std::max<int64_t>(o.i("log_every"), 1);
   // The progress line and metrics.jsonl are callbacks of the library's trainer (rank 0).
   if (root) {

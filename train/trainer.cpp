@@ -1,8 +1,13 @@
 // train/trainer.cpp — the training loop of the library (see trainer.h).
 #include "train/trainer.h"
 
+#include <signal.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <optional>
 
 #include "autodiff/ops.h"
@@ -87,6 +92,36 @@ class BatchObjective : public optim::Objective {
   bool has_share_, hvp_ok_, expect_hvp_ = false;
   std::optional<dist::Hessian> hessian_;
 };
+
+// Temporary files of atomic writes ("<name>.tmp.<pid>") whose writer is gone: a run killed while
+// writing leaves them, and nothing else ever would remove them.
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (at == std::string::npos) continue;
+    const std::string pid = name.substr(at + 5);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stoll(pid)), 0) != 0 && errno == ESRCH)
+      std::filesystem::remove(e.path(), ec);
+  }
+}
+
+// Keeps the newest `keep` step_*.safetensors of `dir` (their names sort by step).
+void prune_step_checkpoints(const std::string& dir, int64_t keep) {
+  if (keep <= 0) return;
+  std::vector<std::filesystem::path> steps;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step_", 0) == 0 && name.size() > 12 &&
+        name.compare(name.size() - 12, 12, ".safetensors") == 0)
+      steps.push_back(e.path());
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i) std::filesystem::remove(steps[i], ec);
+}
 
 }  // namespace
 
@@ -195,6 +230,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   DFX_CHECK(model_ && problem_ && comm_, "Trainer: need a model, a problem and a communicator");
   DFX_CHECK(cfg_.batch >= 1, "--batch must be >= 1, got ", cfg_.batch);
   DFX_CHECK(cfg_.samples >= 1, "--samples must be >= 1, got ", cfg_.samples);
+  DFX_CHECK(cfg_.keep_checkpoints >= 0, "--keep-checkpoints must be >= 0 (0: keep all), got ",
+            cfg_.keep_checkpoints);
   DFX_CHECK(cfg_.eval_samples >= 0, "--eval-samples must be >= 0, got ", cfg_.eval_samples);
   steps_per_epoch_ = (cfg_.samples + cfg_.batch - 1) / cfg_.batch;
   const int64_t finest = problem_->options().res;
@@ -264,6 +301,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
     ensure_directory(cfg_.out);
     write_text_atomic(cfg_.out + "/config.json", cfg_.record.dump(2) + "\n");
     ensure_directory(cfg_.out + "/checkpoints");
+    remove_stale_temporaries(cfg_.out);
+    remove_stale_temporaries(cfg_.out + "/checkpoints");
   }
   // Held-out fields and their reference solutions, once: periodic evaluations only run the model.
   if (comm_->is_root() && cfg_.eval_samples > 0)
@@ -374,6 +413,7 @@ TrainResult Trainer::train(int64_t max_steps) {
       std::snprintf(name, sizeof name, "/checkpoints/step_%06lld.safetensors", (long long)step_);
       save_checkpoint(cfg_.out + name);
       save_checkpoint(cfg_.out + "/checkpoints/last.safetensors");
+      if (comm_->is_root()) prune_step_checkpoints(cfg_.out + "/checkpoints", cfg_.keep_checkpoints);
     }
   }
   if (step_ >= total_steps_ && r.reason == StopReason::Paused) r.reason = StopReason::Done;

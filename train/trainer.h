@@ -84,6 +84,7 @@ struct TrainConfig {
   uint64_t seed = 0;              // of the epoch order (the problem has its own for the fields)
   std::string out;                // run directory for config.json and checkpoints ("": none)
   int64_t checkpoint_every = 0;   // steps between checkpoints (0: only at the end)
+  int64_t keep_checkpoints = 3;   // newest step_*.safetensors kept (0: all); last.* always
   std::string resume;             // checkpoint to continue from (weights, optimiser state, step)
   int64_t eval_samples = 8;       // held-out fields evaluated at the end (0: none)
   int64_t eval_every = 0;         // steps between held-out evaluations (0: end only)

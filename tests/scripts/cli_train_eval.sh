@@ -38,6 +38,21 @@ a=$(tail -2 "$tmp/run/metrics.jsonl" | grep -o '"loss":[^,]*')
 b=$(tail -2 "$tmp/resumed/metrics.jsonl" | grep -o '"loss":[^,]*')
 [[ "$a" == "$b" ]] || { echo "resumed losses differ: $a vs $b"; exit 1; }
 
+# Resumed into its own directory: metrics.jsonl is cut back to the checkpoint's step first, so
+# every step appears once and the continuation equals the original.
+cp -r "$tmp/run" "$tmp/again"
+"$DFX" train "${common[@]}" --steps 4 --eval-samples 0 --resume "$tmp/again/checkpoints/step_000002.safetensors" --out "$tmp/again" >/dev/null
+steps=$(grep -o '"step":[0-9]*' "$tmp/again/metrics.jsonl" | tr '\n' ' ')
+[[ "$steps" == '"step":1 "step":2 "step":3 "step":4 ' ]] || { echo "resumed metrics: $steps"; exit 1; }
+[[ $(tail -2 "$tmp/again/metrics.jsonl" | grep -o '"loss":[^,]*') == "$a" ]]
+
+# Old step checkpoints are pruned (--keep-checkpoints), and a dead writer's temporary file is removed.
+mkdir -p "$tmp/keep/checkpoints"
+echo partial >"$tmp/keep/checkpoints/last.safetensors.tmp.999999999"
+"$DFX" train "${common[@]}" --steps 7 --eval-samples 0 --checkpoint-every 1 --keep-checkpoints 2 --out "$tmp/keep" >/dev/null
+kept=$(cd "$tmp/keep/checkpoints" && ls | tr '\n' ' ')
+[[ "$kept" == "last.safetensors model.safetensors step_000005.safetensors step_000006.safetensors " ]] || { echo "checkpoints kept: $kept"; exit 1; }
+
 # solve: a sample's reference and the same field given as .npy agree.
 "$DFX" solve --problem poisson2d --res 16 --sample 2 --seed 3 --out "$tmp/u.npy" >/dev/null
 [[ -s "$tmp/u.npy" ]]
