@@ -5,6 +5,7 @@
 #include "config.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
+#include "dist/threads.h"
 #include "kernels/conv_config.h"
 #include "kernels/profile.h"
 
@@ -36,6 +37,10 @@ int cmd_info(const Args& args) {
               kernels::allow_tf32() ? "on" : "off", kernels::conv_deterministic() ? "on" : "off");
   std::printf("per-kernel timings: %s (DFX_KERNEL_PROFILE)\n",
               kernels::kernel_profiling() ? "on" : "off");
+  // As one process sees it; under mpiexec each rank of `dfx train` divides these cores among the
+  // ranks of its host that share them (dist/threads.h).
+  const dist::ThreadChoice threads = dist::configure_threads(*dist::make_local(), 0);
+  std::printf("CPU threads: %s (--threads, OMP_NUM_THREADS)\n", dist::describe(threads).c_str());
   return 0;
 }
 
