@@ -102,9 +102,9 @@ int cmd_train(const Args& args) {
   if (!o.parse(args)) return 0;
   apply_optimizer_defaults(o);
 
-  apply_threads(o.i("threads"));
   const RunComm run_comm = make_run_comm(o);
   const auto& comm = run_comm.comm;
+  const dist::ThreadChoice threads = apply_threads(o.i("threads"), comm.get());
   const bool root = comm->rank() == 0;
   const std::string out = o.s("out");
   if (!o.s("resume").empty()) {
@@ -169,6 +169,7 @@ int cmd_train(const Args& args) {
                 (long long)o.i("width"), nn::format_count(model->num_parameters()).c_str(),
                 (long long)cfg.batch, comm->size(), comm->size() > 1 ? "s" : "", comm->backend().c_str(),
                 run_comm.device.str().c_str(), (long long)total_steps);
+    std::printf("threads per rank: %s\n", dist::describe(threads).c_str());
     if (!cfg.levels.empty()) {
       std::string seq;
       for (const train::Phase& p : trainer.phases())

@@ -14,7 +14,6 @@
 #include "core/cuda_runtime.h"
 #include "kernels/conv_config.h"
 
-extern "C" void openblas_set_num_threads(int);
 
 namespace dfx::app {
 using T = OptionSpec::Type;
@@ -136,11 +135,10 @@ RunComm make_run_comm(const Options& o) {
   return {host, device};
 }
 
-void apply_threads(int64_t threads) {
+dist::ThreadChoice apply_threads(int64_t threads, dist::Communicator* comm) {
   DFX_CHECK(threads >= 0, "--threads must be >= 0, got ", threads);
-  if (threads == 0) return;
-  omp_set_num_threads(static_cast<int>(threads));
-  openblas_set_num_threads(static_cast<int>(threads));
+  if (comm) return dist::configure_threads(*comm, threads);
+  return dist::configure_threads(*dist::make_local(), threads);
 }
 
 train::ModelConfig model_config(const Options& o) {

@@ -10,6 +10,7 @@
 
 #include "apps/options.h"
 #include "dist/communicator.h"
+#include "dist/threads.h"
 #include "models/unet.h"
 #include "optim/optimizer.h"
 #include "optim/registry.h"
@@ -48,7 +49,10 @@ struct RunComm {
   Device device;
 };
 RunComm make_run_comm(const Options& o);
-void apply_threads(int64_t threads);  // OpenMP and OpenBLAS; 0 keeps the defaults
+// Threads of OpenMP and OpenBLAS (dist/threads.h): --threads, else OMP_NUM_THREADS, else the
+// cores of this rank's affinity mask shared among the ranks on its host. Collective on `comm`
+// (a local communicator when null).
+dist::ThreadChoice apply_threads(int64_t threads, dist::Communicator* comm = nullptr);
 
 // The typed configuration the options describe (train/trainer.h, optim/registry.h).
 train::ModelConfig model_config(const Options& o);
