@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#include "dist/communicator.h"
 
 namespace {
 
@@ -45,9 +46,11 @@ int main(int argc, char** argv) {
       // Messages from option parsing already start with "dfx <command>:".
       if (std::strncmp(e.what(), "dfx ", 4) == 0) std::fprintf(stderr, "error: %s\n", e.what());
       else std::fprintf(stderr, "dfx %s: error: %s\n", c.name, e.what());
+      dfx::dist::abort_job(2);  // under mpiexec: end the other ranks too, not leave them waiting
       return 2;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "dfx %s: unexpected error: %s\n", c.name, e.what());
+      dfx::dist::abort_job(3);
       return 3;
     }
   }

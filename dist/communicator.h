@@ -56,6 +56,11 @@ std::shared_ptr<Communicator> make_default();
 
 bool mpi_available();
 
+// After an error on this rank of a multi-rank MPI job: MPI_Abort(MPI_COMM_WORLD, code), so the
+// other ranks, waiting in a collective for this one, end within seconds instead of hanging.
+// Returns false (and does nothing) outside such a job.
+bool abort_job(int code);
+
 // NCCL on cuda:`device`, one rank per rank of `bootstrap` (MPI under a launcher, or Local for one
 // process): rank 0's ncclUniqueId is broadcast over `bootstrap`, which the NCCL communicator
 // keeps alive. Every rank must pass a different GPU (NCCL refuses two ranks on one device).

@@ -4,6 +4,7 @@
 // backend is the fast path for those.
 #include <mpi.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 
@@ -191,5 +192,17 @@ std::shared_ptr<Communicator> make_default() {
 }
 
 bool mpi_available() { return true; }
+
+bool abort_job(int code) {
+  int inited = 0, finalized = 0, size = 1;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (!inited || finalized) return false;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size <= 1) return false;
+  std::fflush(nullptr);
+  MPI_Abort(MPI_COMM_WORLD, code);  // does not return
+  return true;
+}
 
 }  // namespace dfx::dist

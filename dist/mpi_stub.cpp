@@ -9,5 +9,6 @@ std::shared_ptr<Communicator> make_mpi() {
 }
 std::shared_ptr<Communicator> make_default() { return make_local(); }
 bool mpi_available() { return false; }
+bool abort_job(int) { return false; }
 
 }  // namespace dfx::dist

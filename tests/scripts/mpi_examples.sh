@@ -49,6 +49,18 @@ for x, y in zip(a, b):
 print("multigrid V-cycles: np=1 and np=3 losses agree across level changes")
 PY
 
+# An error on rank 0 alone (its --out is a regular file) ends the whole job with its message
+# (MPI_Abort), instead of leaving rank 1 waiting in a collective forever.
+touch "$tmp/afile"
+set +e
+timeout 60 mpiexec -n 2 "$DFX" train --res 16 --depth 2 --width 4 --batch 4 --samples 4 --steps 3 \
+  --threads 1 --eval-samples 0 --out "$tmp/afile" >/dev/null 2>"$tmp/abort.err"
+rc=$?
+set -e
+[[ $rc -ne 0 && $rc -ne 124 ]] || { echo "rank-0 failure: exit $rc (124: the job hung)"; exit 1; }
+grep -q "cannot create output directory" "$tmp/abort.err" || { cat "$tmp/abort.err"; exit 1; }
+echo "a failure on rank 0 aborted the job (exit $rc)"
+
 stage="$tmp/stage"
 meson install -C "$BUILD" --destdir "$stage" --quiet >/dev/null
 pc=$(find "$stage" -name dfx.pc | head -1)
