@@ -38,12 +38,44 @@ std::vector<uint64_t> epoch_order(uint64_t n, uint64_t seed, int64_t epoch) {
 // count) all-reduced. Newton-CG, and AdaHessian on the steps it re-estimates the diagonal, ask
 // for HVPs at the point where they take the gradient (expect_hvp): that gradient is then taken
 // differentiably and its graph kept (dist::Hessian), so each HVP costs one reverse pass.
+// The Gauss-Newton product G v = J^T C J v (J = du/dtheta, C the problem's output-space
+// curvature) is summed over ranks like the gradient; J v comes from the double-VJP construction
+// on the network's differentiable backward.
 class BatchObjective : public optim::Objective {
  public:
+  // forward(): this rank's network input x and output u (undefined when it has no share and
+  // needs no collectives), with the graph.
+  using Forward = std::function<std::pair<Tensor, ad::Var>()>;
   BatchObjective(dist::Communicator& comm, dist::GradReducer& reducer, optim::Optimizer& opt,
-                 std::function<ad::Var()> local_loss, bool has_share, bool twice_differentiable)
+                 std::function<ad::Var()> local_loss, Forward forward, const pde::Problem& problem,
+                 int64_t global_count, bool has_share, bool twice_differentiable)
       : comm_(comm), reducer_(reducer), opt_(opt), local_loss_(std::move(local_loss)),
+        forward_(std::move(forward)), problem_(problem), count_(global_count),
         has_share_(has_share), hvp_ok_(twice_differentiable) {}
+
+  bool has_gauss_newton() const override { return hvp_ok_; }
+  std::vector<Tensor> gauss_newton(const std::vector<Tensor>& v) override {
+    DFX_CHECK(hvp_ok_, "Gauss-Newton products need a twice-differentiable network; "
+              "--bn-recompute and --activation-checkpoint keep too little of the graph");
+    const auto& params = opt_.params();
+    std::vector<Tensor> out;
+    auto [x, u] = forward_();
+    if (u.defined()) {
+      // Every rank that runs the network takes the same passes (SyncBatchNorm's collectives).
+      ad::Var z(zeros_like(u.data()), true);
+      std::vector<ad::Var> jtz = ad::grad({u}, params, {z}, true, true);  // J^T z, linear in z
+      std::vector<ad::Var> vs;
+      for (const Tensor& t : v) vs.push_back(ad::Var(t));
+      Tensor jv = ad::grad(jtz, {z}, vs, true, false)[0].data();
+      Tensor cjv = has_share_ ? problem_.curvature(u.data(), x, count_)(jv) : zeros_like(jv);
+      for (const ad::Var& g : ad::grad({u}, params, {ad::Var(cjv)}, false, false))
+        out.push_back(g.data().clone());
+    } else {
+      for (const ad::Var& p : params) out.push_back(zeros_like(p.data()));
+    }
+    for (Tensor& t : out) comm_.all_reduce(t);
+    return out;
+  }
 
   double evaluate(bool need_grad) override {
     hessian_.reset();  // the parameters may have moved since it was built
@@ -89,6 +121,9 @@ class BatchObjective : public optim::Objective {
   dist::GradReducer& reducer_;
   optim::Optimizer& opt_;
   std::function<ad::Var()> local_loss_;
+  Forward forward_;
+  const pde::Problem& problem_;
+  int64_t count_;
   bool has_share_, hvp_ok_, expect_hvp_ = false;
   std::optional<dist::Hessian> hessian_;
 };
@@ -338,9 +373,24 @@ const pde::Problem& Trainer::problem_at(int64_t res) {
 }
 
 double Trainer::run_step() {
-  const Phase& phase = phase_at(step_);
+  double loss = 0;
+  with_objective(step_, [&](optim::Objective& objective) {
+    opt_->set_lr(schedule_.lr(step_) * phase_at(step_).lr_factor);
+    loss = opt_->step(objective);
+  });
+  return loss;
+}
+
+std::vector<Tensor> Trainer::gauss_newton(const std::vector<Tensor>& v) {
+  std::vector<Tensor> out;
+  with_objective(step_, [&](optim::Objective& objective) { out = objective.gauss_newton(v); });
+  return out;
+}
+
+void Trainer::with_objective(int64_t step, const std::function<void(optim::Objective&)>& fn) {
+  const Phase& phase = phase_at(step);
   const pde::Problem& problem = problem_at(phase.res);
-  const std::vector<int64_t> global = batch_indices(step_);
+  const std::vector<int64_t> global = batch_indices(step);
   const int64_t count = static_cast<int64_t>(global.size());
   std::vector<int64_t> mine = dist::shard_indices(global, comm_->rank(), comm_->size());
   std::vector<uint64_t> local(mine.begin(), mine.end());
@@ -348,16 +398,21 @@ double Trainer::run_step() {
   const Device device = model_->device();
   const DType dtype = cfg_.model.dtype;
   // An empty shard still runs the network when SyncBatchNorm needs its collectives.
-  auto local_loss = [&]() -> ad::Var {
-    if (local.empty() && !sync_bn) return ad::Var();
+  auto forward = [&]() -> std::pair<Tensor, ad::Var> {
+    if (local.empty() && !sync_bn) return {Tensor(), ad::Var()};
     Tensor x = (local.empty() ? Tensor::empty(problem.field_shape(0), dtype)
                               : problem.input(local, dtype)).to(device);
-    return problem.loss((*model_)(ad::Var(x)), x, count);
+    return {x, (*model_)(ad::Var(x))};
+  };
+  auto local_loss = [&]() -> ad::Var {
+    auto [x, u] = forward();
+    if (!u.defined()) return ad::Var();
+    return problem.loss(u, x, count);
   };
   const bool twice = !cfg_.model.bn_recompute && !cfg_.model.activation_checkpoint;
-  BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, !local.empty(), twice);
-  opt_->set_lr(schedule_.lr(step_) * phase.lr_factor);
-  return opt_->step(objective);
+  BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, forward, problem, count,
+                           !local.empty(), twice);
+  fn(objective);
 }
 
 TrainResult Trainer::train(int64_t max_steps) {

@@ -177,11 +177,16 @@ class Trainer {
   size_t bucket_count() const;
   // Writes a run checkpoint at `path` now (rank 0; every rank must call it).
   void save_checkpoint(const std::string& path);
+  // The global Gauss-Newton product J^T C J v at the current parameters on the next step's global
+  // batch (C: the problem's output-space curvature), one Tensor per parameter.
+  std::vector<Tensor> gauss_newton(const std::vector<Tensor>& v);
   // The model's prediction, boundary values applied, for a batch of input fields [B, 1, *S].
   Tensor predict(const Tensor& input);
 
  private:
   double run_step();
+  // Runs fn on the global objective of step `step`'s batch at the current parameters.
+  void with_objective(int64_t step, const std::function<void(optim::Objective&)>& fn);
   const pde::Problem& problem_at(int64_t res);
   TrainConfig cfg_;
   std::vector<Phase> phases_;

@@ -185,3 +185,59 @@ TEST_CASE("multigrid training: each level's loss at its resolution, the same wei
   std::filesystem::remove_all(dir);
 }
 }
+
+TEST_SUITE("train") {
+TEST_CASE("the Trainer's Gauss-Newton product is J^T C J with J by central differences") {
+  train::TrainConfig c = tiny("");
+  c.eval_samples = 0;
+  Run run;
+  auto t = make(c, run);
+  auto params = t->model().parameters();
+  std::vector<Tensor> v, w;
+  for (size_t i = 0; i < params.size(); ++i) {
+    v.push_back(uniform(params[i].shape(), -1, 1, 31, i, 0, DType::Float64));
+    w.push_back(uniform(params[i].shape(), -1, 1, 32, i, 0, DType::Float64));
+  }
+  std::vector<Tensor> gv = t->gauss_newton(v);
+  double wgv = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    auto a = w[i].to_vector(), b = gv[i].to_vector();
+    for (size_t k = 0; k < a.size(); ++k) wgv += a[k] * b[k];
+  }
+  // J x = (u(theta + eps x) - u(theta - eps x)) / 2 eps on step 0's batch (train-mode BN).
+  std::vector<int64_t> idx = t->batch_indices(0);
+  auto p = w1();
+  Tensor x = p->input(std::vector<uint64_t>(idx.begin(), idx.end()), DType::Float64);
+  const double eps = 1e-5;
+  auto output_at = [&](const std::vector<Tensor>& dir, double s) {
+    std::vector<Tensor> saved;
+    for (size_t i = 0; i < params.size(); ++i) {
+      saved.push_back(params[i].data().clone());
+      auto a = params[i].data().to_vector(), d = dir[i].to_vector();
+      for (size_t k = 0; k < a.size(); ++k) a[k] += s * d[k];
+      copy_(params[i].data(), from_vector<double>(a, params[i].shape()));
+    }
+    ad::NoGradGuard ng;
+    Tensor u = t->model()(Var(x)).data().clone();
+    for (size_t i = 0; i < params.size(); ++i) copy_(params[i].data(), saved[i]);
+    return u.to_vector();
+  };
+  auto jac = [&](const std::vector<Tensor>& dir) {
+    auto plus = output_at(dir, eps), minus = output_at(dir, -eps);
+    for (size_t k = 0; k < plus.size(); ++k) plus[k] = (plus[k] - minus[k]) / (2 * eps);
+    return plus;
+  };
+  Tensor u0;
+  {
+    ad::NoGradGuard ng;
+    u0 = t->model()(Var(x)).data().clone();
+  }
+  auto jv = jac(v), jw = jac(w);
+  Tensor cjv = p->curvature(u0, x, static_cast<int64_t>(idx.size()))(from_vector<double>(jv, u0.shape()));
+  double expect = 0;
+  auto c_jv = cjv.to_vector();
+  for (size_t k = 0; k < jw.size(); ++k) expect += jw[k] * c_jv[k];
+  CHECK(std::abs(expect) > 1.0);  // not a vacuous comparison
+  CHECK(wgv == doctest::Approx(expect).epsilon(1e-6));
+}
+}
