@@ -5,10 +5,12 @@
 #include <doctest/doctest.h>
 
 #include "dfx.h"
+#include "tests/tensor_diff.h"
 
 using namespace dfx;
 
 namespace {
+using testing::deep_copy;
 // A small non-convex objective of 6 parameters with exact HVPs: sum (tanh(c x) - t)^2 + 0.1 |x|^2.
 Var loss_of(const Var& x) {
   Tensor c = from_vector<double>({1.5, -0.7, 2.0, 0.3, -1.1, 0.9}, {6});
@@ -27,11 +29,6 @@ optim::FunctionObjective objective_for(Var& x) {
       [&x](const std::vector<Tensor>& v) { return ad::hvp([&] { return loss_of(x); }, {x}, v); });
 }
 
-std::map<std::string, Tensor> deep_copy(const std::map<std::string, Tensor>& s) {
-  std::map<std::string, Tensor> c;
-  for (const auto& [k, t] : s) c[k] = t.clone();
-  return c;
-}
 }  // namespace
 
 TEST_SUITE("optim") {

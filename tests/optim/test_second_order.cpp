@@ -9,12 +9,14 @@
 
 #include "core/rng.h"
 #include "dfx.h"
+#include "tests/tensor_diff.h"
 #include "optim/first_order_extra.h"
 #include "optim/second_order.h"
 
 using namespace dfx;
 
 namespace {
+using testing::deep_copy;
 constexpr int64_t kN = 10;
 
 // A = diag(1..5.5) + U U^T with U (n x 2) fixed: SPD, dense, condition number ~ 10.
@@ -90,11 +92,6 @@ double dist_to(const Var& x, const std::vector<double>& target) {
   return std::sqrt(s);
 }
 
-std::map<std::string, Tensor> deep_copy(const std::map<std::string, Tensor>& s) {
-  std::map<std::string, Tensor> c;
-  for (const auto& [k, t] : s) c[k] = t.clone();
-  return c;
-}
 }  // namespace
 
 TEST_SUITE("optim") {
