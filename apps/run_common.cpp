@@ -27,9 +27,10 @@ std::vector<OptionSpec> run_option_specs() {
       {"batch", T::Int, "8", "global batch size (split over MPI ranks)"},
       {"optimizer", T::String, "adam", "optimiser (optim/registry.h)", optim::optimizer_names()},
       {"history_size", T::Int, "10", "L-BFGS history"},
-      {"cg_iters", T::Int, "20", "Newton-CG: CG iterations per step"},
+      {"cg_iters", T::Int, "20", "Newton-CG, Gauss-Newton: CG iterations per step"},
       {"trust_radius", T::Float, "1", "Newton-CG: initial trust radius"},
-      {"cg_forcing", T::Float, "-1", "Newton-CG: CG stops at |r| <= forcing |g| (< 0: min(0.5, sqrt |g|))"},
+      {"cg_forcing", T::Float, "-1", "Newton-CG, Gauss-Newton: CG stops at |r| <= forcing |g| (< 0: Newton-CG min(0.5, sqrt |g|), Gauss-Newton 0.1)"},
+      {"damping", T::Float, "1", "Gauss-Newton: initial Levenberg-Marquardt damping (adapted per step)"},
       {"precondition", T::Bool, "false", "Newton-CG: Jacobi preconditioner from a Hutchinson diagonal"},
       {"hessian_every", T::Int, "1", "AdaHessian: steps between Hessian-diagonal estimates"},
       {"hessian_power", T::Float, "1", "AdaHessian: Hessian power k"},
@@ -163,6 +164,7 @@ optim::OptimizerConfig optimizer_config(const Options& o) {
   c.cg_iters = static_cast<int>(o.i("cg_iters"));
   c.trust_radius = o.f("trust_radius");
   c.cg_forcing = o.f("cg_forcing");
+  c.damping = o.f("damping");
   c.precondition = o.b("precondition");
   c.hessian_every = static_cast<int>(o.i("hessian_every"));
   c.hessian_power = o.f("hessian_power");

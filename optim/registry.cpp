@@ -67,6 +67,15 @@ const std::vector<OptimizerInfo>& optimizers() {
          n.seed = c.seed;
          return std::make_unique<NewtonCG>(std::move(p), n);
        }},
+      {"gauss-newton", "damped Gauss-Newton on the problem's output-space curvature (CG)", 1.0, true,
+       [](Params p, const Config& c) -> std::unique_ptr<Optimizer> {
+         GaussNewtonOptions g;
+         g.initial_damping = c.damping;
+         g.max_cg_iter = c.cg_iters;
+         g.cg_forcing = c.cg_forcing < 0 ? 0.1 : c.cg_forcing;
+         g.seed = c.seed;
+         return std::make_unique<GaussNewton>(std::move(p), g);
+       }},
       {"adahessian", "AdaHessian (Hutchinson Hessian diagonal)", 0.15, true,
        [](Params p, const Config& c) -> std::unique_ptr<Optimizer> {
          AdaHessianOptions h;

@@ -19,7 +19,8 @@ struct OptimizerConfig {
   int history_size = 10;       // lbfgs
   int cg_iters = 20;           // newton-cg
   double trust_radius = 1;     // newton-cg
-  double cg_forcing = -1;      // newton-cg: < 0 = min(0.5, sqrt |g|)
+  double cg_forcing = -1;      // newton-cg: < 0 = min(0.5, sqrt |g|); gauss-newton: < 0 = 0.1
+  double damping = 1;          // gauss-newton: initial Levenberg-Marquardt damping
   bool precondition = false;   // newton-cg: Jacobi from a Hutchinson diagonal
   int hessian_every = 1;       // adahessian
   double hessian_power = 1;    // adahessian

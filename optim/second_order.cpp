@@ -498,4 +498,99 @@ void AdaHessian::apply(const HvpFn& hvp) {
   }
 }
 
+// ------------------------------------------------------------------------------ Gauss-Newton
+
+GaussNewton::GaussNewton(std::vector<ad::Var> params, GaussNewtonOptions opt)
+    : Optimizer(std::move(params), 1.0), opt_(opt), damping_(opt.initial_damping) {
+  DFX_CHECK(opt.initial_damping > 0 && opt.min_damping > 0 && opt.min_damping <= opt.max_damping,
+            "GaussNewton: need initial_damping > 0 and 0 < min_damping <= max_damping");
+  DFX_CHECK(opt.max_cg_iter >= 1, "GaussNewton: max_cg_iter must be >= 1, got ", opt.max_cg_iter);
+  DFX_CHECK(opt.cg_forcing > 0 && opt.cg_forcing < 1, "GaussNewton: cg_forcing must be in (0, 1), got ",
+            opt.cg_forcing);
+}
+
+double GaussNewton::step(Objective& objective) {
+  const double f0 = objective.evaluate(true);
+  const TensorList g = grads(params_);
+  const double gnorm = std::sqrt(dot(g, g));
+  cg_iters_ = 0;
+  accepted_ = false;
+  rho_ = 0;
+  if (gnorm == 0 || !std::isfinite(f0)) {
+    ++steps_;
+    return f0;
+  }
+  const HvpFn gn = [&objective](const TensorList& v) { return objective.gauss_newton(v); };
+  // Jacobi preconditioner from one Hutchinson probe of diag G per step (fresh probe each step).
+  TensorList minv;
+  if (opt_.precondition) {
+    TensorList diag = hutchinson_diagonal(gn, params_, 1, opt_.seed, steps_);
+    for (auto& d : diag)
+      minv.push_back(k::unary(k::UnaryOp::Reciprocal,
+                              k::add(k::clamp(d, opt_.precond_floor, std::numeric_limits<double>::infinity()),
+                                     scalar_like(damping_, d))));
+  }
+  auto apply_minv = [&](const TensorList& r) {
+    TensorList y;
+    for (size_t i = 0; i < r.size(); ++i) y.push_back(minv.empty() ? r[i].clone() : k::mul(r[i], minv[i]));
+    return y;
+  };
+  // Preconditioned CG on (G + lambda I) p = -g from p = 0; G p tracked for the predicted reduction.
+  TensorList p, gp, r = clone_all(g);
+  for (const auto& t : g) {
+    p.push_back(zeros_like(t));
+    gp.push_back(zeros_like(t));
+  }
+  scale_all(r, -1.0);
+  TensorList y = apply_minv(r), d = clone_all(y);
+  double ry = dot(r, y);
+  const double tol = opt_.cg_forcing * gnorm;
+  for (int it = 0; it < opt_.max_cg_iter; ++it) {
+    TensorList gd = gn(d);
+    TensorList ad = clone_all(gd);
+    axpy_all(ad, damping_, d);
+    const double dad = dot(d, ad);
+    if (!(dad > 0)) break;  // G + lambda I is positive definite; guard rounding
+    const double alpha = ry / dad;
+    axpy_all(p, alpha, d);
+    axpy_all(gp, alpha, gd);
+    axpy_all(r, -alpha, ad);
+    ++cg_iters_;
+    if (std::sqrt(dot(r, r)) <= tol) break;
+    y = apply_minv(r);
+    const double ry_new = dot(r, y);
+    scale_all(d, ry_new / ry);
+    axpy_all(d, 1.0, y);
+    ry = ry_new;
+  }
+  // The model the step minimises: m(p) = g.p + p.G p / 2 (undamped).
+  const double predicted = -(dot(g, p) + 0.5 * dot(p, gp));
+  const TensorList x0 = values(params_);
+  set_params(params_, x0, &p, 1.0);
+  const double f1 = objective.evaluate(false);
+  rho_ = predicted > 0 && std::isfinite(f1) ? (f0 - f1) / predicted : -1.0;
+  if (rho_ > 0.75) damping_ = std::max(damping_ * 0.5, opt_.min_damping);
+  else if (rho_ < 0.25) damping_ = std::min(damping_ * 4.0, opt_.max_damping);
+  accepted_ = rho_ > opt_.eta;
+  if (!accepted_) set_params(params_, x0, nullptr, 0.0);
+  ++steps_;
+  return accepted_ ? f1 : f0;
+}
+
+std::map<std::string, Tensor> GaussNewton::state() const {
+  auto st = Optimizer::state();
+  st["damping"] = f64_scalar(damping_);
+  return st;
+}
+
+void GaussNewton::load_state(const std::map<std::string, Tensor>& st) {
+  auto base = st;
+  auto it = base.find("damping");
+  DFX_CHECK(it != base.end(), "GaussNewton load_state: no 'damping' entry");
+  const double damping = it->second.get({0});
+  base.erase(it);
+  Optimizer::load_state(base);
+  damping_ = damping;
+}
+
 }  // namespace dfx::optim

@@ -15,7 +15,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Every optimiser, first and second order, takes the same steps on 1 and 3 ranks.
+# Every optimiser, first and second order, takes the same steps on 1 and 3 ranks (Gauss-Newton: not yet, see docs/training.md).
 for opt in adam lbfgs newton-cg adahessian; do
   args=(train --problem poisson2d --res 16 --depth 2 --width 4 --batch 7 --samples 14 --steps 3
         --seed 9 --threads 1 --eval-samples 0 --dtype float64 --optimizer "$opt")
