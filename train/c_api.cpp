@@ -408,7 +408,7 @@ int dfx_trainer_create_local(const char* json, dfx_trainer** out) {
 
 int dfx_trainer_create_mpi(const char* json, const void* comm, dfx_trainer** out) {
   if (out) *out = nullptr;
-  return guarded("dfx_trainer_create_mpi", [&] {
+  return guarded("dfx_trainer_create_mpi", [&]() -> int {
     need(out != nullptr && comm != nullptr, "out or comm is NULL");
 #if DFX_HAVE_MPI
     return create(json, dist::make_mpi(*static_cast<const MPI_Comm*>(comm)), out);
@@ -420,7 +420,7 @@ int dfx_trainer_create_mpi(const char* json, const void* comm, dfx_trainer** out
 
 int dfx_trainer_create_f(const char* json, int fcomm, dfx_trainer** out) {
   if (out) *out = nullptr;
-  return guarded("dfx_trainer_create_f", [&] {
+  return guarded("dfx_trainer_create_f", [&]() -> int {
     need(out != nullptr, "out is NULL");
 #if DFX_HAVE_MPI
     int inited = 0;
