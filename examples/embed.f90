@@ -2,7 +2,7 @@
 ! API (train/dfx_c.h) and ISO_C_BINDING: MPI_COMM_WORLD goes in as the Fortran integer handle,
 ! a few steps are trained, and a field of the program's own is predicted and checked.
 !
-!   mpif90 embed.f90 -L$PREFIX/lib -ldfx -lstdc++ -o embed_f
+!   mpif90 embed.f90 $(pkg-config --libs dfx) -o embed_f    # libdfx brings the C++ runtime
 !   mpiexec -n 3 ./embed_f [steps] [json]
 module dfx
   use, intrinsic :: iso_c_binding
