@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   /* Errors: unknown key, wrong type, bad JSON, NULLs. */
   CHECK(dfx_trainer_create_local("{\"res\": 16, \"bogus_key\": 1}", &t) == DFX_ERROR && t == NULL);
   CHECK(strstr(dfx_last_error(), "unknown key 'bogus_key'") != NULL);
+  printf("%s\n", strstr(dfx_last_error(), "unknown key"));  /* lists the keys */
   CHECK(dfx_trainer_create_local("{\"res\": \"sixteen\"}", &t) == DFX_ERROR);
   CHECK(strstr(dfx_last_error(), "'res'") != NULL);
   CHECK(dfx_trainer_create_local("{\"res\": 16,", &t) == DFX_ERROR);

@@ -3,7 +3,7 @@
 # against the installed library:
 #  1. tests/c/c_api_local.c (plain cc, no MPI): errors come back as status codes with messages,
 #     a resume from a checkpoint takes the same losses bit for bit, an end checkpoint predicts
-#     (and `dfx eval` reads it);
+#     (and `dfx eval` reads it), and it accepts exactly the keys of `dfx train --help`;
 #  2. examples/embed.c and examples/embed.f90, host programs that own MPI and pass
 #     MPI_COMM_WORLD (C: `mpicc ... $(pkg-config --cflags --libs dfx)`, Fortran: `mpif90 ...
 #     $(pkg-config --libs dfx)`; libdfx.so brings the C++ runtime): under `mpiexec -n 1` and
@@ -29,7 +29,16 @@ export OMP_NUM_THREADS=1
 cc -O2 tests/c/c_api_local.c $(pkg-config --cflags --libs dfx) -lm -o "$tmp/c_api_local" 2>"$tmp/cc.log" || {
   cat "$tmp/cc.log"; exit 1; }
 mkdir "$tmp/scratch"
-"$tmp/c_api_local" "$tmp/scratch"
+"$tmp/c_api_local" "$tmp/scratch" >"$tmp/local.log"
+grep -v "^unknown key" "$tmp/local.log"
+# The keys it accepts are exactly `dfx train`'s (but --config, a file of them).
+c_keys=$(grep "^unknown key" "$tmp/local.log" | sed 's/.* with _ for -: //; s/, /\n/g' | sort)
+cli_keys=$("$BUILD/apps/dfx" train --help | grep -oE '^  --[a-z0-9-]+' | sed 's/^  --//; s/-/_/g' \
+  | grep -vx config | sort)
+if [[ "$c_keys" != "$cli_keys" ]]; then
+  echo "the C API's keys differ from dfx train's:"; diff <(echo "$c_keys") <(echo "$cli_keys"); exit 1
+fi
+echo "C API keys == dfx train's ($(echo "$c_keys" | wc -l))"
 # Its checkpoints carry the JSON given as their config: `dfx eval` rebuilds the model from it.
 "$BUILD/apps/dfx" eval --checkpoint "$tmp/scratch/end.safetensors" --samples 2 --threads 1 \
   | grep "poisson2d N=16, step 6"
