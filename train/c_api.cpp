@@ -92,6 +92,7 @@ std::vector<Key> keys() {
       {"cg_iters", Ty::Int, "20"},
       {"trust_radius", Ty::Float, "1"},
       {"cg_forcing", Ty::Float, "-1"},
+      {"damping", Ty::Float, "1"},
       {"precondition", Ty::Bool, "false"},
       {"hessian_every", Ty::Int, "1"},
       {"hessian_power", Ty::Float, "1"},
@@ -358,6 +359,7 @@ int create(const char* json, std::shared_ptr<dist::Communicator> comm, dfx_train
   c.cg_iters = static_cast<int>(o.i("cg_iters"));
   c.trust_radius = o.f("trust_radius");
   c.cg_forcing = o.f("cg_forcing");
+  c.damping = o.f("damping");
   c.precondition = o.b("precondition");
   c.hessian_every = static_cast<int>(o.i("hessian_every"));
   c.hessian_power = o.f("hessian_power");
