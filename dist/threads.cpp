@@ -134,7 +134,7 @@ ThreadChoice configure_threads(Communicator& comm, int64_t requested) {
 
 std::string wait_policy() {
   if (dfx_omp_env_state_get() == 1)
-    return "idle threads sleep (OMP_WAIT_POLICY=passive, dfx's default)";
+    return "idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000, dfx's default)";
   const char* p = std::getenv("OMP_WAIT_POLICY");
   const char* s = std::getenv("GOMP_SPINCOUNT");
   std::string from;

@@ -3,7 +3,7 @@
 // Slurm binding leaves it) divided among the ranks of its host that share them, at least 1, so
 // `mpiexec -n P dfx train` never puts P x cores threads on the cores. `--threads N` and
 // OMP_NUM_THREADS win over the default. OpenMP and OpenBLAS get the same count. Idle OpenMP
-// threads sleep instead of spinning (OMP_WAIT_POLICY=passive unless the environment chose a
+// threads spin only briefly, then sleep (GOMP_SPINCOUNT=10000 unless the environment chose a
 // policy; dist/omp_env.cpp says how it is set before the runtime starts).
 #pragma once
 #include <cstdint>
@@ -41,8 +41,8 @@ int affinity_cores();
 // omp_set_num_threads and openblas_set_num_threads. Collective: every rank of `comm` calls it.
 ThreadChoice configure_threads(Communicator& comm, int64_t requested);
 
-// "2 threads (2 cores in the affinity mask / 1 rank on this host); idle threads sleep
-// (OMP_WAIT_POLICY=passive, dfx's default)"
+// "2 threads (2 cores in the affinity mask / 1 rank on this host); idle threads spin briefly,
+// then sleep (GOMP_SPINCOUNT=10000, dfx's default)"
 std::string describe(const ThreadChoice& choice);
 
 // How idle OpenMP threads wait, and who chose it: dfx's default or the environment.
