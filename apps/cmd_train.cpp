@@ -18,55 +18,6 @@
 namespace dfx::app {
 using T = OptionSpec::Type;
 
-namespace {
-
-// "a,b,c" as numbers; `what` names the flag in errors.
-std::vector<double> number_list(const std::string& text, const char* what) {
-  std::vector<double> v;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t comma = text.find(',', pos);
-    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    DFX_CHECK(used == item.size() && !item.empty(), what, ": '", item,
-              "' is not a number; expected a comma-separated list such as 32,64,128");
-    v.push_back(x);
-    pos = comma == std::string::npos ? text.size() : comma + 1;
-  }
-  return v;
-}
-
-// --levels / --level-steps / --level-lr as the Trainer's multigrid levels.
-std::vector<train::Level> parse_levels(const Options& o) {
-  if (o.s("levels").empty()) {
-    DFX_CHECK(o.s("level_steps").empty() && o.s("level_lr").empty(),
-              "--level-steps and --level-lr need --levels (the multigrid resolutions)");
-    return {};
-  }
-  const std::vector<double> res = number_list(o.s("levels"), "--levels");
-  std::vector<double> steps = number_list(o.s("level_steps"), "--level-steps");
-  std::vector<double> lr = number_list(o.s("level_lr"), "--level-lr");
-  DFX_CHECK(!steps.empty(), "--levels needs --level-steps (steps per visit of each level)");
-  auto per_level = [&](std::vector<double>& v, const char* what) {
-    if (v.size() == 1) v.assign(res.size(), v[0]);
-    DFX_CHECK(v.empty() || v.size() == res.size(), what, " has ", v.size(), " values for ",
-              res.size(), " levels; give one value or one per level");
-  };
-  per_level(steps, "--level-steps");
-  per_level(lr, "--level-lr");
-  std::vector<train::Level> levels;
-  for (size_t k = 0; k < res.size(); ++k)
-    levels.push_back({static_cast<int64_t>(res[k]), static_cast<int64_t>(steps[k]), lr.empty() ? 1.0 : lr[k]});
-  return levels;
-}
-
-}  // namespace
 
 
 int cmd_train(const Args& args) {
@@ -135,7 +86,8 @@ int cmd_train(const Args& args) {
   cfg.bucket_mb = o.f("bucket_mb");
   cfg.sync_bn = o.b("sync_bn");
   cfg.overlap = o.b("overlap");
-  cfg.levels = parse_levels(o);
+  cfg.levels = train::parse_levels(o.s("levels"), o.s("level_steps"), o.s("level_lr"),
+                                   {"--levels", "--level-steps", "--level-lr"});
   cfg.cycle = train::parse_cycle(o.s("cycle"));
   cfg.cycles = static_cast<int>(o.i("cycles"));
   cfg.record = o.to_json();

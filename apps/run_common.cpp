@@ -181,18 +181,7 @@ optim::Schedule schedule_config(const Options& o) {
   s.step_size = o.i("step_size");
   s.warmup_steps = o.i("warmup_steps");
   DFX_CHECK(s.warmup_steps >= 0 && s.step_size >= 1, "--warmup-steps must be >= 0 and --step-size >= 1");
-  const std::string& m = o.s("milestones");
-  size_t pos = 0;
-  while (pos < m.size()) {
-    size_t comma = m.find(',', pos);
-    std::string item = m.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    try {
-      s.milestones.push_back(std::stoll(item));
-    } catch (...) {
-      DFX_FAIL("--milestones: '", item, "' is not a step number; expected e.g. 1000,1500");
-    }
-    pos = comma == std::string::npos ? m.size() : comma + 1;
-  }
+  s.milestones = train::parse_step_list(o.s("milestones"), "--milestones");
   return s;
 }
 

@@ -222,51 +222,6 @@ class Config {
   std::map<std::string, bool> given_;
 };
 
-// "a,b,c" as numbers; `what` names the key in errors.
-std::vector<double> number_list(const std::string& text, const char* what) {
-  std::vector<double> v;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t comma = text.find(',', pos);
-    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    DFX_CHECK(used == item.size() && !item.empty(), what, ": '", item,
-              "' is not a number; expected a comma-separated list such as 32,64,128");
-    v.push_back(x);
-    pos = comma == std::string::npos ? text.size() : comma + 1;
-  }
-  return v;
-}
-
-std::vector<train::Level> parse_levels(const Config& o) {
-  if (o.s("levels").empty()) {
-    DFX_CHECK(o.s("level_steps").empty() && o.s("level_lr").empty(),
-              "level_steps and level_lr need levels (the multigrid resolutions)");
-    return {};
-  }
-  const std::vector<double> res = number_list(o.s("levels"), "levels");
-  std::vector<double> steps = number_list(o.s("level_steps"), "level_steps");
-  std::vector<double> lr = number_list(o.s("level_lr"), "level_lr");
-  DFX_CHECK(!steps.empty(), "levels needs level_steps (steps per visit of each level)");
-  auto per_level = [&](std::vector<double>& v, const char* what) {
-    if (v.size() == 1) v.assign(res.size(), v[0]);
-    DFX_CHECK(v.empty() || v.size() == res.size(), what, " has ", v.size(), " values for ",
-              res.size(), " levels; give one value or one per level");
-  };
-  per_level(steps, "level_steps");
-  per_level(lr, "level_lr");
-  std::vector<train::Level> levels;
-  for (size_t k = 0; k < res.size(); ++k)
-    levels.push_back({static_cast<int64_t>(res[k]), static_cast<int64_t>(steps[k]), lr.empty() ? 1.0 : lr[k]});
-  return levels;
-}
-
 optim::Schedule schedule_config(const Config& o) {
   optim::Schedule s;
   s.kind = optim::Schedule::parse_kind(o.s("schedule"));
@@ -276,18 +231,7 @@ optim::Schedule schedule_config(const Config& o) {
   s.step_size = o.i("step_size");
   s.warmup_steps = o.i("warmup_steps");
   DFX_CHECK(s.warmup_steps >= 0 && s.step_size >= 1, "warmup_steps must be >= 0 and step_size >= 1");
-  const std::string& m = o.s("milestones");
-  size_t pos = 0;
-  while (pos < m.size()) {
-    size_t comma = m.find(',', pos);
-    std::string item = m.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    try {
-      s.milestones.push_back(std::stoll(item));
-    } catch (...) {
-      DFX_FAIL("milestones: '", item, "' is not a step number; expected e.g. 1000,1500");
-    }
-    pos = comma == std::string::npos ? m.size() : comma + 1;
-  }
+  s.milestones = train::parse_step_list(o.s("milestones"), "milestones");
   return s;
 }
 
@@ -381,7 +325,8 @@ int create(const char* json, std::shared_ptr<dist::Communicator> comm, dfx_train
   cfg.bucket_mb = o.f("bucket_mb");
   cfg.sync_bn = o.b("sync_bn");
   cfg.overlap = o.b("overlap");
-  cfg.levels = parse_levels(o);
+  cfg.levels = train::parse_levels(o.s("levels"), o.s("level_steps"), o.s("level_lr"),
+                                   {"levels", "level_steps", "level_lr"});
   cfg.cycle = train::parse_cycle(o.s("cycle"));
   cfg.cycles = static_cast<int>(o.i("cycles"));
   cfg.record = given;

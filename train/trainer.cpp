@@ -226,6 +226,71 @@ std::vector<int> cycle_levels(int n, Cycle c) {
   return seq;
 }
 
+namespace {
+// "a,b,c" as numbers; `what` names the setting in errors.
+std::vector<double> number_list(const std::string& text, const std::string& what) {
+  std::vector<double> v;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    DFX_CHECK(used == item.size() && !item.empty(), what, ": '", item,
+              "' is not a number; expected a comma-separated list such as 32,64,128");
+    v.push_back(x);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+  }
+  return v;
+}
+}  // namespace
+
+std::vector<Level> parse_levels(const std::string& levels, const std::string& steps_text,
+                                const std::string& lr_text, const std::vector<std::string>& names) {
+  DFX_CHECK(names.size() == 3, "parse_levels: need the names of levels, steps and lr factors");
+  if (levels.empty()) {
+    DFX_CHECK(steps_text.empty() && lr_text.empty(), names[1], " and ", names[2], " need ",
+              names[0], " (the multigrid resolutions)");
+    return {};
+  }
+  const std::vector<double> res = number_list(levels, names[0]);
+  std::vector<double> steps = number_list(steps_text, names[1]);
+  std::vector<double> lr = number_list(lr_text, names[2]);
+  DFX_CHECK(!steps.empty(), names[0], " needs ", names[1], " (steps per visit of each level)");
+  auto per_level = [&](std::vector<double>& v, const std::string& what) {
+    if (v.size() == 1) v.assign(res.size(), v[0]);
+    DFX_CHECK(v.empty() || v.size() == res.size(), what, " has ", v.size(), " values for ",
+              res.size(), " levels; give one value or one per level");
+  };
+  per_level(steps, names[1]);
+  per_level(lr, names[2]);
+  std::vector<Level> out;
+  for (size_t k = 0; k < res.size(); ++k)
+    out.push_back({static_cast<int64_t>(res[k]), static_cast<int64_t>(steps[k]), lr.empty() ? 1.0 : lr[k]});
+  return out;
+}
+
+std::vector<int64_t> parse_step_list(const std::string& m, const std::string& name) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  while (pos < m.size()) {
+    size_t comma = m.find(',', pos);
+    std::string item = m.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    try {
+      out.push_back(std::stoll(item));
+    } catch (...) {
+      DFX_FAIL(name, ": '", item, "' is not a step number; expected e.g. 1000,1500");
+    }
+    pos = comma == std::string::npos ? m.size() : comma + 1;
+  }
+  return out;
+}
+
 void check_resolution(const ModelConfig& m, int64_t res) {
   const int64_t div = int64_t{1} << (m.depth - 1);
   DFX_CHECK(res % div == 0, "--res ", res, " is not divisible by 2^(depth-1) = ", div,

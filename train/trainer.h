@@ -64,6 +64,14 @@ struct Level {
   double lr_factor = 1;
 };
 
+// Levels from their text form, "32,64,128" with steps "400" (one for all) or "400,400,800" and
+// optional lr factors alike; `names` spell the three settings in errors as the caller's user
+// knows them ({"--levels", "--level-steps", "--level-lr"} or the JSON keys). Empty levels: none.
+std::vector<Level> parse_levels(const std::string& levels, const std::string& steps,
+                                const std::string& lr_factors, const std::vector<std::string>& names);
+// "1000,1500" as step numbers (the multistep schedule's milestones); `name` as in parse_levels.
+std::vector<int64_t> parse_step_list(const std::string& text, const std::string& name);
+
 // One stretch of consecutive steps at one level.
 struct Phase {
   int level;
