@@ -51,6 +51,8 @@ int cmd_eval(const Args& args) {
   std::printf("%s N=%lld, step %lld: relative L2 error over %lld held-out fields: mean %.4e, max %.4e\n",
               run.s("problem").c_str(), (long long)run.i("res"), (long long)meta.step,
               (long long)o.i("samples"), r.summary.mean, r.summary.max);
+  std::printf("  with batch-norm by these fields' own moments: mean %.4e; loss gap to the reference: "
+              "mean %.4e, max %.4e\n", r.summary_batch_bn.mean, r.loss_gap.mean, r.loss_gap.max);
   if (!o.s("out").empty()) {
     ensure_directory(o.s("out"));
     write_eval_summary(o.s("out") + "/summary.json", r, meta.config);

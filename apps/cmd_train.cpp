@@ -32,10 +32,18 @@ int cmd_train(const Args& args) {
       {"resume", T::String, "", "continue from this checkpoint (weights, optimiser state, step)"},
       {"eval_samples", T::Int, "8", "held-out fields evaluated at the end (0: none)"},
       {"eval_every", T::Int, "0", "steps between held-out evaluations logged to metrics.jsonl (0: end only)"},
+      {"eval_train_samples", T::Int, "0", "also evaluate training fields 0..K-1 with the held-out ones "
+       "(train against held-out error separates optimisation from generalisation)"},
+      {"precise_bn", T::Int, "0", "re-estimate the BN running statistics over this many training "
+       "batches at the end, before the last checkpoint and evaluation (0: keep training's averages)"},
       {"max_time", T::Float, "0", "stop after this many seconds of training, evaluations excluded (0: no limit)"},
       {"panels", T::Int, "3", "held-out fields drawn in panels.png"},
       {"log_every", T::Int, "10", "steps between plain progress lines (not on a terminal)"},
       {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
+      {"output_precondition", T::Bool, "false", "first-order training along J^T B dL/du, B the problem's "
+       "output-space preconditioner (poisson: a multigrid V-cycle on K(nu)); the loss is unchanged"},
+      {"output_blend", T::Float, "0.1", "with --output-precondition: add this multiple of the plain "
+       "gradient (direction J^T (B + c I) dL/du)"},
       {"sync_bn", T::Bool, "true", "batch-norm moments over the global batch under MPI"},
       {"overlap", T::Bool, "true", "start gradient all-reduces during backward (false: after it)"},
       {"levels", T::String, "", "multigrid training: resolutions coarsest first, the finest = --res "
@@ -82,10 +90,14 @@ int cmd_train(const Args& args) {
   cfg.resume = o.s("resume");
   cfg.eval_samples = o.i("eval_samples");
   cfg.eval_every = o.i("eval_every");
+  cfg.eval_train_samples = o.i("eval_train_samples");
+  cfg.precise_bn_batches = o.i("precise_bn");
   cfg.max_time = o.f("max_time");
   cfg.bucket_mb = o.f("bucket_mb");
   cfg.sync_bn = o.b("sync_bn");
   cfg.overlap = o.b("overlap");
+  cfg.output_precondition = o.b("output_precondition");
+  cfg.output_blend = o.f("output_blend");
   cfg.levels = train::parse_levels(o.s("levels"), o.s("level_steps"), o.s("level_lr"),
                                    {"--levels", "--level-steps", "--level-lr"});
   cfg.cycle = train::parse_cycle(o.s("cycle"));
@@ -158,7 +170,15 @@ int cmd_train(const Args& args) {
     trainer.callbacks().on_eval = [&](const train::EvalInfo& e) {
       nlohmann::json row = {{"step", e.step}, {"train_time_s", e.train_time_s}, {"epochs", e.epochs},
                             {"eval_rel_l2_mean", e.result.summary.mean},
-                            {"eval_rel_l2_max", e.result.summary.max}};
+                            {"eval_rel_l2_max", e.result.summary.max},
+                            {"eval_rel_l2_mean_batch_bn", e.result.summary_batch_bn.mean},
+                            {"eval_loss_gap_mean", e.result.loss_gap.mean},
+                            {"eval_loss_gap_max", e.result.loss_gap.max}};
+      if (e.train) {
+        row["train_rel_l2_mean"] = e.train->summary.mean;
+        row["train_rel_l2_max"] = e.train->summary.max;
+        row["train_loss_gap_mean"] = e.train->loss_gap.mean;
+      }
       metrics << row.dump() << "\n";
       metrics.flush();
       if (!tty) std::printf("step %lld: held-out relative L2 error mean %.4e (after %s of training)\n",
@@ -191,6 +211,13 @@ int cmd_train(const Args& args) {
       const EvalResult& held_out = trainer.held_out();
       std::printf("held-out relative L2 error over %lld fields: mean %.4e, max %.4e\n",
                   (long long)n_eval, held_out.summary.mean, held_out.summary.max);
+      std::printf("  with batch-norm by these fields' own moments: mean %.4e; loss gap to the "
+                  "reference: mean %.4e, max %.4e\n", held_out.summary_batch_bn.mean,
+                  held_out.loss_gap.mean, held_out.loss_gap.max);
+      if (cfg.eval_train_samples > 0)
+        std::printf("  training fields 0..%lld: relative L2 error mean %.4e, max %.4e\n",
+                    (long long)(trainer.train_fields().samples.size() - 1),
+                    trainer.train_fields().summary.mean, trainer.train_fields().summary.max);
       write_eval_summary(out + "/eval.json", held_out, trainer.config().record);
       const int64_t n_panels = std::min(o.i("panels"), n_eval);
       write_panels(out + "/panels", held_out, *problem, n_panels);

@@ -211,6 +211,11 @@ Var& BatchNorm::bias() {
   return *bias_;
 }
 
+void BatchNorm::set_momentum(double m) {
+  DFX_CHECK(m >= 0 && m <= 1, type_name(), ": momentum ", m, "; expected a value in [0, 1]");
+  opts_.momentum = m;
+}
+
 Var BatchNorm::forward(const Var& x) { return forward_impl(x, std::nullopt); }
 
 Var BatchNorm::forward_leaky_relu(const Var& x, double slope) { return forward_impl(x, slope); }

@@ -116,6 +116,11 @@ class BatchNorm : public Module {
 
   void set_all_reduce(ad::ChannelAllReduce all_reduce) { all_reduce_ = std::move(all_reduce); }
   bool synchronized() const { return static_cast<bool>(all_reduce_); }
+  const ad::ChannelAllReduce& all_reduce() const { return all_reduce_; }
+  // The running statistics' update weight; precise-BN re-estimation sets 1/k at the k-th batch
+  // so that the running moments become the plain mean over the batches seen.
+  double momentum() const { return opts_.momentum; }
+  void set_momentum(double m);
 
   Var& weight();
   Var& bias();

@@ -193,4 +193,40 @@ PoissonSolution solve_poisson(const Tensor& nu, const PoissonOptions& opts) {
   return sol;
 }
 
+Tensor multigrid_precondition(const Tensor& nu, const Tensor& r, int cycles,
+                              const MultigridOptions& opts) {
+  const int nd = nu.dim();
+  DFX_CHECK((nd == 4 || nd == 5) && nu.size(1) == 1 && nu.shape() == r.shape(),
+            "multigrid_precondition: nu ", nu.describe(), " and r ", r.describe(),
+            " must be batches of fields of one shape, [B, 1, H, W] or [B, 1, D, H, W]");
+  DFX_CHECK(cycles >= 1, "multigrid_precondition: cycles must be >= 1, got ", cycles);
+  DFX_CHECK(nu.device().is_cpu() && r.device().is_cpu(), "multigrid_precondition: CPU tensors expected");
+  const int dim = nd - 2;
+  const int64_t B = nu.size(0), nx = nu.size(-1), ny = nu.size(-2), nz = dim == 3 ? nu.size(-3) : 1;
+  const int64_t S = nx * ny * nz;
+  Shape sample_shape = nu.shape();
+  sample_shape[0] = 1;
+  const Tensor nu64 = nu.to(DType::Float64).contiguous(), r64 = r.to(DType::Float64).contiguous();
+  Tensor z = zeros(r.shape(), DType::Float64);
+  if (nx <= 2) return z;  // no free nodes
+  std::vector<double> res(S), dz(S), az(S);
+  for (int64_t b = 0; b < B; ++b) {
+    const Tensor nu_b = nu64.reshape({B * S}).narrow(0, b * S, S).view(sample_shape);
+    const FemOperator A(nu_b, nx);
+    Multigrid mg(dim, {nx, ny, nz}, [&A](const double* v, double* out) { A.apply(v, out); }, opts);
+    const double* rb = r64.data<double>() + b * S;
+    double* zb = z.data<double>() + b * S;
+    for (int64_t i = 0; i < S; ++i) res[i] = A.is_free(i) ? rb[i] : 0.0;
+    for (int c = 0; c < cycles; ++c) {
+      if (c > 0) {
+        A.apply(zb, az.data());
+        for (int64_t i = 0; i < S; ++i) res[i] = A.is_free(i) ? rb[i] - az[i] : 0.0;
+      }
+      mg.apply(res.data(), dz.data());
+      for (int64_t i = 0; i < S; ++i) zb[i] += dz[i];
+    }
+  }
+  return z;
+}
+
 }  // namespace dfx::pde

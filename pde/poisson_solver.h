@@ -44,4 +44,12 @@ struct PoissonSolution {
 // Samples are solved one after another, each with the threads of the kernels inside.
 PoissonSolution solve_poisson(const Tensor& nu, const PoissonOptions& opts = {});
 
+// z = B r with B ~ A(nu)^-1 on the free nodes: `cycles` multigrid V-cycles (the first from zero,
+// each later one on the remaining residual r - A z), per sample of a batch nu, r [B, 1, *S]
+// (float, CPU; z float64 of r's shape, zero at Dirichlet nodes, which r's are ignored at). B is
+// symmetric positive definite and spectrally equivalent to A^-1 independently of N: the
+// preconditioner of the energy gradient in training (pde::Problem::preconditioner).
+Tensor multigrid_precondition(const Tensor& nu, const Tensor& r, int cycles = 1,
+                              const MultigridOptions& opts = {});
+
 }  // namespace dfx::pde

@@ -56,6 +56,12 @@ class Poisson : public Problem {
       return ad::mul(apply_dirichlet_x(ad::fem_apply(ad::Var(nu), masked), 0.0, 0.0), scale).data();
     };
   }
+  OutputCurvature preconditioner(const Tensor& omega) const override {
+    Tensor nu = kernels::unary(kernels::UnaryOp::Exp, omega.cpu().to(DType::Float64));
+    return [nu](const Tensor& v) {
+      return multigrid_precondition(nu, v.cpu()).to(v.dtype()).to(v.device());
+    };
+  }
 
  private:
   int dims_;

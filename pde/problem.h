@@ -43,6 +43,12 @@ class Problem {
   // C(u) at the network output u (no graph) for `input`; see OutputCurvature.
   virtual OutputCurvature curvature(const Tensor& u, const Tensor& input,
                                     int64_t global_count) const = 0;
+  // v -> B v with B symmetric positive definite and close to the inverse of the curvature
+  // without its 1 / count (Poisson: multigrid V-cycles on K(nu)), or empty when the problem has
+  // none. First-order training may move the parameters along J^T B dL/du instead of J^T dL/du:
+  // the same minimiser, with the error's smooth modes no longer nearly invisible to the
+  // optimiser (their energy is O(1 / N^2) of the rough ones').
+  virtual OutputCurvature preconditioner(const Tensor& input) const { return {}; }
 
   Shape field_shape(int64_t batch) const;  // [batch, 1, res, ...]
   const ProblemOptions& options() const { return opts_; }

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "autodiff/ops.h"
+#include "core/copy.h"
 #include "core/rng.h"
 #include "models/layers.h"
 #include "train/checkpoint.h"
@@ -375,6 +376,16 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   model_->train();
   params_ = model_->parameters();
   opt_ = optim::make_optimizer(params_, cfg_.optimizer);
+  DFX_CHECK(std::isfinite(cfg_.output_blend) && cfg_.output_blend >= 0,
+            "--output-blend must be a finite number >= 0, got ", cfg_.output_blend);
+  if (cfg_.output_precondition) {
+    DFX_CHECK(dynamic_cast<optim::FirstOrder*>(opt_.get()),
+              "--output-precondition needs a first-order optimiser (sgd, adam, lamb, lars): the "
+              "preconditioned direction is not the loss's gradient, which ", cfg_.optimizer.name,
+              " relies on");
+    DFX_CHECK(static_cast<bool>(problem_->preconditioner(problem_->input({0}, cfg_.model.dtype))),
+              "--output-precondition: problem '", problem_->name(), "' has no output-space preconditioner");
+  }
   schedule_ = cfg_.schedule;
   schedule_.base_lr = optim::resolved_lr(cfg_.optimizer);
   schedule_.total_steps = total_steps_;
@@ -405,8 +416,40 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
     remove_stale_temporaries(cfg_.out + "/checkpoints");
   }
   // Held-out fields and their reference solutions, once: periodic evaluations only run the model.
-  if (comm_->is_root() && cfg_.eval_samples > 0)
+  if (comm_->is_root() && cfg_.eval_samples > 0) {
     held_out_ = prepare_eval(*problem_, cfg_.eval_samples, cfg_.model.dtype);
+    if (cfg_.eval_train_samples > 0) {
+      std::vector<uint64_t> first(static_cast<size_t>(std::min(cfg_.eval_train_samples, cfg_.samples)));
+      for (size_t i = 0; i < first.size(); ++i) first[i] = i;
+      train_probe_ = prepare_eval(*problem_, first, cfg_.model.dtype);
+    }
+  }
+}
+
+void Trainer::evaluate_now() {
+  run_eval(*model_, *problem_, held_out_);
+  if (cfg_.eval_train_samples > 0) run_eval(*model_, *problem_, train_probe_);
+}
+
+void Trainer::precise_bn(int64_t batches) {
+  const bool sync_bn = comm_->size() > 1 && cfg_.sync_bn;
+  DFX_CHECK(sync_bn || comm_->size() == 1 || cfg_.batch >= comm_->size(),
+            "precise BN without SyncBatchNorm needs a global batch >= the ranks (", comm_->size(),
+            "), got ", cfg_.batch);
+  const DType dtype = cfg_.model.dtype;
+  train::precise_bn(*model_, batches, [&](int64_t k) {
+    std::vector<int64_t> mine = dist::shard_indices(batch_indices(k), comm_->rank(), comm_->size());
+    std::vector<uint64_t> local(mine.begin(), mine.end());
+    return local.empty() ? Tensor::empty(problem_->field_shape(0), dtype) : problem_->input(local, dtype);
+  });
+  if (!sync_bn && comm_->size() > 1) {
+    // Local moments differ per rank: every rank keeps their mean.
+    for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
+      for (Tensor* t : {&bn->running_mean(), &bn->running_var()}) {
+        comm_->all_reduce(*t);
+        copy_(*t, ad::mul(ad::Var(*t), 1.0 / static_cast<double>(comm_->size())).data());
+      }
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -472,7 +515,20 @@ void Trainer::with_objective(int64_t step, const std::function<void(optim::Objec
   auto local_loss = [&]() -> ad::Var {
     auto [x, u] = forward();
     if (!u.defined()) return ad::Var();
-    return problem.loss(u, x, count);
+    if (!cfg_.output_precondition) return problem.loss(u, x, count);
+    // The loss's value with the gradient J^T B dL/du: dL/du from the output alone, then
+    // s = <u, B dL/du> carries the preconditioned gradient into the network, and s - s
+    // (detached) + L keeps the value.
+    ad::Var u_out = u.detach();
+    u_out.requires_grad_();
+    ad::Var l = problem.loss(u_out, x, count);
+    l.backward();
+    const Tensor g = u_out.grad().data();
+    Tensor z = problem.preconditioner(x)(g);
+    if (cfg_.output_blend != 0)
+      z = ad::add(ad::Var(z), ad::mul(ad::Var(g), cfg_.output_blend)).data();
+    ad::Var s = ad::sum(ad::mul(u, ad::Var(z)));
+    return ad::add(ad::sub(s, s.detach()), l.detach());
   };
   const bool twice = !cfg_.model.bn_recompute && !cfg_.model.activation_checkpoint;
   BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, forward, problem, count,
@@ -511,12 +567,12 @@ TrainResult Trainer::train(int64_t max_steps) {
                           static_cast<double>(count) / dt, opt_->lr(), reducer_->last_wait_seconds()});
     if (root && cfg_.eval_samples > 0 && cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) {
       auto te = std::chrono::steady_clock::now();
-      run_eval(*model_, *problem_, held_out_);
+      evaluate_now();
       eval_seconds_ += since(te);
       if (callbacks_.on_eval)
         callbacks_.on_eval({step_, elapsed,
                             static_cast<double>(step_ * cfg_.batch) / static_cast<double>(cfg_.samples),
-                            held_out_});
+                            held_out_, cfg_.eval_train_samples > 0 ? &train_probe_ : nullptr});
     }
     if (cfg_.max_time > 0) {
       // Every rank stops at the same step: rank 0's clock decides.
@@ -565,8 +621,9 @@ void Trainer::save_checkpoint(const std::string& path) {
 void Trainer::finish() {
   if (finished_) return;
   finished_ = true;
+  if (cfg_.precise_bn_batches > 0) precise_bn(cfg_.precise_bn_batches);
   if (!cfg_.out.empty()) save_checkpoint(cfg_.out + "/checkpoints/last.safetensors");
-  if (comm_->is_root() && cfg_.eval_samples > 0) run_eval(*model_, *problem_, held_out_);
+  if (comm_->is_root() && cfg_.eval_samples > 0) evaluate_now();
 }
 
 double Trainer::comm_wait_fraction() const { return wait_total_ / std::max(step_total_, 1e-12); }

@@ -97,9 +97,24 @@ struct TrainConfig {
   int64_t eval_samples = 8;       // held-out fields evaluated at the end (0: none)
   int64_t eval_every = 0;         // steps between held-out evaluations (0: end only)
   double max_time = 0;            // seconds of training (evaluations excluded); 0: no limit
+  // Also evaluated with the held-out fields: training fields 0..K-1 (their error beside the
+  // held-out one separates optimisation from generalisation). 0: none.
+  int64_t eval_train_samples = 0;
+  // Precise BN at the end: the running BN statistics re-estimated as the mean batch moments
+  // over this many training batches at the final weights, before the last checkpoint and
+  // evaluation (0: keep the exponential averages of training).
+  int64_t precise_bn_batches = 0;
   double bucket_mb = 25;          // gradient all-reduce bucket size
   bool sync_bn = true;            // batch-norm moments over the global batch when P > 1
   bool overlap = true;            // all-reduce buckets during backward
+  // First-order methods move along J^T B dL/du, B the problem's output-space preconditioner
+  // (pde::Problem::preconditioner; Poisson: a multigrid V-cycle on K(nu)) instead of J^T dL/du.
+  // The loss, its minimiser and what is logged stay the problem's own.
+  bool output_precondition = false;
+  // ... plus this multiple of the plain output gradient: J^T (B + c I) dL/du. With B ~ K^-1 the
+  // optimiser then sees the error in the norm e^T (I + c K) e (an H1-like norm for c > 0)
+  // rather than in L2 alone, which leaves grid-scale roughness cheap.
+  double output_blend = 0.1;
   // Multigrid training: empty = one level at the problem's resolution for `steps`. Otherwise the
   // finest level must be the problem's resolution (held-out evaluation runs there), and the run
   // lasts the cycles' steps (`steps` must then be 0 or equal to their sum).
@@ -132,6 +147,7 @@ struct EvalInfo {
   int64_t step;
   double train_time_s, epochs;
   const EvalResult& result;
+  const EvalResult* train = nullptr;  // the training fields' (eval_train_samples > 0)
 };
 
 struct Callbacks {
@@ -180,6 +196,11 @@ class Trainer {
   std::vector<int64_t> batch_indices(int64_t step) const;
   // The final evaluation's result (after finish(), rank 0, eval_samples > 0).
   const EvalResult& held_out() const { return held_out_; }
+  // The training fields' evaluation (rank 0, eval_train_samples > 0), updated with held_out().
+  const EvalResult& train_fields() const { return train_probe_; }
+  // Re-estimates the BN running statistics over `batches` training batches at the current
+  // weights (see train::precise_bn); every rank must call it.
+  void precise_bn(int64_t batches);
   // Fraction of step time spent blocked on the gradient all-reduce, and its bucket count.
   double comm_wait_fraction() const;
   size_t bucket_count() const;
@@ -207,7 +228,8 @@ class Trainer {
   std::unique_ptr<dist::GradReducer> reducer_;
   optim::Schedule schedule_;
   Callbacks callbacks_;
-  EvalResult held_out_;
+  EvalResult held_out_, train_probe_;
+  void evaluate_now();
   int64_t step_ = 0, start_step_ = 0, total_steps_ = 0, steps_per_epoch_ = 1;
   double last_loss_ = 0, eval_seconds_ = 0, train_seconds_ = 0, wait_total_ = 0, step_total_ = 0;
   std::string last_good_;

@@ -241,3 +241,122 @@ TEST_CASE("the Trainer's Gauss-Newton product is J^T C J with J by central diffe
   CHECK(wgv == doctest::Approx(expect).epsilon(1e-6));
 }
 }
+
+TEST_SUITE("train") {
+TEST_CASE("output preconditioning: one SGD step moves the weights by -lr J^T (B + c I) dL/du, "
+          "the logged loss is the plain one") {
+  for (double blend : {0.0, 0.5}) {
+    CAPTURE(blend);
+    train::TrainConfig c = tiny("");
+    c.eval_samples = 0;
+    c.steps = 1;
+    c.optimizer.name = "sgd";
+    c.optimizer.momentum = 0;
+    c.optimizer.lr = 0.05;
+    c.schedule.kind = optim::Schedule::Kind::Constant;
+    c.output_precondition = true;
+    c.output_blend = blend;
+    Run run;
+    auto t = make(c, run);
+    auto params = t->model().parameters();
+    std::vector<Tensor> before;
+    for (auto& p : params) before.push_back(p.data().clone());
+    // The expected direction by hand at the initial weights: dL/du from the output alone,
+    // z = B g + c g by the problem's preconditioner, then a VJP of the network with z.
+    std::vector<int64_t> idx = t->batch_indices(0);
+    auto p = w1();
+    Tensor x = p->input(std::vector<uint64_t>(idx.begin(), idx.end()), DType::Float64);
+    auto fresh = train::build_unet(c.model, 2, Device::cpu(), "sgd");
+    Var u = (*fresh)(Var(x));
+    Var u_out(u.data().clone(), true);
+    Var l = p->loss(u_out, x, static_cast<int64_t>(idx.size()));
+    l.backward();
+    const Tensor g = u_out.grad().data();
+    const auto bg = p->preconditioner(x)(g).to_vector(), gv = g.to_vector();
+    std::vector<double> z(bg.size());
+    for (size_t k = 0; k < z.size(); ++k) z[k] = bg[k] + blend * gv[k];
+    u.backward(Var(from_vector<double>(z, u.shape())));
+    auto expected = fresh->parameters();
+
+    CHECK(t->fit().reason == train::StopReason::Done);
+    REQUIRE(run.losses.size() == 1);
+    CHECK(run.losses[0] == doctest::Approx(l.item()).epsilon(1e-12));
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto now = params[i].data().to_vector(), was = before[i].to_vector();
+      auto dir = expected[i].grad().data().to_vector();
+      for (size_t k = 0; k < now.size(); ++k) {
+        worst = std::max(worst, std::abs((now[k] - was[k]) + 0.05 * dir[k]));
+        scale = std::max(scale, std::abs(0.05 * dir[k]));
+      }
+    }
+    CHECK(scale > 1e-4);  // the step moved the weights
+    CHECK(worst <= 1e-12 * std::max(1.0, scale));
+  }
+  train::TrainConfig bad = tiny("");
+  bad.output_precondition = true;
+  bad.optimizer.name = "lbfgs";
+  auto model = train::build_unet(bad.model, 2, Device::cpu(), "lbfgs");
+  CHECK_THROWS_WITH_AS(train::Trainer(bad, model, w1(), dist::make_local()),
+                       doctest::Contains("needs a first-order optimiser"), dfx::Error);
+  auto burgers = pde::make_problem({.name = "burgers", .res = 8});
+  CHECK_FALSE(static_cast<bool>(burgers->preconditioner(burgers->input({0}, DType::Float64))));
+}
+
+TEST_CASE("evaluation diagnostics: the energy gap is >= 0 and 0 at the reference, batch-moment BN "
+          "leaves the running statistics alone, precise BN averages the batch moments") {
+  auto p = w1();
+  train::ModelConfig mc{.depth = 2, .width = 4, .dtype = DType::Float64, .seed = 5};
+  auto model = train::build_unet(mc, 2, Device::cpu());
+  // Some steps of training mode so the running statistics are not the initial 0 / 1.
+  {
+    ad::NoGradGuard ng;
+    model->train();
+    for (uint64_t k = 0; k < 3; ++k) (*model)(Var(p->input({k, k + 5}, DType::Float64)));
+  }
+  std::vector<Tensor> buffers;
+  for (auto& [name, b] : model->named_buffers()) buffers.push_back(b.clone());
+  train::EvalResult r = train::evaluate(*model, *p, 4, DType::Float64);
+  {
+    auto now = model->named_buffers();
+    REQUIRE(now.size() == buffers.size());
+    for (size_t i = 0; i < buffers.size(); ++i) CHECK(now[i].second.to_vector() == buffers[i].to_vector());
+  }
+  CHECK(r.summary.mean > 0);
+  CHECK(r.summary_batch_bn.mean > 0);
+  CHECK(r.summary_batch_bn.mean != r.summary.mean);
+  REQUIRE(r.loss_gap.per_sample.size() == 4);
+  for (double gap : r.loss_gap.per_sample) CHECK(gap > 0);  // the FEM solution minimises E
+  // The gap of the reference itself is the exact optimum's: zero up to the solver's tolerance.
+  for (size_t i = 0; i < 4; ++i) {
+    Tensor ref = r.reference.narrow(0, static_cast<int64_t>(i), 1).contiguous();
+    Tensor in = r.inputs.narrow(0, static_cast<int64_t>(i), 1).contiguous().to(DType::Float64);
+    CHECK(std::abs(p->loss(Var(ref), in, 1).item() - r.reference_loss[i]) < 1e-12);
+    // E(u_FEM + d) - E(u_FEM) = d^T K d / 2 > 0 for a perturbation at the free nodes.
+    auto d = ref.to_vector();
+    for (size_t k = 0; k < d.size(); ++k) d[k] += (k % 8 != 0 && k % 8 != 7) ? 1e-3 * std::sin(k) : 0.0;
+    CHECK(p->loss(Var(from_vector<double>(d, ref.shape())), in, 1).item() > r.reference_loss[i]);
+  }
+
+  // Precise BN on a bare BatchNorm: the running moments become the mean of the batch moments
+  // (the unbiased variance, as training mode keeps it).
+  nn::BatchNorm bn(2, 2, {}, {.dtype = DType::Float64});
+  std::vector<Tensor> batches = {uniform({3, 2, 2, 2}, -1, 2, 41, 0, 0, DType::Float64),
+                                 uniform({3, 2, 2, 2}, 0, 5, 42, 0, 0, DType::Float64)};
+  train::precise_bn(bn, 2, [&](int64_t k) { return batches[k]; });
+  CHECK(bn.momentum() == 0.1);
+  for (int64_t ch = 0; ch < 2; ++ch) {
+    double mean = 0, var = 0;
+    for (const Tensor& b : batches) {
+      auto v = b.narrow(1, ch, 1).contiguous().to_vector();
+      double m = 0, s = 0;
+      for (double e : v) m += e / v.size();
+      for (double e : v) s += (e - m) * (e - m) / (v.size() - 1);
+      mean += m / 2;
+      var += s / 2;
+    }
+    CHECK(bn.running_mean().to_vector()[ch] == doctest::Approx(mean).epsilon(1e-12));
+    CHECK(bn.running_var().to_vector()[ch] == doctest::Approx(var).epsilon(1e-12));
+  }
+}
+}
