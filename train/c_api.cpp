@@ -126,6 +126,10 @@ std::vector<Key> keys() {
       {"eval_samples", Ty::Int, "8"},
       {"eval_every", Ty::Int, "0"},
       {"max_time", Ty::Float, "0"},
+      {"eval_train_samples", Ty::Int, "0"},
+      {"precise_bn", Ty::Int, "0"},
+      {"output_precondition", Ty::Bool, "false"},
+      {"output_blend", Ty::Float, "0.1"},
       {"panels", Ty::Int, "3"},      // ignored (pictures are the command line's)
       {"log_every", Ty::Int, "10"},  // ignored
       {"bucket_mb", Ty::Float, "25"},
@@ -325,6 +329,10 @@ int create(const char* json, std::shared_ptr<dist::Communicator> comm, dfx_train
   cfg.bucket_mb = o.f("bucket_mb");
   cfg.sync_bn = o.b("sync_bn");
   cfg.overlap = o.b("overlap");
+  cfg.eval_train_samples = o.i("eval_train_samples");
+  cfg.precise_bn_batches = o.i("precise_bn");
+  cfg.output_precondition = o.b("output_precondition");
+  cfg.output_blend = o.f("output_blend");
   cfg.levels = train::parse_levels(o.s("levels"), o.s("level_steps"), o.s("level_lr"),
                                    {"levels", "level_steps", "level_lr"});
   cfg.cycle = train::parse_cycle(o.s("cycle"));

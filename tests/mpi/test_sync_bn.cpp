@@ -113,4 +113,43 @@ TEST_CASE("distributed HVP through SyncBatchNorm equals the single-process HVP")
   CAPTURE(worst);
   CHECK(all_ranks(worst < 1e-9));
 }
+
+TEST_CASE("the Trainer's Gauss-Newton product through SyncBatchNorm on P ranks equals one process's") {
+  train::TrainConfig cfg;
+  cfg.model = {.depth = 2, .width = 4, .dtype = DType::Float64, .seed = 17};
+  cfg.batch = 5;
+  cfg.samples = 10;
+  cfg.steps = 2;
+  cfg.eval_samples = 0;
+  cfg.optimizer.name = "gauss-newton";
+  auto problem = [] { return pde::make_problem({.name = "poisson2d", .res = 16, .seed = 5}); };
+  auto one_model = train::build_unet(cfg.model, 2, Device::cpu(), "gauss-newton");
+  train::Trainer one(cfg, one_model, problem(), dist::make_local());
+  auto model = train::build_unet(cfg.model, 2, Device::cpu(), "gauss-newton");
+  train::Trainer many(cfg, model, problem(), testing::world_ptr());
+  auto params = one.model().parameters();
+  std::vector<Tensor> v;
+  for (size_t i = 0; i < params.size(); ++i)
+    v.push_back(uniform(params[i].shape(), -1, 1, 9, i, 0, DType::Float64));
+  // At the initial weights and after one step of each (the steps themselves must agree too).
+  for (int round = 0; round < 2; ++round) {
+    CAPTURE(round);
+    std::vector<Tensor> g1 = one.gauss_newton(v), gp = many.gauss_newton(v);
+    double worst = 0, size = 0;
+    for (size_t i = 0; i < g1.size(); ++i) {
+      worst = std::max(worst, rel(gp[i], g1[i]));
+      for (double x : g1[i].to_vector()) size = std::max(size, std::abs(x));
+    }
+    CAPTURE(worst);
+    CHECK(size > 1e-3);
+    CHECK(all_ranks(worst < 1e-10));
+    one.train(1);
+    many.train(1);
+    double pw = 0;
+    auto p1 = one.model().parameters(), pp = many.model().parameters();
+    for (size_t i = 0; i < p1.size(); ++i) pw = std::max(pw, rel(pp[i].data(), p1[i].data()));
+    CAPTURE(pw);
+    CHECK(all_ranks(pw < 1e-9));
+  }
+}
 }
