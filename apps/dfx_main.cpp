@@ -1,8 +1,11 @@
 // apps/dfx_main.cpp — `dfx <command> [options]`: dispatches to a subcommand and turns any dfx::Error
 // into a message on stderr and exit status 2.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <thread>
 
 #include "apps/commands.h"
 #include "core/error.h"
@@ -30,6 +33,21 @@ void usage(FILE* out) {
   for (const Command& c : kCommands) std::fprintf(out, "  %-8s %s\n", c.name, c.help);
 }
 
+// This process's rank in an MPI job, from the launcher's environment (MPICH, Open MPI, PMIx,
+// Slurm); 0 outside one.
+int launcher_rank() {
+  for (const char* v : {"PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"})
+    if (const char* r = std::getenv(v)) return std::atoi(r);
+  return 0;
+}
+
+// An error that every rank meets (a bad flag) is printed once: ranks other than 0 wait a moment,
+// in which rank 0, failing too, prints and aborts the job. A rank that fails alone still prints
+// its message after the wait, then aborts the job.
+void quiet_unless_alone() {
+  if (launcher_rank() != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,12 +61,14 @@ int main(int argc, char** argv) {
     try {
       return c.run(args);
     } catch (const dfx::Error& e) {
+      quiet_unless_alone();
       // Messages from option parsing already start with "dfx <command>:".
       if (std::strncmp(e.what(), "dfx ", 4) == 0) std::fprintf(stderr, "error: %s\n", e.what());
       else std::fprintf(stderr, "dfx %s: error: %s\n", c.name, e.what());
       dfx::dist::abort_job(2);  // under mpiexec: end the other ranks too, not leave them waiting
       return 2;
     } catch (const std::exception& e) {
+      quiet_unless_alone();
       std::fprintf(stderr, "dfx %s: unexpected error: %s\n", c.name, e.what());
       dfx::dist::abort_job(3);
       return 3;

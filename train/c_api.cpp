@@ -463,7 +463,9 @@ int dfx_trainer_predict(dfx_trainer* t, const double* input, int64_t batch, doub
 int dfx_trainer_save_checkpoint(dfx_trainer* t, const char* path) {
   return guarded("dfx_trainer_save_checkpoint", [&] {
     need(t != nullptr && path != nullptr, "the trainer or path is NULL");
-    t->trainer->save_checkpoint(path);
+    if (!t->trainer->save_checkpoint(path))
+      throw Status(DFX_ENONFINITE, "dfx_trainer_save_checkpoint: the weights are not finite; '" +
+                                       std::string(path) + "' was not written");
     return DFX_OK;
   });
 }
