@@ -136,6 +136,7 @@ std::vector<Key> keys() {
       {"level_lr", Ty::String, ""},
       {"cycle", Ty::String, "half-v", {"half-v", "v", "w", "f"}},
       {"cycles", Ty::Int, "1"},
+      {"check_memory", Ty::Bool, "true"},
       {"comm", Ty::String, "auto", {"auto", "local", "mpi", "nccl"}},  // ignored: given by the call
   };
 }
@@ -325,6 +326,7 @@ int create(const char* json, std::shared_ptr<dist::Communicator> comm, dfx_train
   cfg.bucket_mb = o.f("bucket_mb");
   cfg.sync_bn = o.b("sync_bn");
   cfg.overlap = o.b("overlap");
+  cfg.check_memory = o.b("check_memory");
   cfg.levels = train::parse_levels(o.s("levels"), o.s("level_steps"), o.s("level_lr"),
                                    {"levels", "level_steps", "level_lr"});
   cfg.cycle = train::parse_cycle(o.s("cycle"));
