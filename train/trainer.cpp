@@ -402,7 +402,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
               " steps (the sum over its levels); drop --steps");
   }
   level_problems_[finest] = problem_;
-  if (cfg_.check_memory)
+  // (CPU only: there is no free-memory query for devices yet; the same branch on every rank)
+  if (cfg_.check_memory && model_->device().is_cpu())
     train::check_memory(cfg_, *model_, *problem_, comm_->size(), dist::node_rank(*comm_).local_size,
                         comm_->is_root());
   model_->train();
