@@ -2,7 +2,9 @@
 // per sample times this rank's share of the batch, and the held-out fields, against what the
 // machine has free, so a run that cannot fit stops at once with a message instead of meeting the
 // out-of-memory killer hours later. The coefficients are calibrated on measured peak RSS of
-// `dfx train` (U-Net W1, N = 64..256; within about 2x, see docs/training.md).
+// `dfx train`: within 30 % for W1 at N = 64/128/256, width 32, L-BFGS, --bn-recompute, Poisson 3D
+// at N = 32 and Burgers at N = 128 (estimate 98/270/958, 297, 560, 696, 300, 270 MB; measured
+// 91/253/900, 305, 495, 661, 238, 260 MB).
 #pragma once
 #include <cstdint>
 #include <string>
