@@ -10,6 +10,7 @@
 #include "apps/commands.h"
 #include "core/error.h"
 #include "dist/communicator.h"
+#include "dist/job.h"
 
 namespace {
 
@@ -41,11 +42,15 @@ int launcher_rank() {
   return 0;
 }
 
-// An error that every rank meets (a bad flag) is printed once: ranks other than 0 wait a moment,
-// in which rank 0, failing too, prints and aborts the job. A rank that fails alone still prints
-// its message after the wait, then aborts the job.
-void quiet_unless_alone() {
-  if (launcher_rank() != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+// Under mpiexec an error every rank meets (a bad flag or value) is printed once, by rank 0.
+// Before MPI is up the ranks have only parsed the same arguments, so the others stay silent
+// (false: do not print). Once it is up, the others wait a moment, in which rank 0, failing too,
+// prints and aborts the job; a rank that fails alone still prints after the wait, then aborts it.
+bool report_here() {
+  if (launcher_rank() == 0) return true;
+  if (dfx::dist::job_rank() < 0) return false;
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  return true;
 }
 
 }  // namespace
@@ -61,15 +66,17 @@ int main(int argc, char** argv) {
     try {
       return c.run(args);
     } catch (const dfx::Error& e) {
-      quiet_unless_alone();
       // Messages from option parsing already start with "dfx <command>:".
-      if (std::strncmp(e.what(), "dfx ", 4) == 0) std::fprintf(stderr, "error: %s\n", e.what());
-      else std::fprintf(stderr, "dfx %s: error: %s\n", c.name, e.what());
+      if (!report_here()) {
+      } else if (std::strncmp(e.what(), "dfx ", 4) == 0) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+      } else {
+        std::fprintf(stderr, "dfx %s: error: %s\n", c.name, e.what());
+      }
       dfx::dist::abort_job(2);  // under mpiexec: end the other ranks too, not leave them waiting
       return 2;
     } catch (const std::exception& e) {
-      quiet_unless_alone();
-      std::fprintf(stderr, "dfx %s: unexpected error: %s\n", c.name, e.what());
+      if (report_here()) std::fprintf(stderr, "dfx %s: unexpected error: %s\n", c.name, e.what());
       dfx::dist::abort_job(3);
       return 3;
     }

@@ -193,6 +193,15 @@ std::shared_ptr<Communicator> make_default() {
 
 bool mpi_available() { return true; }
 
+int job_rank() {
+  int inited = 0, finalized = 0, rank = -1;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (!inited || finalized) return -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
 bool abort_job(int code) {
   int inited = 0, finalized = 0, size = 1;
   MPI_Initialized(&inited);
