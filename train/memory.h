@@ -2,9 +2,9 @@
 // per sample times this rank's share of the batch, and the held-out fields, against what the
 // machine has free, so a run that cannot fit stops at once with a message instead of meeting the
 // out-of-memory killer hours later. The coefficients are calibrated on measured peak RSS of
-// `dfx train`: within 30 % for W1 at N = 64/128/256, width 32, L-BFGS, --bn-recompute, Poisson 3D
-// at N = 32 and Burgers at N = 128 (estimate 98/270/958, 297, 560, 696, 300, 270 MB; measured
-// 91/253/900, 305, 495, 661, 238, 260 MB).
+// `dfx train`: within 30 % for W1 at N = 64/128/256/512, width 32, L-BFGS, --bn-recompute, Poisson
+// 3D at N = 32 and Burgers at N = 128 (estimate 98/270/958/3713, 297, 560, 696, 300, 270 MB;
+// measured 91/253/900/3471, 305, 495, 661, 238, 260 MB; batch 8 or 4, one thread).
 #pragma once
 #include <cstdint>
 #include <string>
