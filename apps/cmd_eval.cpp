@@ -1,11 +1,13 @@
 // apps/cmd_eval.cpp — `dfx eval --checkpoint PATH --samples M --out DIR`: relative L2 error of a
 // trained model against the classical reference on M held-out fields; writes summary.json and
 // inputs/predictions/reference .npy arrays for analysis in Python.
+#include <cmath>
 #include <cstdio>
 
 #include "apps/commands.h"
 #include "apps/report.h"
 #include "apps/run_common.h"
+#include "train/memory.h"
 
 namespace dfx::app {
 using T = OptionSpec::Type;
@@ -47,10 +49,23 @@ int cmd_eval(const Args& args) {
   auto problem = make_problem(problem_options(run));
   auto model = build_model(run, problem->dims());
   load_run_checkpoint(path, *model, nullptr);
+  {
+    // The held-out inputs, predictions and references are kept in float64 (three fields each).
+    double field = 1;
+    for (int64_t d : problem->field_shape(1)) field *= static_cast<double>(d);
+    const double need = 3.0 * 8.0 * field * static_cast<double>(o.i("samples"));
+    const double avail = train::available_memory_bytes(Device::cpu());
+    DFX_CHECK(avail <= 0 || need < 0.8 * avail, "dfx eval: --samples ", o.i("samples"), " at N=",
+              run.i("res"), " needs about ", train::format_bytes(need), " of memory, but ",
+              train::format_bytes(avail), " is available; evaluate fewer fields");
+  }
   EvalResult r = evaluate(*model, *problem, o.i("samples"), run_dtype(run));
   std::printf("%s N=%lld, step %lld: relative L2 error over %lld held-out fields: mean %.4e, max %.4e\n",
               run.s("problem").c_str(), (long long)run.i("res"), (long long)meta.step,
               (long long)o.i("samples"), r.summary.mean, r.summary.max);
+  DFX_CHECK(std::isfinite(r.summary.mean) && std::isfinite(r.summary.max), "dfx eval: checkpoint '",
+            path, "' gives non-finite predictions (relative L2 error mean ", r.summary.mean, ", max ",
+            r.summary.max, "); its weights are probably NaN or Inf: evaluate an earlier checkpoint");
   std::printf("  with batch-norm by these fields' own moments: mean %.4e; loss gap to the reference: "
               "mean %.4e, max %.4e\n", r.summary_batch_bn.mean, r.loss_gap.mean, r.loss_gap.max);
   if (!o.s("out").empty()) {

@@ -23,6 +23,8 @@ int cmd_solve(const Args& args) {
              {"threads", T::Int, "0", "CPU threads (0: OpenMP default)"}});
   if (!o.parse(args)) return 0;
   apply_threads(o.i("threads"));
+  DFX_CHECK(!o.given("sample") || o.i("sample") >= 0, "dfx solve: --sample must be >= 0 (the "
+            "index of a training field, or a held-out one with --heldout), got ", o.i("sample"));
   const bool from_file = !o.s("input").empty();
   DFX_CHECK(from_file != (o.i("sample") >= 0), "dfx solve: give exactly one of --input FILE.npy or --sample K");
   ProblemOptions p;
@@ -39,8 +41,12 @@ int cmd_solve(const Args& args) {
               "dfx solve: '", o.s("input"), "' holds ", field.describe(), "; expected a ", want,
               "-d field for ", p.name);
     p.res = field.shape().back();
-    for (int64_t s : field.shape()) DFX_CHECK(field.dim() <= want || s == p.res || s == 1,
-                                              "dfx solve: the field must be square/cubic, got ", field.shape());
+    for (int64_t k = field.dim() - want; k < field.dim(); ++k)
+      DFX_CHECK(field.shape()[k] == p.res, "dfx solve: '", o.s("input"), "' holds ", field.describe(),
+                "; expected a ", p.name == "poisson3d" ? "cubic" : "square", " field (the same "
+                "number of nodes along every axis)");
+    DFX_CHECK(p.res >= 4, "dfx solve: '", o.s("input"), "' holds ", field.describe(), "; expected "
+              "at least 4 nodes per side");
   }
   auto problem = make_problem(p);
   Tensor input;

@@ -9,16 +9,70 @@
 #include <cstdio>
 #include <fstream>
 #include <optional>
+#include <set>
 
 #include "apps/commands.h"
 #include "apps/report.h"
 #include "apps/run_common.h"
+#include "train/signals.h"
 #include "train/trainer.h"
 
 namespace dfx::app {
 using T = OptionSpec::Type;
 
+namespace {
 
+// How to run, not what: never taken from the checkpoint (as for dfx eval).
+const std::set<std::string> kPerInvocation = {"out", "resume", "config", "threads", "device",
+                                              "comm", "tf32", "conv_backend", "max_time",
+                                              "check_memory"};
+// Taken from the checkpoint unless given; a different value is allowed. --steps, --epochs and
+// --cycles set the run's length (to extend it); the rest (precise_bn: after the last step) change neither the weights' path nor
+// the losses (bn_recompute, activation_checkpoint, channels_last: the same gradients).
+const std::set<std::string> kOverridable = {"steps", "epochs", "cycles", "log_every", "eval_samples",
+                                            "eval_every", "panels", "checkpoint_every",
+                                            "keep_checkpoints", "bucket_mb", "overlap",
+                                            "bn_recompute", "activation_checkpoint", "channels_last",
+                                            "eval_train_samples", "precise_bn"};
+
+std::string value_text(const nlohmann::json& v) {
+  if (v.is_null()) return "(unset)";
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+std::string flag_name(std::string key) {
+  for (char& c : key)
+    if (c == '_') c = '-';
+  return "--" + key;
+}
+
+// --resume: every setting that shapes the trajectory (problem, resolution, network, batch,
+// samples, seed, optimiser and its hyper-parameters, schedule, levels...) comes from the
+// checkpoint's stored configuration; one given explicitly with another value is refused, naming
+// both, so a resumed run is the run it continues.
+void resume_settings(Options& o, const LoadedCheckpoint& meta) {
+  const nlohmann::json now = o.to_json();
+  nlohmann::json inherit = nlohmann::json::object();
+  std::string conflicts;
+  for (auto it = meta.config.begin(); it != meta.config.end(); ++it) {
+    const std::string& k = it.key();
+    if (!now.contains(k) || kPerInvocation.count(k)) continue;  // ranks, backend: records only
+    if (!o.given(k)) {
+      if (!it.value().is_null()) inherit[k] = it.value();
+      continue;
+    }
+    if (kOverridable.count(k) || now[k] == it.value()) continue;
+    conflicts += "\n  " + flag_name(k) + " " + value_text(now[k]) + ", but the checkpoint's run has " +
+                 value_text(it.value());
+  }
+  DFX_CHECK(conflicts.empty(), "--resume ", o.s("resume"), ": these settings contradict the run "
+            "the checkpoint continues:", conflicts, "\na resumed run takes every setting that shapes "
+            "its trajectory from its checkpoint: drop these flags, or start a new run without "
+            "--resume (--steps, --epochs, --cycles may extend a run; see README, Checkpoints)");
+  o.apply_json(inherit, "the checkpoint");
+}
+
+}  // namespace
 
 int cmd_train(const Args& args) {
   std::vector<OptionSpec> specs = run_option_specs();
@@ -53,25 +107,23 @@ int cmd_train(const Args& args) {
       {"cycle", T::String, "half-v", "order of the levels: half-v (coarse to fine), v, w or f",
        {"half-v", "v", "w", "f"}},
       {"cycles", T::Int, "1", "multigrid cycles"},
+      {"check_memory", T::Bool, "true", "refuse a run whose estimated memory exceeds what is free"},
       {"comm", T::String, "auto", "communicator: auto (NCCL for one GPU per MPI rank, else MPI "
        "under mpiexec, else one process), local, mpi (device tensors staged through the host) or "
        "nccl (needs --device cuda)", {"auto", "local", "mpi", "nccl"}},
   });
   Options o("train", "trains a U-Net on a PDE loss, data-free", specs);
   if (!o.parse(args)) return 0;
-  apply_optimizer_defaults(o);
 
   const RunComm run_comm = make_run_comm(o);
   const auto& comm = run_comm.comm;
   const dist::ThreadChoice threads = apply_threads(o.i("threads"), comm.get());
   const bool root = comm->rank() == 0;
   const std::string out = o.s("out");
-  if (!o.s("resume").empty()) {
-    // Architecture and problem come from the checkpoint unless given again on this command line.
-    LoadedCheckpoint meta = read_checkpoint_metadata(o.s("resume"));
-    for (const char* k : {"problem", "res", "depth", "width", "dtype", "seed"})
-      if (!o.given(k) && meta.config.contains(k)) o.apply_json(nlohmann::json{{k, meta.config[k]}}, "the checkpoint");
-  }
+  DFX_CHECK(o.i("panels") >= 0, "--panels must be >= 0 (held-out fields drawn; 0: none), got ", o.i("panels"));
+  DFX_CHECK(o.i("log_every") >= 1, "--log-every must be >= 1 step, got ", o.i("log_every"));
+  if (!o.s("resume").empty()) resume_settings(o, read_checkpoint_metadata(o.s("resume")));
+  apply_optimizer_defaults(o);  // after the checkpoint's, which include its resolved --lr
   std::shared_ptr<Problem> problem = make_problem(problem_options(o));
   auto model = build_model(o, problem->dims(), run_comm.device);
 
@@ -103,6 +155,8 @@ int cmd_train(const Args& args) {
   cfg.cycle = train::parse_cycle(o.s("cycle"));
   cfg.cycles = static_cast<int>(o.i("cycles"));
   cfg.record = o.to_json();
+  cfg.stop_on_signal = true;  // Ctrl-C / SIGTERM: finish the step, checkpoint, say how to resume
+  cfg.check_memory = o.b("check_memory");
   train::Trainer trainer(cfg, model, problem, comm);
   const int64_t total_steps = trainer.total_steps();
 
@@ -191,8 +245,23 @@ int cmd_train(const Args& args) {
     if (root)
       std::fprintf(stderr, "dfx train: the loss became %s at step %lld; stopping. Last good checkpoint: %s\n",
                    std::isnan(r.last_loss) ? "NaN" : "Inf", (long long)(r.steps_done + 1),
-                   r.last_good_checkpoint.empty() ? "(none written yet)" : r.last_good_checkpoint.c_str());
+                   r.last_good_checkpoint.empty() ? "none (no checkpoint was followed by a finite loss)"
+                                                   : r.last_good_checkpoint.c_str());
     return 3;
+  }
+  if (r.reason == train::StopReason::Interrupted) {
+    if (root) {
+      std::fprintf(stderr, "dfx train: %s: stopped after step %lld of %lld.\n",
+                   train::signal_name(r.signal), (long long)r.steps_done, (long long)total_steps);
+      if (!r.checkpoint.empty()) {
+        write_loss_curve(out + "/loss.png", curve_x, curve_y, o.s("problem"));
+        const std::string launcher =
+            comm->size() > 1 ? "mpiexec -n " + std::to_string(comm->size()) + " " : "";
+        std::fprintf(stderr, "checkpoint: %s\nresume with: %sdfx train --resume %s --out %s\n",
+                     r.checkpoint.c_str(), launcher.c_str(), r.checkpoint.c_str(), out.c_str());
+      }
+    }
+    return 128 + r.signal;  // 130 for SIGINT, 143 for SIGTERM, as a shell reports them
   }
   if (r.reason == train::StopReason::TimeBudget && root)
     std::printf("stopping after step %lld: --max-time %.0f s of training reached\n",

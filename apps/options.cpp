@@ -1,6 +1,7 @@
 // apps/options.cpp — flag and JSON parsing for the subcommands (see options.h).
 #include "apps/options.h"
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -45,6 +46,12 @@ Options::Options(std::string command, std::string summary, std::vector<OptionSpe
   }
 }
 
+bool Options::known(const std::string& key) const {
+  for (const auto& s : specs_)
+    if (s.key == key) return true;
+  return false;
+}
+
 const OptionSpec& Options::spec(const std::string& key, const std::string& source) const {
   for (const auto& s : specs_)
     if (s.key == key) return s;
@@ -66,10 +73,14 @@ void Options::assign(const std::string& key, const std::string& value, const std
         std::stoll(value, &used);
         if (used != value.size()) bad();
         break;
-      case OptionSpec::Type::Float:
-        std::stod(value, &used);
+      case OptionSpec::Type::Float: {
+        const double x = std::stod(value, &used);
         if (used != value.size()) bad();
+        // No option means anything by inf or nan.
+        DFX_CHECK(std::isfinite(x), "dfx ", command_, ": ", flag_of(key), " (", source,
+                  ") expects a finite number, got '", value, "'");
         break;
+      }
       case OptionSpec::Type::Bool:
         if (value != "true" && value != "false" && value != "1" && value != "0") bad();
         break;
@@ -142,6 +153,8 @@ bool Options::parse(const Args& args) {
         value = "true";
       } else {
         DFX_CHECK(i + 1 < args.size(), "dfx ", command_, ": ", a, " needs a value");
+        DFX_CHECK(args[i + 1].rfind("--", 0) != 0, "dfx ", command_, ": ", a, " needs a value (a",
+                  type_name(sp.type), "), but the next argument is the option ", args[i + 1]);
         value = args[++i];
       }
     }
@@ -157,7 +170,12 @@ bool Options::parse(const Args& args) {
     } catch (const std::exception& e) {
       DFX_FAIL("dfx ", command_, ": config file '", v, "' is not valid JSON: ", e.what());
     }
+    DFX_CHECK(j.is_object(), "dfx ", command_, ": config file '", v, "' must hold a JSON object "
+              "({\"key\": value, ...}), got a", j.is_array() ? "n array" : " single value");
     j.erase("config");
+    // A run's own config.json also records how it ran ("ranks", "backend"): not options.
+    for (const char* k : {"ranks", "backend"})
+      if (!known(k)) j.erase(k);
     apply_json(j, "config file '" + v + "'");
     assign("config", v, "the command line");
   }

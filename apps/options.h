@@ -33,7 +33,8 @@ class Options {
   double f(const std::string& key) const;
   const std::string& s(const std::string& key) const;
   bool b(const std::string& key) const;
-  bool given(const std::string& key) const;  // set by the file or a flag, not a default
+  bool given(const std::string& key) const;
+  bool known(const std::string& key) const;  // an option of this command  // set by the file or a flag, not a default
   void set(const std::string& key, const std::string& value);
 
   nlohmann::json to_json() const;  // every option, resolved, typed

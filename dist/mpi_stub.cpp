@@ -1,6 +1,7 @@
 // dist/mpi_stub.cpp — without MPI, dfx runs single-process: make_default() is Local and asking
 // for MPI explicitly says how to get it.
 #include "dist/communicator.h"
+#include "dist/job.h"
 
 namespace dfx::dist {
 
@@ -10,5 +11,6 @@ std::shared_ptr<Communicator> make_mpi() {
 std::shared_ptr<Communicator> make_default() { return make_local(); }
 bool mpi_available() { return false; }
 bool abort_job(int) { return false; }
+int job_rank() { return -1; }
 
 }  // namespace dfx::dist

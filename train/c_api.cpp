@@ -140,6 +140,7 @@ std::vector<Key> keys() {
       {"level_lr", Ty::String, ""},
       {"cycle", Ty::String, "half-v", {"half-v", "v", "w", "f"}},
       {"cycles", Ty::Int, "1"},
+      {"check_memory", Ty::Bool, "true"},
       {"comm", Ty::String, "auto", {"auto", "local", "mpi", "nccl"}},  // ignored: given by the call
   };
 }
@@ -333,6 +334,7 @@ int create(const char* json, std::shared_ptr<dist::Communicator> comm, dfx_train
   cfg.precise_bn_batches = o.i("precise_bn");
   cfg.output_precondition = o.b("output_precondition");
   cfg.output_blend = o.f("output_blend");
+  cfg.check_memory = o.b("check_memory");
   cfg.levels = train::parse_levels(o.s("levels"), o.s("level_steps"), o.s("level_lr"),
                                    {"levels", "level_steps", "level_lr"});
   cfg.cycle = train::parse_cycle(o.s("cycle"));
@@ -471,7 +473,9 @@ int dfx_trainer_predict(dfx_trainer* t, const double* input, int64_t batch, doub
 int dfx_trainer_save_checkpoint(dfx_trainer* t, const char* path) {
   return guarded("dfx_trainer_save_checkpoint", [&] {
     need(t != nullptr && path != nullptr, "the trainer or path is NULL");
-    t->trainer->save_checkpoint(path);
+    if (!t->trainer->save_checkpoint(path))
+      throw Status(DFX_ENONFINITE, "dfx_trainer_save_checkpoint: the weights are not finite; '" +
+                                       std::string(path) + "' was not written");
     return DFX_OK;
   });
 }

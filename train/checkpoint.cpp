@@ -1,7 +1,13 @@
 // train/checkpoint.cpp — run checkpoints and atomic writes (see checkpoint.h).
 #include "train/checkpoint.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <filesystem>
@@ -36,13 +42,20 @@ static LoadedCheckpoint parse_meta(const std::string& path, const nn::Metadata& 
   DFX_CHECK(it != meta.end(), "checkpoint '", path, "' has no run configuration in its metadata; "
             "expected a file written by dfx train");
   LoadedCheckpoint c;
-  try {
-    c.config = nlohmann::json::parse(it->second);
-    c.step = std::stoll(meta.at("step"));
-    c.epoch = std::stoll(meta.at("epoch"));
-  } catch (const std::exception& e) {
-    DFX_FAIL("checkpoint '", path, "' has corrupt metadata: ", e.what());
-  }
+  c.config = nlohmann::json::parse(it->second, nullptr, false);
+  DFX_CHECK(c.config.is_object(), "checkpoint '", path, "' has corrupt metadata: its run "
+            "configuration is not a JSON object");
+  auto count = [&](const char* key) -> int64_t {
+    auto m = meta.find(key);
+    DFX_CHECK(m != meta.end(), "checkpoint '", path, "' has corrupt metadata: no ", key, " entry");
+    const std::string& v = m->second;
+    DFX_CHECK(!v.empty() && v.size() < 19 && v.find_first_not_of("0123456789") == std::string::npos,
+              "checkpoint '", path, "' has corrupt metadata: ", key, " '", v, "' is not a ", key,
+              " number (expected a non-negative integer)");
+    return std::stoll(v);
+  };
+  c.step = count("step");
+  c.epoch = count("epoch");
   return c;
 }
 
@@ -89,6 +102,44 @@ void ensure_directory(const std::string& dir) {
   DFX_CHECK(!ec && std::filesystem::is_directory(dir), "cannot create output directory '", dir,
             "': ", ec ? ec.message() : "not a directory");
   DFX_CHECK(::access(dir.c_str(), W_OK) == 0, "output directory '", dir, "' is not writable");
+}
+
+DirLock::DirLock(const std::string& dir) : path_(dir + "/.lock") {
+  // A few tries: the previous owner may remove the file between our open() and flock().
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    DFX_CHECK(fd_ >= 0, "cannot create the lock file '", path_, "': ", std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char buf[32] = {0};
+      ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+      std::string owner = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+      while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) owner.pop_back();
+      ::close(fd_);
+      fd_ = -1;
+      DFX_CHECK(err == EWOULDBLOCK, "cannot lock '", path_, "': ", std::strerror(err));
+      DFX_FAIL("output directory '", dir, "' is in use by another run (pid ", owner, ", lock file ",
+               path_, "); wait for it to end or stop it, or choose another --out");
+    }
+    struct stat held {}, on_disk {};
+    if (::fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &on_disk) == 0 &&
+        held.st_ino == on_disk.st_ino && held.st_dev == on_disk.st_dev) {
+      const std::string pid = std::to_string(::getpid()) + "\n";
+      if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+        // The lock holds without the pid; only the message of a second run suffers.
+      }
+      return;
+    }
+    ::close(fd_);  // we locked a file that was just removed: try the new one
+    fd_ = -1;
+  }
+  DFX_FAIL("cannot take the lock file '", path_, "' (it keeps being replaced)");
+}
+
+DirLock::~DirLock() {
+  if (fd_ < 0) return;
+  ::unlink(path_.c_str());  // while still holding it, so no one locks a removed file for good
+  ::close(fd_);
 }
 
 }  // namespace dfx::train

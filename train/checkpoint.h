@@ -32,4 +32,21 @@ LoadedCheckpoint load_run_checkpoint(const std::string& path, nn::Module& model,
 void write_text_atomic(const std::string& path, const std::string& text);
 void ensure_directory(const std::string& dir);  // creates it (and parents); throws if not writable
 
+// An exclusive claim on a run directory: `dir/.lock` holding the owner's pid, flock()ed for the
+// object's lifetime and removed with it. A second claim (another process, even on another rank's
+// view of the same file system where flock works) throws naming the owner's pid; the lock of a
+// process that died (SIGKILL, a crash) is released by the kernel and taken over.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& dir);
+  ~DirLock();
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 }  // namespace dfx::train

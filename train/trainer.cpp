@@ -8,13 +8,17 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <optional>
 
 #include "autodiff/ops.h"
 #include "core/copy.h"
 #include "core/rng.h"
 #include "models/layers.h"
+#include "kernels/reduce.h"
 #include "train/checkpoint.h"
+#include "train/memory.h"
+#include "train/signals.h"
 
 namespace dfx::train {
 namespace {
@@ -144,8 +148,8 @@ void remove_stale_temporaries(const std::string& dir) {
   }
 }
 
-// Keeps the newest `keep` step_*.safetensors of `dir` (their names sort by step).
-void prune_step_checkpoints(const std::string& dir, int64_t keep) {
+// Keeps the newest `keep` step_*.safetensors of `dir` (their names sort by step), and `spare`.
+void prune_step_checkpoints(const std::string& dir, int64_t keep, const std::string& spare) {
   if (keep <= 0) return;
   std::vector<std::filesystem::path> steps;
   std::error_code ec;
@@ -156,7 +160,9 @@ void prune_step_checkpoints(const std::string& dir, int64_t keep) {
       steps.push_back(e.path());
   }
   std::sort(steps.begin(), steps.end());
-  for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i) std::filesystem::remove(steps[i], ec);
+  const std::filesystem::path keep_too = spare.empty() ? std::filesystem::path() : std::filesystem::path(spare);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i)
+    if (keep_too.empty() || !std::filesystem::equivalent(steps[i], keep_too, ec)) std::filesystem::remove(steps[i], ec);
 }
 
 }  // namespace
@@ -167,6 +173,7 @@ const char* stop_reason_name(StopReason r) {
     case StopReason::Paused: return "paused";
     case StopReason::TimeBudget: return "time budget";
     case StopReason::NonFinite: return "non-finite loss";
+    case StopReason::Interrupted: return "interrupted";
   }
   return "?";
 }
@@ -334,6 +341,29 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   DFX_CHECK(cfg_.keep_checkpoints >= 0, "--keep-checkpoints must be >= 0 (0: keep all), got ",
             cfg_.keep_checkpoints);
   DFX_CHECK(cfg_.eval_samples >= 0, "--eval-samples must be >= 0, got ", cfg_.eval_samples);
+  DFX_CHECK(cfg_.steps >= 0, "--steps must be >= 1 (or 0: --epochs passes over --samples), got ",
+            cfg_.steps);
+  DFX_CHECK(cfg_.epochs >= 0, "--epochs must be >= 0, got ", cfg_.epochs);
+  DFX_CHECK(cfg_.checkpoint_every >= 0, "--checkpoint-every must be >= 0 steps (0: only at the "
+            "end), got ", cfg_.checkpoint_every);
+  DFX_CHECK(cfg_.eval_every >= 0, "--eval-every must be >= 0 steps (0: only at the end), got ",
+            cfg_.eval_every);
+  DFX_CHECK(std::isfinite(cfg_.max_time) && cfg_.max_time >= 0, "--max-time must be >= 0 seconds "
+            "(0: no limit), got ", cfg_.max_time);
+  DFX_CHECK(std::isfinite(cfg_.bucket_mb) && cfg_.bucket_mb > 0, "--bucket-mb must be > 0 MiB, got ",
+            cfg_.bucket_mb);
+  {
+    const double lr = optim::resolved_lr(cfg_.optimizer);
+    DFX_CHECK(std::isfinite(lr) && lr > 0, "--lr must be a finite rate > 0, got ", lr);
+    const optim::Schedule& sc = cfg_.schedule;
+    DFX_CHECK(std::isfinite(sc.gamma) && sc.gamma > 0, "--gamma must be a finite factor > 0 (the "
+              "step/multistep decay, or exponential per-step factor; typically 0 < gamma <= 1), got ",
+              sc.gamma);
+    DFX_CHECK(std::isfinite(sc.min_lr) && sc.min_lr >= 0, "--lr-min must be >= 0, got ", sc.min_lr);
+    const optim::OptimizerConfig& oc = cfg_.optimizer;
+    DFX_CHECK(oc.weight_decay >= 0, "--weight-decay must be >= 0, got ", oc.weight_decay);
+    DFX_CHECK(oc.momentum >= 0 && oc.momentum < 1, "--momentum must be in [0, 1), got ", oc.momentum);
+  }
   steps_per_epoch_ = (cfg_.samples + cfg_.batch - 1) / cfg_.batch;
   const int64_t finest = problem_->options().res;
   if (cfg_.levels.empty()) {
@@ -373,6 +403,10 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
               " steps (the sum over its levels); drop --steps");
   }
   level_problems_[finest] = problem_;
+  // (CPU only: there is no free-memory query for devices yet; the same branch on every rank)
+  if (cfg_.check_memory && model_->device().is_cpu())
+    train::check_memory(cfg_, *model_, *problem_, comm_->size(), dist::node_rank(*comm_).local_size,
+                        comm_->is_root());
   model_->train();
   params_ = model_->parameters();
   opt_ = optim::make_optimizer(params_, cfg_.optimizer);
@@ -392,7 +426,15 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   DFX_CHECK(schedule_.warmup_steps >= 0 && schedule_.step_size >= 1,
             "--warmup-steps must be >= 0 and --step-size >= 1");
   if (!cfg_.resume.empty()) {
-    start_step_ = load_run_checkpoint(cfg_.resume, *model_, opt_.get()).step;
+    const LoadedCheckpoint c = load_run_checkpoint(cfg_.resume, *model_, opt_.get());
+    // Every optimiser keeps at least its step count: a file without it cannot continue the run.
+    DFX_CHECK(c.has_optimizer_state, "--resume: checkpoint '", cfg_.resume, "' holds no optimiser "
+              "state (no optim.* tensors), so the run cannot continue as it was; resume from a "
+              "run checkpoint (checkpoints/last.safetensors or step_*.safetensors), not from "
+              "model.safetensors (weights only)");
+    DFX_CHECK(weights_finite(), "--resume: checkpoint '", cfg_.resume, "' holds non-finite "
+              "weights; resume from an earlier checkpoint");
+    start_step_ = c.step;
     DFX_CHECK(start_step_ < total_steps_, "--resume: the checkpoint is at step ", start_step_,
               ", at or past the requested ", total_steps_, " steps; raise --steps or --epochs");
     last_good_ = cfg_.resume;
@@ -410,6 +452,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   cfg_.record["backend"] = comm_->backend();
   if (comm_->is_root() && !cfg_.out.empty()) {
     ensure_directory(cfg_.out);
+    lock_ = std::make_unique<DirLock>(cfg_.out);  // before anything in it is touched
     write_text_atomic(cfg_.out + "/config.json", cfg_.record.dump(2) + "\n");
     ensure_directory(cfg_.out + "/checkpoints");
     remove_stale_temporaries(cfg_.out);
@@ -539,6 +582,12 @@ void Trainer::with_objective(int64_t step, const std::function<void(optim::Objec
 TrainResult Trainer::train(int64_t max_steps) {
   TrainResult r;
   const bool root = comm_->is_root();
+  // The handlers stay only while this call runs (a host's own come back afterwards).
+  struct Handlers {
+    bool on;
+    Handlers(bool on, bool announce) : on(on) { if (on) install_stop_handlers(announce); }
+    ~Handlers() { if (on) restore_stop_handlers(); }
+  } handlers(cfg_.stop_on_signal, root);
   auto t_start = std::chrono::steady_clock::now();
   const double elapsed0 = train_seconds_, eval_before = eval_seconds_;
   // Training time excludes this call's evaluations (earlier calls' are already out of elapsed0).
@@ -556,6 +605,8 @@ TrainResult Trainer::train(int64_t max_steps) {
       last_loss_ = loss;
       break;
     }
+    // This loss was taken at the weights of a checkpoint written at this step: they are good.
+    if (candidate_step_ == step_) last_good_ = candidate_;
     ++step_;
     ++taken;
     last_loss_ = loss;
@@ -574,22 +625,44 @@ TrainResult Trainer::train(int64_t max_steps) {
                             static_cast<double>(step_ * cfg_.batch) / static_cast<double>(cfg_.samples),
                             held_out_, cfg_.eval_train_samples > 0 ? &train_probe_ : nullptr});
     }
-    if (cfg_.max_time > 0) {
-      // Every rank stops at the same step: rank 0's clock decides.
-      Tensor stop = full({}, elapsed >= cfg_.max_time ? 1.0 : 0.0, DType::Float64);
-      dist::broadcast_tensors(*comm_, {stop});
-      if (stop.item() > 0 && step_ < total_steps_) {
-        r.reason = StopReason::TimeBudget;
-        break;
+    // Every rank stops at the same step: a stop request on any rank (signals reach the ranks of
+    // a job at slightly different times) and rank 0's clock for the time budget.
+    int signal = stop_requested();
+    bool out_of_time = cfg_.max_time > 0 && elapsed >= cfg_.max_time;
+    if (comm_->size() > 1) {
+      Tensor flags = from_vector<int64_t>({signal, root && out_of_time ? 1 : 0}, {2});
+      comm_->all_reduce(flags, dist::ReduceOp::Max);
+      signal = static_cast<int>(flags.data<int64_t>()[0]);
+      out_of_time = flags.data<int64_t>()[1] != 0;
+    }
+    if (signal != 0 && step_ < total_steps_) {
+      r.reason = StopReason::Interrupted;
+      r.signal = signal;
+      if (!cfg_.out.empty()) {
+        if (save_checkpoint(cfg_.out + "/checkpoints/last.safetensors"))
+          r.checkpoint = cfg_.out + "/checkpoints/last.safetensors";
+        else
+          r.reason = StopReason::NonFinite;
       }
+      break;
+    }
+    if (out_of_time && step_ < total_steps_) {
+      r.reason = StopReason::TimeBudget;
+      break;
     }
     if (cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0 && step_ < total_steps_ &&
         !cfg_.out.empty()) {
       char name[64];
       std::snprintf(name, sizeof name, "/checkpoints/step_%06lld.safetensors", (long long)step_);
-      save_checkpoint(cfg_.out + name);
+      // A finite loss can still leave non-finite weights after the update: stop before a
+      // checkpoint would hold them.
+      if (!save_checkpoint(cfg_.out + name)) {
+        r.reason = StopReason::NonFinite;
+        last_loss_ = std::numeric_limits<double>::quiet_NaN();
+        break;
+      }
       save_checkpoint(cfg_.out + "/checkpoints/last.safetensors");
-      if (comm_->is_root()) prune_step_checkpoints(cfg_.out + "/checkpoints", cfg_.keep_checkpoints);
+      if (comm_->is_root()) prune_step_checkpoints(cfg_.out + "/checkpoints", cfg_.keep_checkpoints, last_good_);
     }
   }
   if (step_ >= total_steps_ && r.reason == StopReason::Paused) r.reason = StopReason::Done;
@@ -602,20 +675,33 @@ TrainResult Trainer::train(int64_t max_steps) {
 
 TrainResult Trainer::fit() {
   TrainResult r = train(total_steps_);
-  if (r.reason != StopReason::NonFinite) finish();
+  // Interrupted: the checkpoint is written; the caller is on its way out, so no evaluation.
+  if (r.reason != StopReason::NonFinite && r.reason != StopReason::Interrupted) finish();
   r.last_good_checkpoint = last_good_;
   return r;
 }
 
-void Trainer::save_checkpoint(const std::string& path) {
-  if (!comm_->is_root()) return;
+bool Trainer::weights_finite() const {
+  for (const ad::Var& p : params_)
+    if (!std::isfinite(kernels::sum(p.data()).item())) return false;
+  return true;
+}
+
+bool Trainer::save_checkpoint(const std::string& path) {
+  // Never overwrite a good checkpoint with NaN weights (every rank takes the same branch).
+  if (!weights_finite()) return false;
+  if (!comm_->is_root()) return true;
   const int64_t epoch = step_ > 0 ? (step_ - 1) / steps_per_epoch_ : 0;
   save_run_checkpoint(path, *model_, opt_.get(), cfg_.record, step_, epoch);
   // Weights alone beside it, for a strict load_state_dict in PyTorch.
   const std::string dir = path.substr(0, path.find_last_of('/') + 1);
   save_model_weights(dir + "model.safetensors", *model_);
-  last_good_ = path;
+  if (candidate_step_ != step_) {  // good once the next step's loss is finite
+    candidate_ = path;
+    candidate_step_ = step_;
+  }
   if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(path);
+  return true;
 }
 
 void Trainer::finish() {

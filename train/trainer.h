@@ -28,6 +28,7 @@
 #include "optim/registry.h"
 #include "optim/schedule.h"
 #include "pde/problem.h"
+#include "train/checkpoint.h"
 #include "train/evaluate.h"
 
 namespace dfx::train {
@@ -90,7 +91,8 @@ struct TrainConfig {
   int64_t epochs = 1;
   int64_t samples = 256;          // training fields per epoch (indices 0 .. samples-1)
   uint64_t seed = 0;              // of the epoch order (the problem has its own for the fields)
-  std::string out;                // run directory for config.json and checkpoints ("": none)
+  std::string out;                // run directory for config.json and checkpoints ("": none);
+                                  // locked (out/.lock) while the Trainer lives
   int64_t checkpoint_every = 0;   // steps between checkpoints (0: only at the end)
   int64_t keep_checkpoints = 3;   // newest step_*.safetensors kept (0: all); last.* always
   std::string resume;             // checkpoint to continue from (weights, optimiser state, step)
@@ -115,6 +117,15 @@ struct TrainConfig {
   // optimiser then sees the error in the norm e^T (I + c K) e (an H1-like norm for c > 0)
   // rather than in L2 alone, which leaves grid-scale roughness cheap.
   double output_blend = 0.1;
+  // SIGINT/SIGTERM stop the run after the current step (train/signals.h): the handlers are
+  // installed for the duration of train(); every rank stops at the same step, a checkpoint is
+  // written to out/checkpoints/last.safetensors (when `out` is set) and train() returns
+  // StopReason::Interrupted. A second signal ends the process at once. Without this option a
+  // host's own handler may call train::request_stop() for the same effect.
+  bool stop_on_signal = false;
+  // Before anything is allocated or written: refuse a run whose estimated memory (train/memory.h)
+  // exceeds what its host has free.
+  bool check_memory = true;
   // Multigrid training: empty = one level at the problem's resolution for `steps`. Otherwise the
   // finest level must be the problem's resolution (held-out evaluation runs there), and the run
   // lasts the cycles' steps (`steps` must then be 0 or equal to their sum).
@@ -156,13 +167,19 @@ struct Callbacks {
   std::function<void(const std::string& path)> on_checkpoint;
 };
 
-enum class StopReason { Done, Paused, TimeBudget, NonFinite };
+// NonFinite: a non-finite loss, or non-finite weights found before a checkpoint would hold them.
+// Interrupted: a stop request (a signal or train::request_stop()) on any rank.
+enum class StopReason { Done, Paused, TimeBudget, NonFinite, Interrupted };
 
 struct TrainResult {
   StopReason reason = StopReason::Done;
   int64_t steps_done = 0;     // optimiser steps taken in total, resumed ones included
   double last_loss = 0;
-  std::string last_good_checkpoint;  // the newest checkpoint written with a finite loss
+  // The newest checkpoint whose weights then gave a finite loss (the next step's), or the one
+  // resumed from; never one that led to the non-finite loss.
+  std::string last_good_checkpoint;
+  std::string checkpoint;            // Interrupted: the checkpoint written at the stop
+  int signal = 0;                    // Interrupted: the signal asked for (the largest over ranks)
 };
 
 class Trainer {
@@ -204,8 +221,11 @@ class Trainer {
   // Fraction of step time spent blocked on the gradient all-reduce, and its bucket count.
   double comm_wait_fraction() const;
   size_t bucket_count() const;
-  // Writes a run checkpoint at `path` now (rank 0; every rank must call it).
-  void save_checkpoint(const std::string& path);
+  // Writes a run checkpoint at `path` now (rank 0; every rank must call it). Refuses (returns
+  // false, writes nothing, keeps the last good one) when the weights are not finite.
+  bool save_checkpoint(const std::string& path);
+  // Every parameter finite (the same answer on every rank: the weights are identical).
+  bool weights_finite() const;
   // The global Gauss-Newton product J^T C J v at the current parameters on the next step's global
   // batch (C: the problem's output-space curvature), one Tensor per parameter.
   std::vector<Tensor> gauss_newton(const std::vector<Tensor>& v);
@@ -233,6 +253,9 @@ class Trainer {
   int64_t step_ = 0, start_step_ = 0, total_steps_ = 0, steps_per_epoch_ = 1;
   double last_loss_ = 0, eval_seconds_ = 0, train_seconds_ = 0, wait_total_ = 0, step_total_ = 0;
   std::string last_good_;
+  std::string candidate_;          // the first checkpoint written at step candidate_step_
+  int64_t candidate_step_ = -1;
+  std::unique_ptr<DirLock> lock_;  // of `out` (rank 0)
   bool finished_ = false;
 };
 

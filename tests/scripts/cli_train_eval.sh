@@ -38,6 +38,13 @@ a=$(tail -2 "$tmp/run/metrics.jsonl" | grep -o '"loss":[^,]*')
 b=$(tail -2 "$tmp/resumed/metrics.jsonl" | grep -o '"loss":[^,]*')
 [[ "$a" == "$b" ]] || { echo "resumed losses differ: $a vs $b"; exit 1; }
 
+# Resume with no other flag: batch, samples, seed, optimiser... all come from the checkpoint
+# (the run used --batch 4, the default is 8), so the losses are the uninterrupted run's.
+"$DFX" train --resume "$tmp/run/checkpoints/step_000002.safetensors" --threads 1 --eval-samples 0 --out "$tmp/bare" >"$tmp/bare.log"
+grep -q "batch 4 on 1 rank" "$tmp/bare.log" || { cat "$tmp/bare.log"; echo "bare resume did not take --batch 4"; exit 1; }
+c=$(tail -2 "$tmp/bare/metrics.jsonl" | grep -o '"loss":[^,]*')
+[[ "$a" == "$c" ]] || { echo "bare resume losses differ: $a vs $c"; exit 1; }
+
 # Resumed into its own directory: metrics.jsonl is cut back to the checkpoint's step first, so
 # every step appears once and the continuation equals the original.
 cp -r "$tmp/run" "$tmp/again"

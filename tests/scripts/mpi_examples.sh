@@ -82,6 +82,19 @@ set -e
 grep -q "cannot create output directory" "$tmp/abort.err" || { cat "$tmp/abort.err"; exit 1; }
 echo "a failure on rank 0 aborted the job (exit $rc)"
 
+# An error every rank meets (a bad value) is printed once, by rank 0.
+set +e
+timeout 60 mpiexec -n 2 "$DFX" train --steps -5 --threads 1 --out "$tmp/bad" >/dev/null 2>"$tmp/bad.err"
+rc=$?
+set -e
+[[ $rc -ne 0 && $(grep -c "steps must be >= 1" "$tmp/bad.err") -eq 1 ]] || { cat "$tmp/bad.err"; echo "bad value under MPI: exit $rc"; exit 1; }
+set +e
+timeout 60 mpiexec -n 2 "$DFX" train --bogus 1 >/dev/null 2>"$tmp/bad.err"
+rc=$?
+set -e
+[[ $rc -ne 0 && $(grep -c "unknown option 'bogus'" "$tmp/bad.err") -eq 1 ]] || { cat "$tmp/bad.err"; echo "bad flag under MPI: exit $rc"; exit 1; }
+echo "a bad value and a bad flag under mpiexec -n 2 are reported once"
+
 stage="$tmp/stage"
 meson install -C "$BUILD" --destdir "$stage" --quiet >/dev/null
 pc=$(find "$stage" -name dfx.pc | head -1)

@@ -4,10 +4,14 @@
 // beside them that loads strictly.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
 #include <filesystem>
 
 #include "dfx.h"
 #include "models/checkpoint.h"
+#include "train/memory.h"
+#include "train/signals.h"
 
 using namespace dfx;
 
@@ -104,11 +108,57 @@ TEST_CASE("Trainer: the first loss by hand, pieces equal one fit, resume continu
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("Trainer: a stop request ends train() after the step with a checkpoint that resumes; "
+          "the run directory is locked while the Trainer lives") {
+  const std::string dir = (std::filesystem::temp_directory_path() / "dfx_test_stop").string();
+  std::filesystem::remove_all(dir);
+  Run full;
+  auto tf = make(tiny(""), full);
+  tf->fit();
+
+  train::TrainConfig c = tiny(dir);
+  c.stop_on_signal = true;
+  Run a;
+  auto ta = make(c, a);
+  CHECK_THROWS_WITH_AS(make(c, a), doctest::Contains("is in use by another run"), Error);
+  ta->callbacks().on_step = [&](const train::StepInfo& s) {
+    a.losses.push_back(s.loss);
+    if (s.step == 2) train::request_stop(SIGTERM);
+  };
+  train::TrainResult r = ta->train(6);
+  train::clear_stop_request();
+  CHECK(r.reason == train::StopReason::Interrupted);
+  CHECK(r.signal == SIGTERM);
+  CHECK(r.steps_done == 2);
+  CHECK(r.checkpoint == dir + "/checkpoints/last.safetensors");
+  CHECK(train::read_checkpoint_metadata(r.checkpoint).step == 2);
+  ta.reset();
+  CHECK(!std::filesystem::exists(dir + "/.lock"));
+
+  Run b;
+  train::TrainConfig cr = tiny("");
+  cr.resume = dir + "/checkpoints/last.safetensors";
+  auto tr = make(cr, b);
+  tr->fit();
+  REQUIRE(b.losses.size() == 4);
+  CHECK(b.losses[3] == full.losses[5]);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("Trainer refuses a configuration it cannot run, naming what is wrong") {
   train::TrainConfig c = tiny("");
   c.batch = 0;
   Run r;
   CHECK_THROWS_WITH_AS(make(c, r), doctest::Contains("--batch must be >= 1"), Error);
+  c = tiny("");
+  c.steps = -5;
+  CHECK_THROWS_WITH_AS(make(c, r), doctest::Contains("--steps must be >= 1"), Error);
+  c = tiny("");
+  c.schedule.gamma = -2;
+  CHECK_THROWS_WITH_AS(make(c, r), doctest::Contains("--gamma must be a finite factor > 0"), Error);
+  c = tiny("");
+  c.batch = int64_t{1} << 40;  // terabytes of activations
+  CHECK_THROWS_WITH_AS(make(c, r), doctest::Contains("of memory per rank"), Error);
   train::ModelConfig m{.depth = 2, .width = 4, .bn_recompute = true};
   CHECK_THROWS_WITH_AS(train::build_unet(m, 2, Device::cpu(), "newton-cg"),
                        doctest::Contains("cannot be differentiated twice"), Error);
