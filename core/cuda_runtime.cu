@@ -399,6 +399,17 @@ CachingAllocator& allocator() {
 void* device_alloc(size_t nbytes, int device) { return allocator().allocate(nbytes, device); }
 void device_free(void* ptr, size_t, int device) { allocator().free(ptr, device); }
 MemoryStats device_memory_stats(int device) { return allocator().stats(device); }
+size_t device_free_bytes(int device) {
+  if (device < 0 || device >= device_count()) return 0;
+  DeviceGuard guard(device);
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  const MemoryStats st = allocator().stats(device);
+  return free_b + (st.reserved_bytes > st.current_bytes ? st.reserved_bytes - st.current_bytes : 0);
+}
 void reset_device_peak(int device) { allocator().reset_peak(device); }
 void empty_cache(int device) { allocator().empty_cache(device); }
 

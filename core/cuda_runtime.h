@@ -17,6 +17,9 @@ std::string device_name(int index);
 void* device_alloc(size_t nbytes, int device);
 void device_free(void* ptr, size_t nbytes, int device);
 MemoryStats device_memory_stats(int device);
+// Bytes a new allocation on `device` can still get: what the driver reports free plus what dfx's
+// cache holds unused (reserved - live). 0 when not built or no such device.
+size_t device_free_bytes(int device);
 void reset_device_peak(int device);
 // Returns every cached free block of `device` to the driver (reserved_bytes drops to
 // current_bytes); live tensors are untouched.

@@ -16,6 +16,7 @@ std::string device_name(int) { return "none"; }
 void* device_alloc(size_t, int) { not_built("device_alloc"); }
 void device_free(void*, size_t, int) {}
 MemoryStats device_memory_stats(int) { return {}; }
+size_t device_free_bytes(int) { return 0; }
 void reset_device_peak(int) {}
 void empty_cache(int) {}
 Stream Stream::create(int, bool) { not_built("Stream::create"); }

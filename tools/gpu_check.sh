@@ -75,6 +75,16 @@ if t=$(cap 120 30); then
 else note "dfx_gpu: skipped (budget)"; fi
 pack
 
+# ---- the GPU memory pre-flight: a run that cannot fit the device fails at once, naming it -----
+if t=$(cap 30 10); then
+  timeout "$t" build-gpu/apps/dfx train --device cuda --res 32768 --batch 8 --steps 1 \
+    --eval-samples 0 --out "$LOGS/preflight_run" >"$LOGS/preflight.log" 2>&1
+  rc=$?
+  if [[ $rc -eq 2 ]] && grep -q "needs about .* of cuda:0 memory" "$LOGS/preflight.log"; then
+    note "memory pre-flight on cuda:0: ok ($(grep -o 'needs about [^(]*' "$LOGS/preflight.log" | head -1)/ $(grep -o 'only [^.]* is free' "$LOGS/preflight.log" | head -1))"
+  else note "memory pre-flight on cuda:0: FAILED (exit $rc) $(tail -2 "$LOGS/preflight.log" | tr '\n' ' ' | head -c 300)"; fi
+fi
+
 # ---- W1 rows: dfx and PyTorch, one JSON line each -------------------------------------------
 # dfx: convolutions autotuned (dfx's kernels against cuDNN; each decision logged by
 # DFX_CONV_LOG to dfx_<N>_<tag>.err), 5 timed steps after 2 warm-up steps (the first autotunes).

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/cuda_runtime.h"
 #include "models/module.h"
 #include "optim/registry.h"
 #include "pde/problem.h"
@@ -52,6 +53,10 @@ MemoryEstimate estimate_memory(const TrainConfig& cfg, const nn::Module& model,
 }
 
 double available_memory_bytes(Device device) {
+  if (device.is_cuda()) {
+    const size_t free_b = cuda::device_free_bytes(device.index);
+    return free_b > 0 ? static_cast<double>(free_b) : -1.0;
+  }
   if (!device.is_cpu()) return -1;
   double avail = -1;
   std::ifstream in("/proc/meminfo");
@@ -85,13 +90,18 @@ std::string format_bytes(double b) {
 
 void check_memory(const TrainConfig& cfg, const nn::Module& model, const pde::Problem& problem,
                   int ranks, int ranks_on_host, bool root) {
+  const bool gpu = model.device().is_cuda();
   const double avail = available_memory_bytes(model.device());
   if (avail <= 0) return;
-  const double share = avail / std::max(ranks_on_host, 1);
+  // A GPU is one rank's (one device per rank); host memory is shared by the host's ranks. On a
+  // GPU only the model, its state and the activations live there.
+  const double share = gpu ? avail : avail / std::max(ranks_on_host, 1);
   const MemoryEstimate e = estimate_memory(cfg, model, problem, ranks, root);
-  if (e.total() <= 0.9 * share) return;
+  const double need = gpu ? e.weights + e.optimizer + e.activations : e.total();
+  if (need <= 0.9 * share) return;
   std::ostringstream os;
-  os << "this run needs about " << format_bytes(e.total()) << " of memory per rank (activations "
+  os << "this run needs about " << format_bytes(need) << " of " << (gpu ? model.device().str() + " " : "")
+     << "memory per rank (activations "
      << format_bytes(e.activations) << " for a local batch of " << e.local_batch << " at N="
      << problem.options().res << ", weights and gradients " << format_bytes(e.weights)
      << ", optimiser state " << format_bytes(e.optimizer);

@@ -31,7 +31,8 @@ struct MemoryEstimate {
 MemoryEstimate estimate_memory(const TrainConfig& cfg, const nn::Module& model,
                                const pde::Problem& problem, int ranks, bool root);
 // Bytes free for this process on `device`: MemAvailable of /proc/meminfo (and the cgroup's
-// limit when lower) on the CPU; < 0 when unknown (CUDA devices: no query yet).
+// limit when lower) on the CPU; on a CUDA device the driver's free bytes plus dfx's unused cache;
+// < 0 when unknown.
 double available_memory_bytes(Device device);
 std::string format_bytes(double bytes);  // "1.5 GiB"
 // Throws, naming the estimate, what is free and the flags that lower it, when the estimate of a

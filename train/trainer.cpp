@@ -403,8 +403,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
               " steps (the sum over its levels); drop --steps");
   }
   level_problems_[finest] = problem_;
-  // (CPU only: there is no free-memory query for devices yet; the same branch on every rank)
-  if (cfg_.check_memory && model_->device().is_cpu())
+  // (CPU: the host's free memory shared by its ranks; CUDA: the device's free memory)
+  if (cfg_.check_memory)
     train::check_memory(cfg_, *model_, *problem_, comm_->size(), dist::node_rank(*comm_).local_size,
                         comm_->is_root());
   model_->train();
