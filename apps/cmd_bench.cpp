@@ -17,7 +17,6 @@
 #include "pde/sampler.h"
 
 namespace dfx::app {
-using T = OptionSpec::Type;
 
 namespace {
 double median(std::vector<double> v) {
@@ -30,31 +29,43 @@ double max_rss_gib() {
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB
 }
-}  // namespace
 
-int cmd_bench(const Args& args) {
-  std::vector<OptionSpec> specs = run_option_specs();
-  specs.insert(specs.end(), {
-      {"steps", T::Int, "10", "timed steps"},
-      {"warmup", T::Int, "3", "untimed steps first"},
-      {"hvp", T::Bool, "false", "also time Hessian-vector products (double backward)"},
-      {"json", T::Bool, "false", "print one JSON object instead of the table line"},
-      {"profile", T::Bool, "false",
+struct BenchOptions : RunOptions {
+  int64_t steps = 10, warmup = 3;
+  bool hvp = false, json = false, profile = false;
+};
+
+std::vector<train::Option<BenchOptions>> bench_options() {
+  using S = BenchOptions;
+  std::vector<train::Option<S>> o = train::run_options<S>();
+  o.insert(o.end(), {
+      {"steps", &S::steps, "timed steps"},
+      {"warmup", &S::warmup, "untimed steps first"},
+      {"hvp", &S::hvp, "also time Hessian-vector products (double backward)"},
+      {"json", &S::json, "print one JSON object instead of the table line"},
+      {"profile", &S::profile,
        "after timing, run --steps more steps with per-kernel timers (kernels/profile.h) and print "
        "the table to stderr (and the per-step times in the JSON)"},
   });
-  Options o("bench", "times training steps of a workload (WORKLOADS.md)", specs);
-  if (!o.parse(args)) return 0;
+  return o;
+}
+
+}  // namespace
+
+int cmd_bench(const Args& args) {
+  const train::Schema<BenchOptions> schema = command_schema("bench", bench_options());
+  BenchOptions o;
+  if (!parse_options(schema, "bench", "times training steps of a workload (WORKLOADS.md)", args, o)) return 0;
   apply_optimizer_defaults(o);
-  apply_threads(o.i("threads"));
+  apply_threads(o.threads);
   const Device device = run_device(o);
   auto problem = make_problem(problem_options(o));
   auto model = build_model(o, problem->dims());
   model->train();
   auto params = model->parameters();
   auto opt = build_optimizer(o, params);
-  const int64_t B = o.i("batch");
-  DFX_CHECK(B >= 1 && o.i("steps") >= 1 && o.i("warmup") >= 0, "dfx bench: need --batch >= 1, --steps >= 1, --warmup >= 0");
+  const int64_t B = o.batch;
+  DFX_CHECK(B >= 1 && o.steps >= 1 && o.warmup >= 0, "dfx bench: need --batch >= 1, --steps >= 1, --warmup >= 0");
   const DType dtype = run_dtype(o);
   std::vector<uint64_t> idx = pde::train_indices(static_cast<uint64_t>(B));
   Tensor x = problem->input(idx, dtype).to(device);
@@ -74,13 +85,13 @@ int cmd_bench(const Args& args) {
       },
       [&](const std::vector<Tensor>& v) { return ad::hvp(loss_fn, params, v); });
   auto step = [&] { return opt->step(objective); };
-  for (int64_t i = 0; i < o.i("warmup"); ++i) step();
+  for (int64_t i = 0; i < o.warmup; ++i) step();
   // The peak of the timed steps: the warm-up's one-off allocations (the convolution autotuner
   // tries cuDNN algorithms with workspaces of up to GiBs) are not what a step needs.
   reset_peak_memory(device);
   std::vector<double> times;
   double last_loss = 0;
-  for (int64_t i = 0; i < o.i("steps"); ++i) {
+  for (int64_t i = 0; i < o.steps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     last_loss = step();
     times.push_back(seconds_since(t0));
@@ -89,7 +100,7 @@ int cmd_bench(const Args& args) {
   const double peak_gib = static_cast<double>(memory_stats(device).peak_bytes) / (1024.0 * 1024.0 * 1024.0);
 
   double hvp_s = 0, grad_s = 0, apply_s = 0;
-  if (o.b("hvp")) {
+  if (o.hvp) {
     std::vector<Tensor> v;
     for (size_t i = 0; i < params.size(); ++i)
       v.push_back(uniform(params[i].shape(), -1, 1, 12345, i, 0, dtype).to(device));
@@ -97,7 +108,7 @@ int cmd_bench(const Args& args) {
     // reverse pass). apply: one more HVP at the same point (ad::Hessian::apply), what every
     // Newton-CG inner iteration and Hutchinson probe after the first costs.
     std::vector<double> th, tg, ta;
-    for (int64_t i = 0; i < o.i("warmup") + o.i("steps"); ++i) {
+    for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       ad::grad({loss_fn()}, params);
       double g = seconds_since(t0);
@@ -108,7 +119,7 @@ int cmd_bench(const Args& args) {
       t0 = std::chrono::steady_clock::now();
       hess.apply(v);
       double a = seconds_since(t0);
-      if (i >= o.i("warmup")) {
+      if (i >= o.warmup) {
         tg.push_back(g);
         th.push_back(h);
         ta.push_back(a);
@@ -121,28 +132,28 @@ int cmd_bench(const Args& args) {
 
   // Per-kernel timings in a separate pass, so their events do not perturb the timed steps.
   std::vector<kernels::KernelTiming> kernel_rows;
-  if (o.b("profile")) {
+  if (o.profile) {
     kernels::reset_kernel_profile();
     kernels::set_kernel_profiling(true);
-    for (int64_t i = 0; i < o.i("steps"); ++i) step();
+    for (int64_t i = 0; i < o.steps; ++i) step();
     kernels::set_kernel_profiling(false);
     kernel_rows = kernels::kernel_profile();
     std::fprintf(stderr, "per-kernel times over %lld training steps on %s (inclusive):\n",
-                 (long long)o.i("steps"), device.str().c_str());
+                 (long long)o.steps, device.str().c_str());
     kernels::print_kernel_profile(stderr);
   }
 
-  if (o.b("json")) {
-    nlohmann::json j = {{"engine", "dfx"}, {"problem", o.s("problem")}, {"res", o.i("res")},
+  if (o.json) {
+    nlohmann::json j = {{"engine", "dfx"}, {"problem", o.problem}, {"res", o.res},
                         {"batch", B}, {"step_ms", step_s * 1e3}, {"samples_per_s", B / step_s},
                         {"peak_gib", peak_gib}, {"max_rss_gib", max_rss_gib()}, {"loss", last_loss},
-                        {"threads", o.i("threads")}, {"parameters", model->num_parameters()},
+                        {"threads", o.threads}, {"parameters", model->num_parameters()},
                         {"device", device.str()}, {"tf32", kernels::allow_tf32()},
                         {"conv_backend", kernels::conv_backend_name(kernels::conv_backend())},
-                        {"channels_last", o.b("channels_last")},
-                        {"bn_recompute", o.b("bn_recompute")},
-                        {"activation_checkpoint", o.b("activation_checkpoint")}};
-    if (o.b("hvp")) {
+                        {"channels_last", o.channels_last},
+                        {"bn_recompute", o.bn_recompute},
+                        {"activation_checkpoint", o.activation_checkpoint}};
+    if (o.hvp) {
       j["hvp_ms"] = hvp_s * 1e3;
       j["grad_ms"] = grad_s * 1e3;
       j["hvp_over_grad"] = hvp_s / grad_s;
@@ -150,18 +161,18 @@ int cmd_bench(const Args& args) {
       j["hvp_apply_ms"] = apply_s * 1e3;
       j["hvp_apply_over_grad"] = apply_s / grad_s;
     }
-    if (o.b("profile")) {
+    if (o.profile) {
       nlohmann::json per_step = nlohmann::json::object();
       for (const auto& r : kernel_rows)
-        per_step[r.name] = r.total_ms / static_cast<double>(o.i("steps"));
+        per_step[r.name] = r.total_ms / static_cast<double>(o.steps);
       j["kernel_ms_per_step"] = per_step;
     }
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("%-10s N=%-5lld batch %-3lld  step %9.2f ms  %8.2f samples/s  peak %.3f GiB (RSS %.3f GiB)",
-                o.s("problem").c_str(), (long long)o.i("res"), (long long)B, step_s * 1e3, B / step_s,
+                o.problem.c_str(), (long long)o.res, (long long)B, step_s * 1e3, B / step_s,
                 peak_gib, max_rss_gib());
-    if (o.b("hvp"))
+    if (o.hvp)
       std::printf("  HVP %.2f ms = %.2f x grad (%.2f x step); one more at the same point %.2f x grad",
                   hvp_s * 1e3, hvp_s / grad_s, hvp_s / step_s, apply_s / grad_s);
     std::printf("\n");

@@ -18,145 +18,66 @@
 #include "train/trainer.h"
 
 namespace dfx::app {
-using T = OptionSpec::Type;
 
 namespace {
-
-// How to run, not what: never taken from the checkpoint (as for dfx eval).
-const std::set<std::string> kPerInvocation = {"out", "resume", "config", "threads", "device",
-                                              "comm", "tf32", "conv_backend", "max_time",
-                                              "check_memory"};
-// Taken from the checkpoint unless given; a different value is allowed. --steps, --epochs and
-// --cycles set the run's length (to extend it); the rest (precise_bn: after the last step) change neither the weights' path nor
-// the losses (bn_recompute, activation_checkpoint, channels_last: the same gradients).
-const std::set<std::string> kOverridable = {"steps", "epochs", "cycles", "log_every", "eval_samples",
-                                            "eval_every", "panels", "checkpoint_every",
-                                            "keep_checkpoints", "bucket_mb", "overlap",
-                                            "bn_recompute", "activation_checkpoint", "channels_last",
-                                            "eval_train_samples", "precise_bn"};
 
 std::string value_text(const nlohmann::json& v) {
   if (v.is_null()) return "(unset)";
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
-std::string flag_name(std::string key) {
-  for (char& c : key)
-    if (c == '_') c = '-';
-  return "--" + key;
-}
-
 // --resume: every setting that shapes the trajectory (problem, resolution, network, batch,
 // samples, seed, optimiser and its hyper-parameters, schedule, levels...) comes from the
 // checkpoint's stored configuration; one given explicitly with another value is refused, naming
 // both, so a resumed run is the run it continues.
-void resume_settings(Options& o, const LoadedCheckpoint& meta) {
-  const nlohmann::json now = o.to_json();
+void resume_settings(const train::Schema<TrainOptions>& schema, TrainOptions& o,
+                     const LoadedCheckpoint& meta) {
+  const nlohmann::json now = schema.to_json(o);
   nlohmann::json inherit = nlohmann::json::object();
   std::string conflicts;
   for (auto it = meta.config.begin(); it != meta.config.end(); ++it) {
     const std::string& k = it.key();
-    if (!now.contains(k) || kPerInvocation.count(k)) continue;  // ranks, backend: records only
-    if (!o.given(k)) {
+    // ranks, backend: records only; how to run (--out, --device, ...): never from the checkpoint.
+    if (!schema.known(k)) continue;
+    const train::ResumePolicy policy = schema.info(k, "the checkpoint").resume;
+    if (policy == train::ResumePolicy::PerInvocation) continue;
+    if (!o.was_given(k)) {
       if (!it.value().is_null()) inherit[k] = it.value();
       continue;
     }
-    if (kOverridable.count(k) || now[k] == it.value()) continue;
-    conflicts += "\n  " + flag_name(k) + " " + value_text(now[k]) + ", but the checkpoint's run has " +
-                 value_text(it.value());
+    if (policy == train::ResumePolicy::Overridable || now[k] == it.value()) continue;
+    conflicts += "\n  " + train::flag_of(k) + " " + value_text(now[k]) +
+                 ", but the checkpoint's run has " + value_text(it.value());
   }
-  DFX_CHECK(conflicts.empty(), "--resume ", o.s("resume"), ": these settings contradict the run "
+  DFX_CHECK(conflicts.empty(), "--resume ", o.resume, ": these settings contradict the run "
             "the checkpoint continues:", conflicts, "\na resumed run takes every setting that shapes "
             "its trajectory from its checkpoint: drop these flags, or start a new run without "
             "--resume (--steps, --epochs, --cycles may extend a run; see README, Checkpoints)");
-  o.apply_json(inherit, "the checkpoint");
+  schema.apply_json(o, inherit, "the checkpoint");
 }
 
 }  // namespace
 
 int cmd_train(const Args& args) {
-  std::vector<OptionSpec> specs = run_option_specs();
-  specs.insert(specs.end(), {
-      {"steps", T::Int, "0", "optimiser steps (0: use --epochs)"},
-      {"epochs", T::Int, "1", "passes over --samples training fields"},
-      {"samples", T::Int, "256", "training fields per epoch"},
-      {"out", T::String, "runs/latest", "run directory"},
-      {"checkpoint_every", T::Int, "0", "steps between checkpoints (0: only at the end)"},
-      {"keep_checkpoints", T::Int, "3", "newest step checkpoints kept (0: all; last.safetensors always)"},
-      {"resume", T::String, "", "continue from this checkpoint (weights, optimiser state, step)"},
-      {"eval_samples", T::Int, "8", "held-out fields evaluated at the end (0: none)"},
-      {"eval_every", T::Int, "0", "steps between held-out evaluations logged to metrics.jsonl (0: end only)"},
-      {"eval_train_samples", T::Int, "0", "also evaluate training fields 0..K-1 with the held-out ones "
-       "(train against held-out error separates optimisation from generalisation)"},
-      {"precise_bn", T::Int, "0", "re-estimate the BN running statistics over this many training "
-       "batches at the end, before the last checkpoint and evaluation (0: keep training's averages)"},
-      {"max_time", T::Float, "0", "stop after this many seconds of training, evaluations excluded (0: no limit)"},
-      {"panels", T::Int, "3", "held-out fields drawn in panels.png"},
-      {"log_every", T::Int, "10", "steps between plain progress lines (not on a terminal)"},
-      {"bucket_mb", T::Float, "25", "gradient all-reduce bucket size (MiB)"},
-      {"output_precondition", T::Bool, "false", "first-order training along J^T B dL/du, B the problem's "
-       "output-space preconditioner (poisson: a multigrid V-cycle on K(nu)); the loss is unchanged"},
-      {"output_blend", T::Float, "0.1", "with --output-precondition: add this multiple of the plain "
-       "gradient (direction J^T (B + c I) dL/du)"},
-      {"sync_bn", T::Bool, "true", "batch-norm moments over the global batch under MPI"},
-      {"overlap", T::Bool, "true", "start gradient all-reduces during backward (false: after it)"},
-      {"levels", T::String, "", "multigrid training: resolutions coarsest first, the finest = --res "
-       "(e.g. 32,64,128); empty: one level"},
-      {"level_steps", T::String, "", "steps per visit of each level (one value for all, or one per level)"},
-      {"level_lr", T::String, "", "learning-rate factor of each level (one value or one per level; default 1)"},
-      {"cycle", T::String, "half-v", "order of the levels: half-v (coarse to fine), v, w or f",
-       {"half-v", "v", "w", "f"}},
-      {"cycles", T::Int, "1", "multigrid cycles"},
-      {"check_memory", T::Bool, "true", "refuse a run whose estimated memory exceeds what is free"},
-      {"comm", T::String, "auto", "communicator: auto (NCCL for one GPU per MPI rank, else MPI "
-       "under mpiexec, else one process), local, mpi (device tensors staged through the host) or "
-       "nccl (needs --device cuda)", {"auto", "local", "mpi", "nccl"}},
-  });
-  Options o("train", "trains a U-Net on a PDE loss, data-free", specs);
-  if (!o.parse(args)) return 0;
+  const train::Schema<TrainOptions> schema = command_schema("train", train::train_options());
+  TrainOptions o;
+  if (!parse_options(schema, "train", "trains a U-Net on a PDE loss, data-free", args, o)) return 0;
 
   const RunComm run_comm = make_run_comm(o);
   const auto& comm = run_comm.comm;
-  const dist::ThreadChoice threads = apply_threads(o.i("threads"), comm.get());
+  const dist::ThreadChoice threads = apply_threads(o.threads, comm.get());
   const bool root = comm->rank() == 0;
-  const std::string out = o.s("out");
-  DFX_CHECK(o.i("panels") >= 0, "--panels must be >= 0 (held-out fields drawn; 0: none), got ", o.i("panels"));
-  DFX_CHECK(o.i("log_every") >= 1, "--log-every must be >= 1 step, got ", o.i("log_every"));
-  if (!o.s("resume").empty()) resume_settings(o, read_checkpoint_metadata(o.s("resume")));
+  const std::string out = o.out;
+  DFX_CHECK(o.panels >= 0, "--panels must be >= 0 (held-out fields drawn; 0: none), got ", o.panels);
+  DFX_CHECK(o.log_every >= 1, "--log-every must be >= 1 step, got ", o.log_every);
+  if (!o.resume.empty()) resume_settings(schema, o, read_checkpoint_metadata(o.resume));
   apply_optimizer_defaults(o);  // after the checkpoint's, which include its resolved --lr
   std::shared_ptr<Problem> problem = make_problem(problem_options(o));
   auto model = build_model(o, problem->dims(), run_comm.device);
 
-  train::TrainConfig cfg;
-  cfg.model = model_config(o);
-  cfg.optimizer = optimizer_config(o);
-  cfg.schedule = schedule_config(o);
-  cfg.batch = o.i("batch");
-  cfg.steps = o.i("steps");
-  cfg.epochs = o.i("epochs");
-  cfg.samples = o.i("samples");
-  cfg.seed = static_cast<uint64_t>(o.i("seed"));
-  cfg.out = out;
-  cfg.checkpoint_every = o.i("checkpoint_every");
-  cfg.keep_checkpoints = o.i("keep_checkpoints");
-  cfg.resume = o.s("resume");
-  cfg.eval_samples = o.i("eval_samples");
-  cfg.eval_every = o.i("eval_every");
-  cfg.eval_train_samples = o.i("eval_train_samples");
-  cfg.precise_bn_batches = o.i("precise_bn");
-  cfg.max_time = o.f("max_time");
-  cfg.bucket_mb = o.f("bucket_mb");
-  cfg.sync_bn = o.b("sync_bn");
-  cfg.overlap = o.b("overlap");
-  cfg.output_precondition = o.b("output_precondition");
-  cfg.output_blend = o.f("output_blend");
-  cfg.levels = train::parse_levels(o.s("levels"), o.s("level_steps"), o.s("level_lr"),
-                                   {"--levels", "--level-steps", "--level-lr"});
-  cfg.cycle = train::parse_cycle(o.s("cycle"));
-  cfg.cycles = static_cast<int>(o.i("cycles"));
-  cfg.record = o.to_json();
+  train::TrainConfig cfg = train::train_config(o);
+  cfg.record = schema.to_json(o);
   cfg.stop_on_signal = true;  // Ctrl-C / SIGTERM: finish the step, checkpoint, say how to resume
-  cfg.check_memory = o.b("check_memory");
   train::Trainer trainer(cfg, model, problem, comm);
   const int64_t total_steps = trainer.total_steps();
 
@@ -183,8 +104,8 @@ int cmd_train(const Args& args) {
     metrics.open(path, trainer.step() > 0 ? std::ios::app : std::ios::trunc);
     DFX_CHECK(metrics.good(), "cannot write '", out, "/metrics.jsonl'");
     std::printf("dfx train: %s N=%lld, U-Net depth %lld width %lld (%s parameters), batch %lld on %d rank%s (%s, %s), %lld steps\n",
-                o.s("problem").c_str(), (long long)o.i("res"), (long long)o.i("depth"),
-                (long long)o.i("width"), nn::format_count(model->num_parameters()).c_str(),
+                o.problem.c_str(), (long long)o.res, (long long)o.depth, (long long)o.width,
+                nn::format_count(model->num_parameters()).c_str(),
                 (long long)cfg.batch, comm->size(), comm->size() > 1 ? "s" : "", comm->backend().c_str(),
                 run_comm.device.str().c_str(), (long long)total_steps);
     std::printf("threads per rank: %s\n", dist::describe(threads).c_str());
@@ -196,7 +117,7 @@ int cmd_train(const Args& args) {
     }
   }
   const bool tty = root && ::isatty(STDOUT_FILENO);
-  const int64_t log_every = std::max<int64_t>(o.i("log_every"), 1);
+  const int64_t log_every = std::max<int64_t>(o.log_every, 1);
   // The progress line and metrics.jsonl are callbacks of the library's trainer (rank 0).
   if (root) {
     trainer.callbacks().on_step = [&](const train::StepInfo& s) {
@@ -254,7 +175,7 @@ int cmd_train(const Args& args) {
       std::fprintf(stderr, "dfx train: %s: stopped after step %lld of %lld.\n",
                    train::signal_name(r.signal), (long long)r.steps_done, (long long)total_steps);
       if (!r.checkpoint.empty()) {
-        write_loss_curve(out + "/loss.png", curve_x, curve_y, o.s("problem"));
+        write_loss_curve(out + "/loss.png", curve_x, curve_y, o.problem);
         const std::string launcher =
             comm->size() > 1 ? "mpiexec -n " + std::to_string(comm->size()) + " " : "";
         std::fprintf(stderr, "checkpoint: %s\nresume with: %sdfx train --resume %s --out %s\n",
@@ -274,7 +195,7 @@ int cmd_train(const Args& args) {
   if (root) {
     const std::string last_ckpt = out + "/checkpoints/last.safetensors";
     std::printf("checkpoint: %s\n", last_ckpt.c_str());
-    write_loss_curve(out + "/loss.png", curve_x, curve_y, o.s("problem"));
+    write_loss_curve(out + "/loss.png", curve_x, curve_y, o.problem);
     const int64_t n_eval = cfg.eval_samples;
     if (n_eval > 0) {
       const EvalResult& held_out = trainer.held_out();
@@ -288,7 +209,7 @@ int cmd_train(const Args& args) {
                     (long long)(trainer.train_fields().samples.size() - 1),
                     trainer.train_fields().summary.mean, trainer.train_fields().summary.max);
       write_eval_summary(out + "/eval.json", held_out, trainer.config().record);
-      const int64_t n_panels = std::min(o.i("panels"), n_eval);
+      const int64_t n_panels = std::min(o.panels, n_eval);
       write_panels(out + "/panels", held_out, *problem, n_panels);
       if (n_panels > 0)
         std::printf("pictures: %s/panels_0.png .. panels_%lld.png, %s/loss.png\n", out.c_str(),

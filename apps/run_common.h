@@ -1,6 +1,6 @@
-// apps/run_common.h — what train, eval and bench share: the options of a run, the model and
-// optimiser they describe, checkpoints holding both (plus the resolved config), threads, and
-// small file helpers (atomic JSON writes).
+// apps/run_common.h — what train, eval and bench share: the options of a run (typed,
+// train/options.h), the devices, communicator, model and optimiser they describe, checkpoints
+// holding both (plus the resolved config), threads, and small file helpers (atomic JSON writes).
 #pragma once
 #include <chrono>
 #include <memory>
@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apps/options.h"
+#include "apps/cli.h"
 #include "dist/communicator.h"
 #include "dist/threads.h"
 #include "models/unet.h"
@@ -17,6 +17,7 @@
 #include "optim/schedule.h"
 #include "pde/problem.h"
 #include "train/checkpoint.h"
+#include "train/options.h"
 #include "train/trainer.h"
 
 namespace dfx::app {
@@ -29,15 +30,19 @@ using train::LoadedCheckpoint;
 using train::read_checkpoint_metadata;
 using train::save_run_checkpoint;
 using train::write_text_atomic;
+using train::RunOptions;
+using train::TrainOptions;
+using train::apply_optimizer_defaults;
+using train::model_config;
+using train::optimizer_config;
+using train::problem_options;
+using train::run_dtype;
+using train::schedule_config;
 
-// Options describing the problem, the network and the optimiser (train, eval, bench).
-std::vector<OptionSpec> run_option_specs();
-ProblemOptions problem_options(const Options& o);
-DType run_dtype(const Options& o);
 // --device, checked against the devices present. Plain "cuda" (no index) is
 // cuda:(local_rank % device count), so the ranks of one host spread over its GPUs; "cuda:N" is
 // cuda:N on every rank. Also applies --tf32 and --conv-backend.
-Device run_device(const Options& o, int local_rank = 0);
+Device run_device(const RunOptions& o, int local_rank = 0);
 
 // The communicator of `dfx train --comm` and this rank's --device (docs/distributed.md):
 // local: this process alone; mpi: MPI (device tensors staged through host memory); nccl: NCCL
@@ -48,21 +53,16 @@ struct RunComm {
   std::shared_ptr<dist::Communicator> comm;
   Device device;
 };
-RunComm make_run_comm(const Options& o);
+RunComm make_run_comm(const TrainOptions& o);
 // Threads of OpenMP and OpenBLAS (dist/threads.h): --threads, else OMP_NUM_THREADS, else the
 // cores of this rank's affinity mask shared among the ranks on its host. Collective on `comm`
 // (a local communicator when null).
 dist::ThreadChoice apply_threads(int64_t threads, dist::Communicator* comm = nullptr);
 
-// The typed configuration the options describe (train/trainer.h, optim/registry.h).
-train::ModelConfig model_config(const Options& o);
-optim::OptimizerConfig optimizer_config(const Options& o);
-optim::Schedule schedule_config(const Options& o);  // base_lr and total_steps left to the caller
 // The U-Net of --depth/--width/--dtype/--seed, on --device (or on `device`).
-std::shared_ptr<nn::UNet> build_model(const Options& o, int dims);
-std::shared_ptr<nn::UNet> build_model(const Options& o, int dims, Device device);
-void apply_optimizer_defaults(Options& o);  // --lr default per method when not given
-std::unique_ptr<optim::Optimizer> build_optimizer(const Options& o, std::vector<ad::Var> params);
+std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims);
+std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims, Device device);
+std::unique_ptr<optim::Optimizer> build_optimizer(const RunOptions& o, std::vector<ad::Var> params);
 
 double seconds_since(const std::chrono::steady_clock::time_point& t0);
 std::string format_duration(double seconds);

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(meson ninja-build pkg-config g++ libopenblas-dev doctest-dev libbenchmark-dev
-          mpich libmpich-dev nlohmann-json3-dev libpng-dev)
+          mpich libmpich-dev nlohmann-json3-dev libpng-dev libcli11-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
