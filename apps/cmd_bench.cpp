@@ -41,7 +41,9 @@ std::vector<train::Option<BenchOptions>> bench_options() {
   o.insert(o.end(), {
       {"steps", &S::steps, "timed steps"},
       {"warmup", &S::warmup, "untimed steps first"},
-      {"hvp", &S::hvp, "also time Hessian-vector products (double backward)"},
+      {"hvp", &S::hvp,
+       "also time Hessian-vector products (double backward), Jacobian-vector products of the "
+       "network output and Gauss-Newton products (J^T C J v)"},
       {"json", &S::json, "print one JSON object instead of the table line"},
       {"profile", &S::profile,
        "after timing, run --steps more steps with per-kernel timers (kernels/profile.h) and print "
@@ -99,7 +101,7 @@ int cmd_bench(const Args& args) {
   const double step_s = median(times);
   const double peak_gib = static_cast<double>(memory_stats(device).peak_bytes) / (1024.0 * 1024.0 * 1024.0);
 
-  double hvp_s = 0, grad_s = 0, apply_s = 0;
+  double hvp_s = 0, grad_s = 0, apply_s = 0, jvp_s = 0, gn_s = 0, gn_apply_s = 0;
   if (o.hvp) {
     std::vector<Tensor> v;
     for (size_t i = 0; i < params.size(); ++i)
@@ -107,7 +109,10 @@ int cmd_bench(const Args& args) {
     // grad: forward + backward. hvp: a fresh HVP (forward, differentiable backward, one more
     // reverse pass). apply: one more HVP at the same point (ad::Hessian::apply), what every
     // Newton-CG inner iteration and Hutchinson probe after the first costs.
-    std::vector<double> th, tg, ta;
+    // jvp: forward + J v of the network output (ad::jvp, two reverse passes). gn: forward + J v +
+    // the problem's output curvature + J^T (a fresh Gauss-Newton product), then one more at the
+    // same point (ad::Jacobian reused), what each Gauss-Newton CG iteration after the first costs.
+    std::vector<double> th, tg, ta, tj, tn, tna;
     for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       ad::grad({loss_fn()}, params);
@@ -119,15 +124,33 @@ int cmd_bench(const Args& args) {
       t0 = std::chrono::steady_clock::now();
       hess.apply(v);
       double a = seconds_since(t0);
+      t0 = std::chrono::steady_clock::now();
+      ad::jvp({(*model)(ad::Var(x))}, params, v);
+      double jt = seconds_since(t0);
+      t0 = std::chrono::steady_clock::now();
+      ad::Var u = (*model)(ad::Var(x));
+      ad::Jacobian jac({u}, params);
+      const pde::OutputCurvature curv = problem->curvature(u.data(), x, B);
+      jac.transpose_apply({curv(jac.apply(v)[0])});
+      double n = seconds_since(t0);
+      t0 = std::chrono::steady_clock::now();
+      jac.transpose_apply({curv(jac.apply(v)[0])});
+      double na = seconds_since(t0);
       if (i >= o.warmup) {
         tg.push_back(g);
         th.push_back(h);
         ta.push_back(a);
+        tj.push_back(jt);
+        tn.push_back(n);
+        tna.push_back(na);
       }
     }
     hvp_s = median(th);
     grad_s = median(tg);
     apply_s = median(ta);
+    jvp_s = median(tj);
+    gn_s = median(tn);
+    gn_apply_s = median(tna);
   }
 
   // Per-kernel timings in a separate pass, so their events do not perturb the timed steps.
@@ -160,6 +183,11 @@ int cmd_bench(const Args& args) {
       j["hvp_over_step"] = hvp_s / step_s;
       j["hvp_apply_ms"] = apply_s * 1e3;
       j["hvp_apply_over_grad"] = apply_s / grad_s;
+      j["jvp_ms"] = jvp_s * 1e3;
+      j["jvp_over_grad"] = jvp_s / grad_s;
+      j["gn_ms"] = gn_s * 1e3;
+      j["gn_over_grad"] = gn_s / grad_s;
+      j["gn_apply_over_grad"] = gn_apply_s / grad_s;
     }
     if (o.profile) {
       nlohmann::json per_step = nlohmann::json::object();
@@ -173,8 +201,10 @@ int cmd_bench(const Args& args) {
                 o.problem.c_str(), (long long)o.res, (long long)B, step_s * 1e3, B / step_s,
                 peak_gib, max_rss_gib());
     if (o.hvp)
-      std::printf("  HVP %.2f ms = %.2f x grad (%.2f x step); one more at the same point %.2f x grad",
-                  hvp_s * 1e3, hvp_s / grad_s, hvp_s / step_s, apply_s / grad_s);
+      std::printf("  HVP %.2f ms = %.2f x grad (%.2f x step); one more at the same point %.2f x grad;"
+                  " JVP %.2f x grad; Gauss-Newton product %.2f x grad (%.2f x at the same point)",
+                  hvp_s * 1e3, hvp_s / grad_s, hvp_s / step_s, apply_s / grad_s, jvp_s / grad_s,
+                  gn_s / grad_s, gn_apply_s / grad_s);
     std::printf("\n");
   }
   return 0;

@@ -257,6 +257,47 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& i
   return captured;
 }
 
+Jacobian::Jacobian(std::vector<Var> outputs, std::vector<Var> inputs)
+    : outputs_(std::move(outputs)), inputs_(std::move(inputs)) {
+  for (const Var& o : outputs_) z_.emplace_back(zeros_like(o.data()), true);
+  jtz_ = grad(outputs_, inputs_, z_, true, true);  // J^T z, linear in z
+}
+
+std::vector<Tensor> Jacobian::apply(const std::vector<Tensor>& tangents) const {
+  DFX_CHECK(tangents.size() == inputs_.size(), "jvp: ", tangents.size(), " tangents for ",
+            inputs_.size(), " inputs");
+  // Inputs an output does not depend on give constant zeros in J^T z: they add nothing to J v.
+  std::vector<Var> live, dirs;
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    DFX_CHECK(tangents[i].shape() == inputs_[i].shape(), "jvp: tangent ", i, " is ",
+              tangents[i].describe(), " but input ", i, " is ", inputs_[i].data().describe());
+    if (!jtz_[i].requires_grad()) continue;
+    live.push_back(jtz_[i]);
+    dirs.emplace_back(tangents[i]);
+  }
+  std::vector<Tensor> out;
+  if (live.empty()) {
+    for (const Var& o : outputs_) out.push_back(zeros_like(o.data()));
+    return out;
+  }
+  for (const Var& jv : grad(live, z_, dirs, true, false)) out.push_back(jv.data());
+  return out;
+}
+
+std::vector<Tensor> Jacobian::transpose_apply(const std::vector<Tensor>& w) const {
+  DFX_CHECK(w.size() == outputs_.size(), "Jacobian::transpose_apply: ", w.size(),
+            " cotangents for ", outputs_.size(), " outputs");
+  std::vector<Var> ws(w.begin(), w.end());
+  std::vector<Tensor> out;
+  for (const Var& g : grad(outputs_, inputs_, ws, true, false)) out.push_back(g.data());
+  return out;
+}
+
+std::vector<Tensor> jvp(const std::vector<Var>& outputs, const std::vector<Var>& inputs,
+                        const std::vector<Tensor>& tangents) {
+  return Jacobian(outputs, inputs).apply(tangents);
+}
+
 Hessian::Hessian(const Var& loss, const std::vector<Var>& params) : params_(params) {
   DFX_CHECK(loss.defined() && loss.numel() == 1, "Hessian: the loss must be a scalar, got ",
             loss.data().describe());

@@ -113,6 +113,27 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& i
                       const std::vector<Var>& grad_outputs = {}, bool retain_graph = false,
                       bool create_graph = false);
 
+// Jacobian-vector products: for each output y_k, sum_i (d y_k / d inputs_i) tangents_i (no graph).
+// Forward mode by the double-VJP construction: z -> J^T z is linear in z, so the VJP of J^T z
+// with the tangents is J v. No tangent rules per op; the outputs' graph is kept. Needs a
+// twice-differentiable graph (no recompute checkpoints). A fresh jvp() is Jacobian(...).apply().
+std::vector<Tensor> jvp(const std::vector<Var>& outputs, const std::vector<Var>& inputs,
+                        const std::vector<Tensor>& tangents);
+
+// The Jacobian of outputs w.r.t. inputs at the current point, as an operator: the differentiable
+// J^T z pass runs once, here; every apply(v) = J v is then one more reverse pass and every
+// transpose_apply(w) = J^T w a plain one, which is what the products of a Gauss-Newton step at
+// one point need. Stale once the inputs change.
+class Jacobian {
+ public:
+  Jacobian(std::vector<Var> outputs, std::vector<Var> inputs);
+  std::vector<Tensor> apply(const std::vector<Tensor>& tangents) const;        // J v, per output
+  std::vector<Tensor> transpose_apply(const std::vector<Tensor>& w) const;     // J^T w, per input
+
+ private:
+  std::vector<Var> outputs_, inputs_, z_, jtz_;
+};
+
 // Hessian-vector product of the scalar loss_fn() w.r.t. params in direction v (one Tensor per
 // param), by double backward. The returned Tensors carry no graph.
 std::vector<Tensor> hvp(const std::function<Var()>& loss_fn, const std::vector<Var>& params,

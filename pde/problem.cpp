@@ -95,7 +95,7 @@ class Burgers : public Problem {
     return solve_burgers(u0, n, bo).u.reshape({1, 1, n, n});
   }
   // Gauss-Newton: 2 sum_k w_k J_k^T J_k over the residual groups (interior, initial row, the two
-  // x-boundaries), J_k v by the double-VJP construction on the residuals' own graph.
+  // x-boundaries), J_k v by ad::jvp on the residuals' own graph.
   OutputCurvature curvature(const Tensor& u, const Tensor& in,
                             int64_t global_count) const override {
     const double count = static_cast<double>(count_or_batch(global_count, u));
@@ -113,10 +113,8 @@ class Burgers : public Problem {
       }
       std::vector<ad::Var> weighted;
       for (size_t k = 0; k < res.size(); ++k) {
-        ad::Var z(zeros_like(res[k].data()), true);
-        ad::Var jtz = ad::grad({res[k]}, {uu}, {z}, true, true)[0];  // J^T z, linear in z
-        ad::Var jv = ad::grad({jtz}, {z}, {ad::Var(v)}, true, false)[0];
-        weighted.push_back(ad::Var(ad::mul(jv, 2.0 * w[k]).data()));
+        Tensor jv = ad::jvp({res[k]}, {uu}, {v})[0];
+        weighted.push_back(ad::Var(ad::mul(ad::Var(jv), 2.0 * w[k]).data()));
       }
       return ad::grad(res, {uu}, weighted, false, false)[0].data();
     };

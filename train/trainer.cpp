@@ -44,8 +44,7 @@ std::vector<uint64_t> epoch_order(uint64_t n, uint64_t seed, int64_t epoch) {
 // for HVPs at the point where they take the gradient (expect_hvp): that gradient is then taken
 // differentiably and its graph kept (dist::Hessian), so each HVP costs one reverse pass.
 // The Gauss-Newton product G v = J^T C J v (J = du/dtheta, C the problem's output-space
-// curvature) is summed over ranks like the gradient; J v comes from the double-VJP construction
-// on the network's differentiable backward.
+// curvature) is summed over ranks like the gradient; J v is ad::jvp on the network's graph.
 class BatchObjective : public optim::Objective {
  public:
   // forward(): this rank's network input x and output u (undefined when it has no share and
@@ -64,17 +63,20 @@ class BatchObjective : public optim::Objective {
               "--bn-recompute and --activation-checkpoint keep too little of the graph");
     const auto& params = opt_.params();
     std::vector<Tensor> out;
-    auto [x, u] = forward_();
-    if (u.defined()) {
+    // One forward and one differentiable pass per point, shared by every product there (the
+    // diagonal probe and the CG iterations): each product is then two reverse passes.
+    if (!linear_) {
+      auto [x, u] = forward_();
+      linear_.emplace(Linearization{x, u, u.defined() ? std::optional<ad::Jacobian>(std::in_place,
+                                    std::vector<ad::Var>{u}, params) : std::nullopt});
+    }
+    if (linear_->jacobian) {
       // Every rank that runs the network takes the same passes (SyncBatchNorm's collectives).
-      ad::Var z(zeros_like(u.data()), true);
-      std::vector<ad::Var> jtz = ad::grad({u}, params, {z}, true, true);  // J^T z, linear in z
-      std::vector<ad::Var> vs;
-      for (const Tensor& t : v) vs.push_back(ad::Var(t));
-      Tensor jv = ad::grad(jtz, {z}, vs, true, false)[0].data();
-      Tensor cjv = has_share_ ? problem_.curvature(u.data(), x, count_)(jv) : zeros_like(jv);
-      for (const ad::Var& g : ad::grad({u}, params, {ad::Var(cjv)}, false, false))
-        out.push_back(g.data().clone());
+      const ad::Jacobian& jac = *linear_->jacobian;
+      Tensor jv = jac.apply(v)[0];
+      Tensor cjv = has_share_ ? problem_.curvature(linear_->u.data(), linear_->x, count_)(jv)
+                              : zeros_like(jv);
+      for (Tensor& g : jac.transpose_apply({cjv})) out.push_back(g.clone());
     } else {
       for (const ad::Var& p : params) out.push_back(zeros_like(p.data()));
     }
@@ -83,7 +85,8 @@ class BatchObjective : public optim::Objective {
   }
 
   double evaluate(bool need_grad) override {
-    hessian_.reset();  // the parameters may have moved since it was built
+    hessian_.reset();  // the parameters may have moved since they were built
+    linear_.reset();
     Tensor sum = zeros({}, DType::Float64);
     const auto& params = opt_.params();
     if (need_grad && expect_hvp_) {
@@ -131,6 +134,12 @@ class BatchObjective : public optim::Objective {
   int64_t count_;
   bool has_share_, hvp_ok_, expect_hvp_ = false;
   std::optional<dist::Hessian> hessian_;
+  struct Linearization {
+    Tensor x;
+    ad::Var u;
+    std::optional<ad::Jacobian> jacobian;  // empty when this rank does not run the network
+  };
+  std::optional<Linearization> linear_;
 };
 
 // Temporary files of atomic writes ("<name>.tmp.<pid>") whose writer is gone: a run killed while

@@ -97,6 +97,33 @@ CheckResult check_gradient(const OpCase& c, double eps, double atol, double rtol
   return r;
 }
 
+CheckResult check_jvp(const OpCase& c, double eps, double atol, double rtol) {
+  Setup s = make_inputs(c);
+  CheckResult r;
+  std::vector<Tensor> v;
+  for (size_t i = 0; i < s.x.size(); ++i)
+    v.push_back(uniform(s.x[i].shape(), -1, 1, c.seed + 4000, i, 0, DType::Float64));
+  Var y = c.f(s.x);
+  r.ops = recorded_ops(y);
+  Tensor jv = ad::jvp({y}, s.x, v)[0].contiguous();
+  auto output_at = [&](double t) {
+    ad::NoGradGuard ng;
+    std::vector<Var> xs;
+    for (size_t i = 0; i < s.x.size(); ++i) {
+      Tensor xi = s.x[i].data().clone();
+      kernels::axpy_(xi, t, v[i]);
+      xs.emplace_back(xi);
+    }
+    return c.f(xs).data().contiguous();
+  };
+  Tensor yp = output_at(eps), ym = output_at(-eps);
+  for (int64_t j = 0; j < jv.numel(); ++j) {
+    double num = (yp.data<double>()[j] - ym.data<double>()[j]) / (2 * eps);
+    note(r, jv.data<double>()[j], num, atol, rtol, "jvp output element " + std::to_string(j));
+  }
+  return r;
+}
+
 CheckResult check_hvp(const OpCase& c, double eps, double atol, double rtol) {
   Setup s = make_inputs(c);
   CheckResult r;

@@ -1,5 +1,6 @@
 // tests/autodiff/gradcheck.h — the one harness every differentiable op goes through: a float64
-// central-difference check of the gradient, and an HVP check against differences of gradients.
+// central-difference check of the gradient, a JVP (forward-mode) check against differences of
+// outputs, and an HVP check against differences of gradients.
 // Later layers (nn, pde) register their cases with the same helpers.
 #pragma once
 #include <functional>
@@ -32,6 +33,9 @@ struct CheckResult {
 CheckResult check_gradient(const OpCase& c, double eps = 1e-6, double atol = 1e-7,
                            double rtol = 1e-6);
 CheckResult check_hvp(const OpCase& c, double eps = 1e-5, double atol = 1e-6, double rtol = 1e-5);
+// Forward mode: ad::jvp of the op's output in a random direction against the central difference
+// (f(x + eps v) - f(x - eps v)) / (2 eps), element by element of the output.
+CheckResult check_jvp(const OpCase& c, double eps = 1e-6, double atol = 1e-7, double rtol = 1e-6);
 
 // Names of the ops on the tape between `out` and the leaves.
 std::vector<std::string> recorded_ops(const Var& out);

@@ -113,6 +113,52 @@ TEST_CASE("every op passes the float64 finite-difference gradient check") {
   }
 }
 
+TEST_CASE("every op passes the forward-mode check (JVP vs differences of outputs)") {
+  for (const OpCase& c : registry()) {
+    CAPTURE(c.name);
+    CheckResult r = check_jvp(c);
+    CAPTURE(r.worst);
+    CHECK(r.max_err <= 1.0);
+  }
+}
+
+TEST_CASE("the harness fails a rule that is wrong: gradient and forward-mode checks") {
+  // y = x^2 whose backward says 2.1 x: both first-order checks must see it.
+  OpCase bad{"wrong square",
+             {{2, 3}},
+             [](const V& x) {
+               Var in = x[0];
+               return A::record("wrong_square", A::mul(in, in).data(), {in},
+                                [in](const Var&, const Var& g) {
+                                  return std::vector<Var>{A::mul(A::mul(g, in), 2.1)};
+                                });
+             }};
+  CHECK(check_gradient(bad).max_err > 100);
+  CHECK(check_jvp(bad).max_err > 100);
+}
+
+TEST_CASE("ad::Jacobian: J v and J^T w are adjoint, and every product at the point agrees") {
+  // A two-output, two-input composite, so the per-output and per-input bookkeeping is exercised.
+  Var a(uniform({3, 4}, -1, 1, 7, 0, 0, DType::Float64), true);
+  Var b(uniform({4, 2}, -1, 1, 7, 1, 0, DType::Float64), true);
+  Var y1 = A::tanh(A::matmul(a, b)), y2 = A::sum(A::mul(a, a), {1}, false);
+  A::Jacobian jac({y1, y2}, {a, b});
+  std::vector<Tensor> v = {uniform({3, 4}, -1, 1, 8, 0, 0, DType::Float64),
+                           uniform({4, 2}, -1, 1, 8, 1, 0, DType::Float64)};
+  std::vector<Tensor> w = {uniform(y1.shape(), -1, 1, 9, 0, 0, DType::Float64),
+                           uniform(y2.shape(), -1, 1, 9, 1, 0, DType::Float64)};
+  std::vector<Tensor> jv = jac.apply(v), jtw = jac.transpose_apply(w);
+  auto dot = [](const Tensor& p, const Tensor& q) { return A::sum(A::mul(Var(p), Var(q))).item(); };
+  const double lhs = dot(w[0], jv[0]) + dot(w[1], jv[1]), rhs = dot(jtw[0], v[0]) + dot(jtw[1], v[1]);
+  CHECK(std::abs(lhs) > 1e-3);
+  CHECK(lhs == doctest::Approx(rhs).epsilon(1e-12));
+  std::vector<Tensor> again = jac.apply(v), fresh = A::jvp({y1, y2}, {a, b}, v);
+  for (size_t k = 0; k < 2; ++k) {
+    CHECK(A::amax(A::abs(Var(again[k]) - Var(jv[k]))).item() == 0.0);
+    CHECK(A::amax(A::abs(Var(fresh[k]) - Var(jv[k]))).item() < 1e-14);
+  }
+}
+
 TEST_CASE("every op passes the second-order check (HVP vs differences of gradients)") {
   for (const OpCase& c : registry()) {
     CAPTURE(c.name);
