@@ -56,10 +56,10 @@ class Poisson : public Problem {
       return ad::mul(apply_dirichlet_x(ad::fem_apply(ad::Var(nu), masked), 0.0, 0.0), scale).data();
     };
   }
-  OutputCurvature preconditioner(const Tensor& omega) const override {
+  OutputCurvature preconditioner(const Tensor& omega, int vcycles) const override {
     Tensor nu = kernels::unary(kernels::UnaryOp::Exp, omega.cpu().to(DType::Float64));
-    return [nu](const Tensor& v) {
-      return multigrid_precondition(nu, v.cpu()).to(v.dtype()).to(v.device());
+    return [nu, vcycles](const Tensor& v) {
+      return multigrid_precondition(nu, v.cpu(), vcycles).to(v.dtype()).to(v.device());
     };
   }
 

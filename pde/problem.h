@@ -47,8 +47,12 @@ class Problem {
   // without its 1 / count (Poisson: multigrid V-cycles on K(nu)), or empty when the problem has
   // none. First-order training may move the parameters along J^T B dL/du instead of J^T dL/du:
   // the same minimiser, with the error's smooth modes no longer nearly invisible to the
-  // optimiser (their energy is O(1 / N^2) of the rough ones').
-  virtual OutputCurvature preconditioner(const Tensor& input) const { return {}; }
+  // optimiser (their energy is O(1 / N^2) of the rough ones'). `vcycles` >= 1 V-cycles per
+  // application (more: B closer to the inverse, for the cost of the cycles; the setup is shared).
+  virtual OutputCurvature preconditioner(const Tensor& input, int vcycles) const {
+    (void)input, (void)vcycles;
+    return {};
+  }
 
   Shape field_shape(int64_t batch) const;  // [batch, 1, res, ...]
   const ProblemOptions& options() const { return opts_; }

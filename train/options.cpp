@@ -167,6 +167,8 @@ std::vector<Option<TrainOptions>> train_options() {
        "unchanged"},
       {"output_blend", &S::output_blend, "with --output-precondition: add this multiple of the plain "
        "gradient (direction J^T (B + c I) dL/du)"},
+      {"output_vcycles", &S::output_vcycles, "with --output-precondition: multigrid V-cycles per "
+       "application of B (more: closer to K^-1)"},
       {"sync_bn", &S::sync_bn, "batch-norm moments over the global batch under MPI"},
       {"overlap", &S::overlap, "start gradient all-reduces during backward (false: after it)",
        R::Overridable},
@@ -270,6 +272,7 @@ TrainConfig train_config(const TrainOptions& o, const std::vector<std::string>& 
   cfg.overlap = o.overlap;
   cfg.output_precondition = o.output_precondition;
   cfg.output_blend = o.output_blend;
+  cfg.output_vcycles = static_cast<int>(o.output_vcycles);
   cfg.levels = parse_levels(o.levels, o.level_steps, o.level_lr, level_names);
   cfg.cycle = parse_cycle(o.cycle);
   cfg.cycles = static_cast<int>(o.cycles);

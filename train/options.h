@@ -220,6 +220,7 @@ struct TrainOptions : RunOptions {
   double bucket_mb = 25;
   bool output_precondition = false;
   double output_blend = 0.1;
+  int64_t output_vcycles = 1;
   bool sync_bn = true, overlap = true;
   std::string levels, level_steps, level_lr, cycle = "half-v";
   int64_t cycles = 1;

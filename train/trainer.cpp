@@ -419,6 +419,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   model_->train();
   params_ = model_->parameters();
   opt_ = optim::make_optimizer(params_, cfg_.optimizer);
+  DFX_CHECK(cfg_.output_vcycles >= 1, "--output-vcycles must be >= 1, got ", cfg_.output_vcycles);
   DFX_CHECK(std::isfinite(cfg_.output_blend) && cfg_.output_blend >= 0,
             "--output-blend must be a finite number >= 0, got ", cfg_.output_blend);
   if (cfg_.output_precondition) {
@@ -426,7 +427,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
               "--output-precondition needs a first-order optimiser (sgd, adam, lamb, lars): the "
               "preconditioned direction is not the loss's gradient, which ", cfg_.optimizer.name,
               " relies on");
-    DFX_CHECK(static_cast<bool>(problem_->preconditioner(problem_->input({0}, cfg_.model.dtype))),
+    DFX_CHECK(static_cast<bool>(problem_->preconditioner(problem_->input({0}, cfg_.model.dtype), 1)),
               "--output-precondition: problem '", problem_->name(), "' has no output-space preconditioner");
   }
   schedule_ = cfg_.schedule;
@@ -576,7 +577,7 @@ void Trainer::with_objective(int64_t step, const std::function<void(optim::Objec
     ad::Var l = problem.loss(u_out, x, count);
     l.backward();
     const Tensor g = u_out.grad().data();
-    Tensor z = problem.preconditioner(x)(g);
+    Tensor z = problem.preconditioner(x, cfg_.output_vcycles)(g);
     if (cfg_.output_blend != 0)
       z = ad::add(ad::Var(z), ad::mul(ad::Var(g), cfg_.output_blend)).data();
     ad::Var s = ad::sum(ad::mul(u, ad::Var(z)));

@@ -117,6 +117,8 @@ struct TrainConfig {
   // optimiser then sees the error in the norm e^T (I + c K) e (an H1-like norm for c > 0)
   // rather than in L2 alone, which leaves grid-scale roughness cheap.
   double output_blend = 0.1;
+  // V-cycles per application of B (1: the measured default; more bring B closer to K^-1).
+  int output_vcycles = 1;
   // SIGINT/SIGTERM stop the run after the current step (train/signals.h): the handlers are
   // installed for the duration of train(); every rank stops at the same step, a checkpoint is
   // written to out/checkpoints/last.safetensors (when `out` is set) and train() returns

@@ -33,6 +33,7 @@ expect_fail "absent CUDA device" "cuda:9: (no CUDA device|only [0-9]+ CUDA devic
 expect_fail "nccl without a GPU" "comm nccl needs --device cuda" "$DFX" train "${tiny[@]}" --steps 1 --comm nccl --out "$tmp/x"
 expect_fail "unknown communicator" "must be one of auto" "$DFX" train "${tiny[@]}" --steps 1 --comm gloo --out "$tmp/x"
 expect_fail "absurd thread count" "threads 100000 is out of range" "$DFX" train "${tiny[@]}" --steps 1 --threads 100000 --out "$tmp/x"
+expect_fail "no V-cycles" "output-vcycles must be >= 1, got 0" "$DFX" train "${tiny[@]}" --steps 1 --output-precondition --output-vcycles 0 --out "$tmp/x"
 expect_fail "res too small" "res must be >= 4" "$DFX" train --res 2 --depth 1 --out "$tmp/x"
 expect_fail "unwritable out" "cannot create output directory|not writable" "$DFX" train "${tiny[@]}" --steps 1 --out /proc/dfx-cannot-write
 expect_fail "bad config json" "not valid JSON" bash -c "echo '{oops' > $tmp/bad.json; $DFX train --config $tmp/bad.json"

@@ -35,11 +35,13 @@ train::TrainConfig tiny(const std::string& out) {
   return c;
 }
 
-std::shared_ptr<pde::Problem> w1() { return pde::make_problem({.name = "poisson2d", .res = 8, .seed = 3}); }
+std::shared_ptr<pde::Problem> w1(int64_t res = 8) {
+  return pde::make_problem({.name = "poisson2d", .res = res, .seed = 3});
+}
 
-std::unique_ptr<train::Trainer> make(const train::TrainConfig& c, Run& run) {
+std::unique_ptr<train::Trainer> make(const train::TrainConfig& c, Run& run, int64_t res = 8) {
   auto model = train::build_unet(c.model, 2, Device::cpu(), c.optimizer.name);
-  auto t = std::make_unique<train::Trainer>(c, model, w1(), dist::make_local());
+  auto t = std::make_unique<train::Trainer>(c, model, w1(res), dist::make_local());
   t->callbacks().on_step = [&run](const train::StepInfo& s) {
     run.losses.push_back(s.loss);
     run.steps.push_back(s.step);
@@ -295,8 +297,9 @@ TEST_CASE("the Trainer's Gauss-Newton product is J^T C J with J by central diffe
 TEST_SUITE("train") {
 TEST_CASE("output preconditioning: one SGD step moves the weights by -lr J^T (B + c I) dL/du, "
           "the logged loss is the plain one") {
-  for (double blend : {0.0, 0.5}) {
+  for (auto [blend, vcycles] : {std::pair{0.0, 1}, std::pair{0.5, 1}, std::pair{0.5, 2}}) {
     CAPTURE(blend);
+    CAPTURE(vcycles);
     train::TrainConfig c = tiny("");
     c.eval_samples = 0;
     c.steps = 1;
@@ -306,15 +309,18 @@ TEST_CASE("output preconditioning: one SGD step moves the weights by -lr J^T (B 
     c.schedule.kind = optim::Schedule::Kind::Constant;
     c.output_precondition = true;
     c.output_blend = blend;
+    c.output_vcycles = vcycles;
+    // At N = 8 the multigrid is one direct level (B = K^-1 whatever the cycles); N = 32 has two.
+    const int64_t res = vcycles > 1 ? 32 : 8;
     Run run;
-    auto t = make(c, run);
+    auto t = make(c, run, res);
     auto params = t->model().parameters();
     std::vector<Tensor> before;
     for (auto& p : params) before.push_back(p.data().clone());
     // The expected direction by hand at the initial weights: dL/du from the output alone,
     // z = B g + c g by the problem's preconditioner, then a VJP of the network with z.
     std::vector<int64_t> idx = t->batch_indices(0);
-    auto p = w1();
+    auto p = w1(res);
     Tensor x = p->input(std::vector<uint64_t>(idx.begin(), idx.end()), DType::Float64);
     auto fresh = train::build_unet(c.model, 2, Device::cpu(), "sgd");
     Var u = (*fresh)(Var(x));
@@ -322,7 +328,16 @@ TEST_CASE("output preconditioning: one SGD step moves the weights by -lr J^T (B 
     Var l = p->loss(u_out, x, static_cast<int64_t>(idx.size()));
     l.backward();
     const Tensor g = u_out.grad().data();
-    const auto bg = p->preconditioner(x)(g).to_vector(), gv = g.to_vector();
+    const auto bg = p->preconditioner(x, vcycles)(g).to_vector(), gv = g.to_vector();
+    if (vcycles > 1) {  // a second cycle changes B g: the option reaches the preconditioner
+      const auto b1 = p->preconditioner(x, 1)(g).to_vector();
+      double diff = 0, size = 0;
+      for (size_t k = 0; k < b1.size(); ++k) {
+        diff = std::max(diff, std::abs(bg[k] - b1[k]));
+        size = std::max(size, std::abs(b1[k]));
+      }
+      CHECK(diff > 1e-3 * size);
+    }
     std::vector<double> z(bg.size());
     for (size_t k = 0; k < z.size(); ++k) z[k] = bg[k] + blend * gv[k];
     u.backward(Var(from_vector<double>(z, u.shape())));
@@ -350,7 +365,7 @@ TEST_CASE("output preconditioning: one SGD step moves the weights by -lr J^T (B 
   CHECK_THROWS_WITH_AS(train::Trainer(bad, model, w1(), dist::make_local()),
                        doctest::Contains("needs a first-order optimiser"), dfx::Error);
   auto burgers = pde::make_problem({.name = "burgers", .res = 8});
-  CHECK_FALSE(static_cast<bool>(burgers->preconditioner(burgers->input({0}, DType::Float64))));
+  CHECK_FALSE(static_cast<bool>(burgers->preconditioner(burgers->input({0}, DType::Float64), 1)));
 }
 
 TEST_CASE("evaluation diagnostics: the energy gap is >= 0 and 0 at the reference, batch-moment BN "
