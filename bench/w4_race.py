@@ -10,6 +10,9 @@ the end of the budget, and the error after a fixed number of epochs (the drift f
 64). Times are reported as ratios to Adam at the same batch, measured in the same invocation.
 
   python3 bench/w4_race.py --settings bench/w4_settings.json            # the race
+  python3 bench/w4_race.py --settings bench/w4_race2.json --budget 400 \
+      --targets 0.2 0.1 0.05 0.02 0.01                                  # with Gauss-Newton and
+                                                                        # output preconditioning
   python3 bench/w4_race.py --settings bench/w4_tuning.json --budget 120 # a tuning sweep
 
 Runs go two at a time (--jobs) with one thread each (--threads) on the 2-core machine, so every
