@@ -1,6 +1,7 @@
 // pde/multigrid.cpp — the V-cycle behind pde/multigrid.h: per-axis linear transfers, forward-half
-// stencils (symmetric by construction: A[i][i+o] and A[i+o][i] are one stored number), Galerkin
-// coarse operators by colour probing, damped Jacobi, dense Cholesky on the coarsest level.
+// stencils (symmetric by construction: A[i][i+o] and A[i+o][i] are one stored number), the fine
+// Q1 stencil assembled from nu, Galerkin coarse operators by colour probing, damped Jacobi, dense
+// Cholesky on the coarsest level.
 #include "pde/multigrid.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "kernels/fem.h"
 
 namespace dfx::pde {
 namespace {
@@ -172,10 +174,66 @@ struct Multigrid::Impl {
     }
   }
 
-  // Fills L.st from 3^dim probes: colour class c = the free nodes whose coordinates are congruent
+  // Fills L.st with the Q1 FEM matrix on the free nodes: A[i][i+o] = sum over the cells c that
+  // hold both nodes of nu_c K_e[a][b] (a, b their local indices in c, x-bit | y-bit << 1 |
+  // z-bit << 2 as in kernels::q1_stiffness), zero where either node is a Dirichlet node. Gathered
+  // per node, so rows can be filled in parallel.
+  void assemble(Level& L, const double* nu) const {
+    const int64_t nx = L.nx, ny = L.ny, nz = L.nz, S = L.size;
+    const int64_t cx = nx - 1, cy = ny - 1, cz = dim == 3 ? nz - 1 : 1;
+    const int nloc = 1 << dim;
+    // 2-d K_e is independent of h; in 3-d it scales with h (cubic grids, h = 1 / (nx - 1)).
+    const Tensor K = kernels::q1_stiffness(dim, 1.0 / static_cast<double>(nx - 1));
+    const double* ke = K.data<double>();
+    std::vector<double> nuc(cx * cy * cz);
+#pragma omp parallel for schedule(static) if (S >= 16384)
+    for (int64_t row = 0; row < cy * cz; ++row) {
+      const int64_t y = row % cy, z = row / cy;
+      for (int64_t x = 0; x < cx; ++x) {
+        double s = 0.0;
+        for (int k = 0; k < nloc; ++k)
+          s += nu[((z + ((k >> 2) & 1)) * ny + y + ((k >> 1) & 1)) * nx + x + (k & 1)];
+        nuc[row * cx + x] = s / nloc;
+      }
+    }
+    // Cell origins c along an axis that hold both p and p + o: c in {p - 1, p} and in
+    // {p + o - 1, p + o}, inside [0, cells - 1]. In 2-d the z "axis" is the single slab 0.
+    auto range = [](int64_t p, int o, int64_t cells, int64_t& lo, int64_t& hi) {
+      lo = std::max<int64_t>({p - 1, p + o - 1, 0});
+      hi = std::min<int64_t>({p, p + o, cells - 1});
+    };
+    L.st.assign(fwd.size() * S, 0.0);
+    const int nf = static_cast<int>(fwd.size());
+#pragma omp parallel for schedule(static) if (S >= 16384)
+    for (int64_t row = 0; row < ny * nz; ++row) {
+      const int64_t y = row % ny, z = row / ny;
+      for (int64_t x = 1; x < nx - 1; ++x)
+        for (int k = 0; k < nf; ++k) {
+          const Offset f = fwd[k];
+          const int64_t tx = x + f.x, ty = y + f.y, tz = z + f.z;
+          if (tx < 1 || tx > nx - 2 || ty < 0 || ty >= ny || tz < 0 || tz >= nz) continue;
+          int64_t z0, z1, y0, y1, x0, x1;
+          range(z, f.z, cz, z0, z1);
+          range(y, f.y, cy, y0, y1);
+          range(x, f.x, cx, x0, x1);
+          double s = 0.0;
+          for (int64_t oz = z0; oz <= z1; ++oz)
+            for (int64_t oy = y0; oy <= y1; ++oy)
+              for (int64_t ox = x0; ox <= x1; ++ox) {
+                const int a = static_cast<int>(((z - oz) << 2) | ((y - oy) << 1) | (x - ox));
+                const int b = static_cast<int>(((tz - oz) << 2) | ((ty - oy) << 1) | (tx - ox));
+                s += nuc[(oz * cy + oy) * cx + ox] * ke[a * nloc + b];
+              }
+          L.st[k * S + row * nx + x] = s;
+        }
+    }
+  }
+
+  // Coarse operators P^T A P from 3^dim probes: colour class c = the free nodes whose coordinates are congruent
   // to c mod 3. Every node has exactly one node of class c in its 3^dim neighbourhood, so
   // (A e_c)_i is the single coefficient linking i to that node.
-  void probe(Level& L, const Operator& op) const {
+  template <class Op>
+  void probe(Level& L, const Op& op) const {
     const int64_t S = L.size, nx = L.nx, ny = L.ny, nz = L.nz;
     L.st.assign(fwd.size() * S, 0.0);
     std::vector<double> v(S), g(S);
@@ -332,13 +390,14 @@ struct Multigrid::Impl {
   }
 };
 
-Multigrid::Multigrid(int dim, std::array<int64_t, 3> n, const Operator& apply_fine,
-                     MultigridOptions opts)
+Multigrid::Multigrid(int dim, std::array<int64_t, 3> n, const double* nu, MultigridOptions opts)
     : impl_(std::make_unique<Impl>()) {
   DFX_CHECK(dim == 2 || dim == 3, "Multigrid: dim = ", dim, "; expected 2 or 3");
   DFX_CHECK(n[0] >= 2 && n[1] >= 2 && (dim == 3 ? n[2] >= 2 : n[2] == 1), "Multigrid: grid ",
             n[0], " x ", n[1], " x ", n[2], " does not fit dim ", dim,
             " (every axis needs >= 2 nodes, nz = 1 in 2-d)");
+  DFX_CHECK(dim == 2 || (n[0] == n[1] && n[0] == n[2]), "Multigrid: 3-d grid ", n[0], " x ", n[1],
+            " x ", n[2], " must be cubic (the Q1 stencil assumes one spacing h)");
   DFX_CHECK(opts.smoothing_steps >= 1, "Multigrid: smoothing_steps = ", opts.smoothing_steps,
             " must be at least 1");
   Impl& m = *impl_;
@@ -361,7 +420,7 @@ Multigrid::Multigrid(int dim, std::array<int64_t, 3> n, const Operator& apply_fi
     return L;
   };
   m.levels.push_back(make_level(n[0], n[1], n[2]));
-  m.probe(m.levels[0], apply_fine);
+  m.assemble(m.levels[0], nu);
   while (m.levels.back().size > opts.coarse_max_nodes) {
     Level& F = m.levels.back();
     F.ax = make_axis(F.nx, true);

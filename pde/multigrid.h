@@ -1,6 +1,9 @@
 // pde/multigrid.h — a geometric multigrid V-cycle for Q1 (9-point / 27-point) operators on node
-// grids of any size, used as the SPD preconditioner of the Poisson reference solver. The finest
-// operator is only ever seen through a callback, so the FEM operator is defined in one place.
+// grids of any size, used as the SPD preconditioner of the Poisson reference solver and of the
+// training direction. The finest operator is the Q1 FEM matrix A(nu), assembled from the nodal
+// coefficient with kernels::q1_stiffness (the element matrix behind kernels::fem_apply), so the
+// FEM operator is defined in one place; assembling costs one pass over the cells, where probing
+// it through fem_apply cost 3^d applications.
 //
 // Design: each axis of n nodes coarsens to ceil((n + 1) / 2) nodes (every other node, the last
 // node always kept, so the last coarse cell may be one fine cell wide); prolongation P is the
@@ -14,7 +17,6 @@
 #pragma once
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,13 +29,11 @@ struct MultigridOptions {
 
 class Multigrid {
  public:
-  // out = A v on the fine grid for a v that is zero at Dirichlet nodes; out at Dirichlet nodes is
-  // ignored. Arrays are row-major [nz, ny, nx] (nz = 1 in 2-d).
-  using Operator = std::function<void(const double* v, double* out)>;
-
-  // dim in {2, 3}; n = {nx, ny, nz} (nz = 1 for dim 2). Calls apply_fine 3^dim times.
-  Multigrid(int dim, std::array<int64_t, 3> n, const Operator& apply_fine,
-            MultigridOptions opts = {});
+  // dim in {2, 3}; n = {nx, ny, nz} (nz = 1 for dim 2; 3-d grids cubic, one spacing h as in
+  // kernels::fem_apply); nu: the nodal coefficient, row-major [nz, ny, nx], > 0. The fine level
+  // is A(nu) on the free nodes: A_ij = sum over the cells c holding i and j of nu_c K_e[a][b],
+  // nu_c the mean of c's 2^d nodes (as in the loss).
+  Multigrid(int dim, std::array<int64_t, 3> n, const double* nu, MultigridOptions opts = {});
   ~Multigrid();
   Multigrid(Multigrid&&) noexcept;
   Multigrid& operator=(Multigrid&&) noexcept;
@@ -41,7 +41,8 @@ class Multigrid {
   // z = B r: one V-cycle from a zero initial guess. Dirichlet entries of r are ignored, those of
   // z are set to 0. r and z may not alias.
   void apply(const double* r, double* z);
-  // out = A v with the fine-level stencil (the probed copy of apply_fine's operator, masked).
+  // out = A v with the assembled fine-level stencil, for a v zero at Dirichlet nodes (out is 0
+  // there). Arrays are row-major [nz, ny, nx].
   void apply_fine_stencil(const double* v, double* out) const;
 
   int num_levels() const;
