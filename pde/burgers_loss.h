@@ -31,4 +31,14 @@ BurgersResiduals burgers_residuals(const ad::Var& u, const Tensor& b, double vis
 BurgersLossParts burgers_loss(const ad::Var& u, const Tensor& b, double visc,
                               double boundary_factor = 64.0, int64_t global_count = 0);
 
+// z = B g with B = (2 R'^T W R')^-1, the inverse of the loss's Gauss-Newton matrix in output
+// space without its 1 / count: R' the Jacobian of all N^2 residuals (initial row, the two
+// x-boundaries, the interior) at u, W their weights in the loss. There are as many residuals as
+// nodes and R' is block lower bidiagonal in t (backward Euler), so B g is one backward sweep in t
+// with R'^T and one forward sweep with R', a tridiagonal solve per time row (partial pivoting):
+// O(N^2) per sample. B g is the Newton step R'^-1 R of the implicit scheme the loss discretises,
+// scaled like g. A sample whose R' is numerically singular (a non-finite sweep) gets z = g.
+// u, g [B, 1, N, N] (R' does not depend on b); returns float64 CPU.
+Tensor burgers_precondition(const Tensor& u, double visc, double boundary_factor, const Tensor& g);
+
 }  // namespace dfx::pde

@@ -56,7 +56,7 @@ class Poisson : public Problem {
       return ad::mul(apply_dirichlet_x(ad::fem_apply(ad::Var(nu), masked), 0.0, 0.0), scale).data();
     };
   }
-  OutputCurvature preconditioner(const Tensor& omega, int vcycles) const override {
+  OutputCurvature preconditioner(const Tensor&, const Tensor& omega, int vcycles) const override {
     Tensor nu = kernels::unary(kernels::UnaryOp::Exp, omega.cpu().to(DType::Float64));
     return [nu, vcycles](const Tensor& v) {
       return multigrid_precondition(nu, v.cpu(), vcycles).to(v.dtype()).to(v.device());
@@ -117,6 +117,14 @@ class Burgers : public Problem {
         weighted.push_back(ad::Var(ad::mul(ad::Var(jv), 2.0 * w[k]).data()));
       }
       return ad::grad(res, {uu}, weighted, false, false)[0].data();
+    };
+  }
+  OutputCurvature preconditioner(const Tensor& u, const Tensor&, int) const override {
+    const double visc = opts_.visc, bf = opts_.boundary_factor;
+    DFX_CHECK(bf > 0, "burgers: the output-space preconditioner needs --boundary-factor > 0 (it "
+              "inverts the boundary rows' weight), got ", bf);
+    return [u, visc, bf](const Tensor& v) {
+      return burgers_precondition(u, visc, bf, v).to(v.dtype()).to(v.device());
     };
   }
 

@@ -43,14 +43,16 @@ class Problem {
   // C(u) at the network output u (no graph) for `input`; see OutputCurvature.
   virtual OutputCurvature curvature(const Tensor& u, const Tensor& input,
                                     int64_t global_count) const = 0;
-  // v -> B v with B symmetric positive definite and close to the inverse of the curvature
-  // without its 1 / count (Poisson: multigrid V-cycles on K(nu)), or empty when the problem has
-  // none. First-order training may move the parameters along J^T B dL/du instead of J^T dL/du:
-  // the same minimiser, with the error's smooth modes no longer nearly invisible to the
-  // optimiser (their energy is O(1 / N^2) of the rough ones'). `vcycles` >= 1 V-cycles per
-  // application (more: B closer to the inverse, for the cost of the cycles; the setup is shared).
-  virtual OutputCurvature preconditioner(const Tensor& input, int vcycles) const {
-    (void)input, (void)vcycles;
+  // v -> B v with B symmetric positive definite and close to the inverse of the curvature at
+  // the network output u without its 1 / count (Poisson: multigrid V-cycles on K(nu), whatever
+  // u; Burgers: the exact inverse of its Gauss-Newton matrix at u, two sweeps in t), or empty
+  // when the problem has none. First-order training may move the parameters along J^T B dL/du
+  // instead of J^T dL/du: the same minimiser, with the error's slow modes (Poisson's smooth ones,
+  // whose energy is O(1 / N^2) of the rough ones') no longer nearly invisible to the optimiser.
+  // `vcycles` >= 1 V-cycles per application where B is a multigrid cycle (more: B closer to the
+  // inverse, for the cost of the cycles; the setup is shared); ignored where B is exact.
+  virtual OutputCurvature preconditioner(const Tensor& u, const Tensor& input, int vcycles) const {
+    (void)u, (void)input, (void)vcycles;
     return {};
   }
 

@@ -427,8 +427,10 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
               "--output-precondition needs a first-order optimiser (sgd, adam, lamb, lars): the "
               "preconditioned direction is not the loss's gradient, which ", cfg_.optimizer.name,
               " relies on");
-    DFX_CHECK(static_cast<bool>(problem_->preconditioner(problem_->input({0}, cfg_.model.dtype), 1)),
-              "--output-precondition: problem '", problem_->name(), "' has no output-space preconditioner");
+    const Tensor probe = problem_->input({0}, cfg_.model.dtype);
+    DFX_CHECK(static_cast<bool>(problem_->preconditioner(Tensor(), probe, 1)),
+              "--output-precondition: problem '", problem_->name(),
+              "' has no output-space preconditioner");
   }
   schedule_ = cfg_.schedule;
   schedule_.base_lr = optim::resolved_lr(cfg_.optimizer);
@@ -577,7 +579,7 @@ void Trainer::with_objective(int64_t step, const std::function<void(optim::Objec
     ad::Var l = problem.loss(u_out, x, count);
     l.backward();
     const Tensor g = u_out.grad().data();
-    Tensor z = problem.preconditioner(x, cfg_.output_vcycles)(g);
+    Tensor z = problem.preconditioner(u_out.data(), x, cfg_.output_vcycles)(g);
     if (cfg_.output_blend != 0)
       z = ad::add(ad::Var(z), ad::mul(ad::Var(g), cfg_.output_blend)).data();
     ad::Var s = ad::sum(ad::mul(u, ad::Var(z)));
