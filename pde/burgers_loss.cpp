@@ -2,6 +2,7 @@
 // gradients and HVPs come from the tape's own rules.
 #include "pde/burgers_loss.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -10,7 +11,14 @@
 namespace dfx::pde {
 using ad::Var;
 
-BurgersResiduals burgers_residuals(const Var& u, const Tensor& b, double visc) {
+BurgersAdvection burgers_advection(const std::string& name) {
+  if (name == "central") return BurgersAdvection::Central;
+  if (name == "upwind") return BurgersAdvection::Upwind;
+  DFX_FAIL("burgers: unknown advection scheme '", name, "', expected central or upwind");
+}
+
+BurgersResiduals burgers_residuals(const Var& u, const Tensor& b, double visc,
+                                   BurgersAdvection advection) {
   DFX_CHECK(u.dim() == 4 && u.shape()[1] == 1 && u.shape()[2] == u.shape()[3],
             "burgers_loss: expected u [B, 1, N, N], got ", u.data().describe());
   const int64_t B = u.shape()[0], N = u.shape()[3];
@@ -23,8 +31,19 @@ BurgersResiduals burgers_residuals(const Var& u, const Tensor& b, double visc) {
   auto at = [&](int64_t t0, int64_t x0) { return ad::narrow(ad::narrow(u, 2, t0, N - 1), 3, x0, N - 2); };
   Var c = at(1, 1), prev = at(0, 1), east = at(1, 2), west = at(1, 0);
   Var ut = ad::mul(ad::sub(c, prev), 1.0 / dt);
-  Var ux = ad::mul(ad::sub(east, west), 0.5 / dx);
-  Var r = ad::add(ut, ad::mul(c, ux));
+  Var r;
+  if (advection == BurgersAdvection::Central) {
+    Var ux = ad::mul(ad::sub(east, west), 0.5 / dx);
+    r = ad::add(ut, ad::mul(c, ux));
+  } else {
+    // Engquist-Osher flux on the N - 1 faces of each row t >= 1; node x takes face x - face x-1.
+    Var row = ad::narrow(u, 2, 1, N - 1);
+    Var left = ad::narrow(row, 3, 0, N - 1), right = ad::narrow(row, 3, 1, N - 1);
+    Var neg = ad::relu(ad::mul(right, -1.0));  // |min(b, 0)|
+    Var flux = ad::mul(ad::add(ad::square(ad::relu(left)), ad::square(neg)), 0.5);
+    r = ad::add(ut, ad::mul(ad::sub(ad::narrow(flux, 3, 1, N - 2), ad::narrow(flux, 3, 0, N - 2)),
+                            1.0 / dx));
+  }
   if (visc > 0) {
     Var uxx = ad::mul(ad::sub(ad::add(east, west), ad::mul(c, 2.0)), 1.0 / (dx * dx));
     r = ad::sub(r, ad::mul(uxx, visc));
@@ -40,8 +59,8 @@ BurgersResiduals burgers_residuals(const Var& u, const Tensor& b, double visc) {
 }
 
 BurgersLossParts burgers_loss(const Var& u, const Tensor& b, double visc, double boundary_factor,
-                              int64_t global_count) {
-  BurgersResiduals r = burgers_residuals(u, b, visc);
+                              int64_t global_count, BurgersAdvection advection) {
+  BurgersResiduals r = burgers_residuals(u, b, visc, advection);
   Var residual = ad::mul(ad::sum(ad::square(r.interior)), 1.0 / r.n_interior);
   Var boundary = ad::mul(ad::add(ad::sum(ad::square(r.boundary[0])),
                                  ad::add(ad::sum(ad::square(r.boundary[1])),
@@ -85,7 +104,8 @@ void solve_tridiagonal(int64_t n, const double* sub, const double* diag, const d
 }
 }  // namespace
 
-Tensor burgers_precondition(const Tensor& u, double visc, double boundary_factor, const Tensor& g) {
+Tensor burgers_precondition(const Tensor& u, double visc, double boundary_factor, const Tensor& g,
+                            BurgersAdvection advection) {
   DFX_CHECK(u.dim() == 4 && u.shape()[1] == 1 && u.shape()[2] == u.shape()[3] && g.shape() == u.shape(),
             "burgers_precondition: expected u and g [B, 1, N, N] of one shape, got ", u.describe(),
             " and ", g.describe());
@@ -100,6 +120,7 @@ Tensor burgers_precondition(const Tensor& u, double visc, double boundary_factor
   const double n_int = static_cast<double>((N - 1) * (N - 2)), n_bnd = static_cast<double>(N + 2 * (N - 1));
   const double half_inv_w_int = 0.5 * n_int, half_inv_w_bnd = 0.5 * n_bnd / boundary_factor;
   const double k_t = 1.0 / h, k_c = 0.5 / h, k_v = visc / (h * h);
+  const bool upwind = advection == BurgersAdvection::Upwind;
 #pragma omp parallel for schedule(dynamic) if (B > 1)
   for (int64_t s = 0; s < B; ++s) {
     const double* us = u64.data<double>() + s * N * N;
@@ -115,9 +136,15 @@ Tensor burgers_precondition(const Tensor& u, double visc, double boundary_factor
       l[0] = p[0] = l[N - 1] = p[N - 1] = 0.0;
       d[0] = d[N - 1] = 1.0;
       for (int64_t x = 1; x + 1 < N; ++x) {
-        l[x] = -k_c * c[x] - k_v;
-        d[x] = k_t + k_c * (c[x + 1] - c[x - 1]) + 2.0 * k_v;
-        p[x] = k_c * c[x] - k_v;
+        if (upwind) {  // d/du of (F(c_x, c_{x+1}) - F(c_{x-1}, c_x)) / h, Engquist-Osher F
+          l[x] = -std::max(c[x - 1], 0.0) * k_t - k_v;
+          d[x] = k_t + std::abs(c[x]) * k_t + 2.0 * k_v;
+          p[x] = std::min(c[x + 1], 0.0) * k_t - k_v;
+        } else {
+          l[x] = -k_c * c[x] - k_v;
+          d[x] = k_t + k_c * (c[x + 1] - c[x - 1]) + 2.0 * k_v;
+          p[x] = k_c * c[x] - k_v;
+        }
       }
     }
     // y = R'^-T g, backward in t: D_t^T y_t = g_t + (1 / h) y_{t+1} on the interior nodes.

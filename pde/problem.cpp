@@ -69,14 +69,16 @@ class Poisson : public Problem {
 
 class Burgers : public Problem {
  public:
-  explicit Burgers(ProblemOptions o) : Problem(std::move(o)) {}
+  explicit Burgers(ProblemOptions o)
+      : Problem(std::move(o)), advection_(burgers_advection(opts_.advection)) {}
   int dims() const override { return 2; }
   const char* input_name() const override { return "b"; }
   Tensor input(const std::vector<uint64_t>& samples, DType dtype) const override {
     return burgers_input(opts_.res, opts_.seed, samples, {}, dtype);
   }
   ad::Var loss(const ad::Var& u, const Tensor& in, int64_t global_count) const override {
-    return burgers_loss(u, initial(in), opts_.visc, opts_.boundary_factor, global_count).total;
+    return burgers_loss(u, initial(in), opts_.visc, opts_.boundary_factor, global_count, advection_)
+        .total;
   }
   Tensor prediction(const Tensor& u) const override { return u; }
   Tensor reference(const Tensor& in, const std::vector<uint64_t>& samples) const override {
@@ -100,11 +102,12 @@ class Burgers : public Problem {
                             int64_t global_count) const override {
     const double count = static_cast<double>(count_or_batch(global_count, u));
     const double visc = opts_.visc, bf = opts_.boundary_factor;
+    const BurgersAdvection adv = advection_;
     Tensor b = initial(in);
-    return [u, b, visc, bf, count](const Tensor& v) {
+    return [u, b, visc, bf, count, adv](const Tensor& v) {
       ad::EnableGradGuard eg(true);
       ad::Var uu(u, true);
-      BurgersResiduals r = burgers_residuals(uu, b, visc);
+      BurgersResiduals r = burgers_residuals(uu, b, visc, adv);
       std::vector<ad::Var> res = {r.interior};
       std::vector<double> w = {1.0 / (r.n_interior * count)};
       for (const ad::Var& bnd : r.boundary) {
@@ -123,13 +126,15 @@ class Burgers : public Problem {
     const double visc = opts_.visc, bf = opts_.boundary_factor;
     DFX_CHECK(bf > 0, "burgers: the output-space preconditioner needs --boundary-factor > 0 (it "
               "inverts the boundary rows' weight), got ", bf);
-    return [u, visc, bf](const Tensor& v) {
-      return burgers_precondition(u, visc, bf, v).to(v.dtype()).to(v.device());
+    const BurgersAdvection adv = advection_;
+    return [u, visc, bf, adv](const Tensor& v) {
+      return burgers_precondition(u, visc, bf, v, adv).to(v.dtype()).to(v.device());
     };
   }
 
  private:
   static Tensor initial(const Tensor& in) { return in.narrow(2, 0, 1); }  // b: row 0 of the input
+  BurgersAdvection advection_;
 };
 
 struct Entry {

@@ -20,6 +20,7 @@ struct ProblemOptions {
   uint64_t seed = 0;
   double visc = 0.01;              // burgers
   double boundary_factor = 64.0;   // burgers
+  std::string advection = "central";  // burgers: "central" or "upwind" (pde/burgers_loss.h)
 };
 
 // The curvature of the loss with respect to the network output u, at one u: v -> C(u) v, with

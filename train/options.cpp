@@ -194,6 +194,7 @@ pde::ProblemOptions problem_options(const RunOptions& o) {
   p.seed = static_cast<uint64_t>(o.seed);
   p.visc = o.visc;
   p.boundary_factor = o.boundary_factor;
+  p.advection = o.advection;
   DFX_CHECK(p.visc >= 0, "--visc must be >= 0, got ", p.visc);
   return p;
 }

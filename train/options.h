@@ -206,6 +206,7 @@ struct RunOptions : OptionSet {
   std::string dtype = "float32";
   int64_t threads = 0;
   double visc = 0.01, boundary_factor = 64;
+  std::string advection = "central";
 };
 
 // Everything `dfx train` takes (and, with `out` defaulting to none, the C API's JSON keys).
@@ -277,6 +278,9 @@ std::vector<Option<S>> run_options() {
       {"threads", &S::threads, "CPU threads per process (0: OpenMP default)", R::PerInvocation},
       {"visc", &S::visc, "Burgers viscosity (0 = inviscid)"},
       {"boundary_factor", &S::boundary_factor, "Burgers boundary-loss weight"},
+      {"advection", &S::advection, "Burgers u u_x in the loss: central differences (accurate for "
+       "visc > 0), or upwind (conservative Engquist-Osher flux, converges at shocks: for visc = 0)",
+       {"central", "upwind"}},
   };
 }
 

@@ -72,9 +72,13 @@ TEST_CASE("Poisson curvature in output space is the tape's Hessian of the loss i
 }
 
 TEST_CASE("Burgers curvature is the Gauss-Newton matrix 2 sum_k w_k J_k^T J_k of its residuals") {
+  for (const char* scheme : {"central", "upwind"})
   for (double visc : {0.01, 0.0}) {
+    CAPTURE(scheme);
     CAPTURE(visc);
-    auto p = pde::make_problem({.name = "burgers", .res = 8, .seed = 2, .visc = visc});
+    const pde::BurgersAdvection adv = pde::burgers_advection(scheme);
+    auto p = pde::make_problem(
+        {.name = "burgers", .res = 8, .seed = 2, .visc = visc, .advection = scheme});
     Tensor in = p->input({1, 4}, DType::Float64);
     Tensor u = uniform(in.shape(), -1, 1, 21, 0, 0, DType::Float64);
     Tensor v = uniform(in.shape(), -1, 1, 21, 1, 0, DType::Float64);
@@ -89,7 +93,7 @@ TEST_CASE("Burgers curvature is the Gauss-Newton matrix 2 sum_k w_k J_k^T J_k of
     Tensor b = in.narrow(2, 0, 1);
     auto residuals = [&](const Tensor& x) {
       ad::NoGradGuard ng;
-      pde::BurgersResiduals r = pde::burgers_residuals(Var(x), b, visc);
+      pde::BurgersResiduals r = pde::burgers_residuals(Var(x), b, visc, adv);
       std::vector<Tensor> out = {r.interior.data()};
       for (const Var& k : r.boundary) out.push_back(k.data());
       return std::pair{out, r};
@@ -116,11 +120,14 @@ TEST_CASE("Burgers curvature is the Gauss-Newton matrix 2 sum_k w_k J_k^T J_k of
 // matrix of the residuals (checked through the tape-built curvature above), and B is symmetric
 // and positive definite. Moderate random u keeps R' well conditioned; N = 6 and 16.
 TEST_CASE("Burgers preconditioner is the inverse of its Gauss-Newton matrix") {
+  for (const char* scheme : {"central", "upwind"})
   for (double visc : {0.01, 0.0})
     for (int64_t res : {6, 16}) {
+      CAPTURE(scheme);
       CAPTURE(visc);
       CAPTURE(res);
-      auto p = pde::make_problem({.name = "burgers", .res = res, .seed = 2, .visc = visc});
+      auto p = pde::make_problem(
+          {.name = "burgers", .res = res, .seed = 2, .visc = visc, .advection = scheme});
       Tensor in = p->input({1, 4}, DType::Float64);
       Tensor u = uniform(in.shape(), -0.5, 1, 23, 0, 0, DType::Float64);
       Tensor g = uniform(in.shape(), -1, 1, 23, 1, 0, DType::Float64);
@@ -143,5 +150,7 @@ TEST_CASE("Burgers preconditioner is the inverse of its Gauss-Newton matrix") {
   CHECK(p->preconditioner(u, in, 1)(u).dtype() == DType::Float32);
   CHECK_THROWS_WITH_AS(pde::burgers_precondition(u, 0.01, 64.0, u.narrow(3, 0, 4)),
                        doctest::Contains("burgers_precondition"), dfx::Error);
+  CHECK_THROWS_WITH_AS(pde::make_problem({.name = "burgers", .advection = "upwnd"}),
+                       doctest::Contains("expected central or upwind"), dfx::Error);
 }
 }
