@@ -86,7 +86,18 @@ echo '[1, 2]' >"$tmp/array.json"
 expect_fail "config holding an array" "must hold a JSON object .*got an array" "$DFX" train --config "$tmp/array.json"
 expect_fail "eval of too many samples" "--samples 10000000000 at N=16 needs about .* available" "$DFX" eval --checkpoint "$tmp/run/checkpoints/last.safetensors" --samples 10000000000
 expect_fail "negative solve sample" "--sample must be >= 0" "$DFX" solve --sample -5
-python3 -c "import numpy as np, sys; np.save(sys.argv[1], np.zeros((4, 6))); np.save(sys.argv[2], np.zeros((0, 0)))" "$tmp/rect.npy" "$tmp/empty.npy"
+# Valid .npy files of the wrong shapes, written with the standard library only (no numpy needed).
+python3 - "$tmp/rect.npy" "$tmp/empty.npy" <<'PY'
+import struct, sys
+def save_zeros(path, shape):
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': %r, }" % (shape,)
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
+        f.write(bytes(8 * shape[0] * shape[1]))
+save_zeros(sys.argv[1], (4, 6))
+save_zeros(sys.argv[2], (0, 0))
+PY
 expect_fail "non-square solve input" "expected a square field" "$DFX" solve --input "$tmp/rect.npy"
 expect_fail "empty solve input" "expected at least 4 nodes per side" "$DFX" solve --input "$tmp/empty.npy"
 python3 - "$tmp/run/checkpoints/last.safetensors" "$tmp/badstep.safetensors" <<'PY'
