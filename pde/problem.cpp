@@ -126,6 +126,13 @@ class Burgers : public Problem {
     const double visc = opts_.visc, bf = opts_.boundary_factor;
     DFX_CHECK(bf > 0, "burgers: the output-space preconditioner needs --boundary-factor > 0 (it "
               "inverts the boundary rows' weight), got ", bf);
+    // Central differences without viscosity lose diagonal dominance at steep fronts: R' is then
+    // near-singular and B g huge (at N = 128 the first step of a fresh network diverges).
+    DFX_CHECK(visc > 0 || advection_ != BurgersAdvection::Central,
+              "burgers: --output-precondition inverts the implicit scheme's Jacobian, which with "
+              "--advection central and --visc 0 is near-singular at steep fronts (training "
+              "diverges); use --advection upwind for the inviscid case, a --visc > 0, or "
+              "--output-precondition false");
     const BurgersAdvection adv = advection_;
     return [u, visc, bf, adv](const Tensor& v) {
       return burgers_precondition(u, visc, bf, v, adv).to(v.dtype()).to(v.device());

@@ -134,7 +134,14 @@ TEST_CASE("Burgers preconditioner is the inverse of its Gauss-Newton matrix") {
       Tensor w = uniform(in.shape(), -1, 1, 23, 2, 0, DType::Float64);
       const int64_t count = 3;
       auto G = p->curvature(u, in, count);
-      auto B = p->preconditioner(u, in, 1);
+      // The Problem refuses central without viscosity (below); the function itself is exact.
+      const bool refused = visc == 0 && std::string(scheme) == "central";
+      pde::OutputCurvature B = refused ? pde::OutputCurvature([&](const Tensor& v) {
+        return pde::burgers_precondition(u, visc, 64.0, v, pde::burgers_advection(scheme));
+      }) : p->preconditioner(u, in, 1);
+      if (refused)
+        CHECK_THROWS_WITH_AS(p->preconditioner(u, in, 1), doctest::Contains("--advection upwind"),
+                             dfx::Error);
       Tensor bg = B(g), bw = B(w);
       Tensor back = kernels::mul(G(bg), full({}, static_cast<double>(count), DType::Float64));
       CHECK(max_abs(bg) > 0);

@@ -86,6 +86,7 @@ echo '[1, 2]' >"$tmp/array.json"
 expect_fail "config holding an array" "must hold a JSON object .*got an array" "$DFX" train --config "$tmp/array.json"
 expect_fail "eval of too many samples" "--samples 10000000000 at N=16 needs about .* available" "$DFX" eval --checkpoint "$tmp/run/checkpoints/last.safetensors" --samples 10000000000
 expect_fail "negative solve sample" "--sample must be >= 0" "$DFX" solve --sample -5
+expect_fail "central inviscid preconditioned" "--advection upwind for the inviscid case" "$DFX" train --problem burgers --res 16 --visc 0 --advection central --output-precondition --steps 1 --out "$tmp/cinv"
 # Valid .npy files of the wrong shapes, written with the standard library only (no numpy needed).
 python3 - "$tmp/rect.npy" "$tmp/empty.npy" <<'PY'
 import struct, sys
