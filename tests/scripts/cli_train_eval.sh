@@ -67,6 +67,14 @@ for opt in newton-cg adahessian lbfgs lamb gauss-newton; do
   "$DFX" train "${common[@]}" --steps 2 --eval-samples 1 --optimizer "$opt" --out "$tmp/$opt" >/dev/null
   [[ $(grep -c '"loss"' "$tmp/$opt/metrics.jsonl") -eq 2 ]]
 done
+# Every shipped recipe in configs/ parses and trains a step, shrunk to N = 64 and one sample (its
+# problem, network and direction kept; a multigrid schedule shrunk to two levels).
+for cfg in configs/*.json; do
+  shrink=(--res 64 --batch 1 --samples 1 --eval-samples 1 --panels 0 --checkpoint-every 0 --threads 1)
+  if grep -q '"levels"' "$cfg"; then shrink+=(--levels 32,64 --level-steps 1,1); else shrink+=(--steps 1); fi
+  "$DFX" train --config "$cfg" "${shrink[@]}" --out "$tmp/cfg_$(basename "$cfg" .json)" >"$tmp/cfg.log" 2>&1 \
+    || { cat "$tmp/cfg.log"; echo "configs: $cfg does not run"; exit 1; }
+done
 # (grep -q on a pipe would close it early: dfx then dies of SIGPIPE and pipefail fails the test)
 "$DFX" train --help >"$tmp/help.txt"
 grep -q -- '--checkpoint-every' "$tmp/help.txt"
