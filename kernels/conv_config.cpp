@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "core/error.h"
+#include "kernels/cpu/amx_gemm.h"
 #if DFX_HAVE_CUDNN
 #include "kernels/cuda/conv_cudnn.cuh"
 #endif
@@ -19,7 +20,7 @@ namespace {
 
 struct State {
   std::atomic<int> backend{static_cast<int>(ConvBackend::Native)};
-  std::atomic<bool> tf32{false}, deterministic{true}, log{false};
+  std::atomic<bool> tf32{false}, amx_bf16{false}, deterministic{true}, log{false};
 };
 
 std::string env(const char* name) {
@@ -44,10 +45,12 @@ void load_env(State& s) {
                                   "DFX_CONV_BACKEND=" + b);
   const std::string det = env("DFX_CONV_DETERMINISTIC");
   const bool tf32 = parse_env_flag("DFX_TF32", env("DFX_TF32"));
+  const bool amx_bf16 = parse_env_flag("DFX_AMX_BF16", env("DFX_AMX_BF16"));
   const bool deterministic = det.empty() ? true : parse_env_flag("DFX_CONV_DETERMINISTIC", det);
   const bool log = parse_env_flag("DFX_CONV_LOG", env("DFX_CONV_LOG"));
   s.backend = static_cast<int>(backend);
   s.tf32 = tf32;
+  s.amx_bf16 = amx_bf16;
   s.deterministic = deterministic;
   s.log = log;
 }
@@ -97,6 +100,11 @@ void set_conv_backend(ConvBackend b) {
 
 bool allow_tf32() { return state().tf32.load(); }
 void set_allow_tf32(bool on) { state().tf32 = on; }
+
+bool allow_amx_bf16() { return state().amx_bf16.load(); }
+void set_allow_amx_bf16(bool on) { state().amx_bf16 = on; }
+bool amx_bf16_available() { return cpu::amx_usable(); }
+bool amx_bf16_active() { return allow_amx_bf16() && amx_bf16_available(); }
 
 bool conv_deterministic() { return state().deterministic.load(); }
 void set_conv_deterministic(bool on) { state().deterministic = on; }

@@ -1,6 +1,7 @@
-// kernels/conv_config.h — process-wide switches of the convolution family on CUDA: which
+// kernels/conv_config.h — process-wide switches of the convolution family: on CUDA which
 // implementation runs (dfx's own kernels, cuDNN, or an autotuner that times both per shape),
-// whether float32 may use TF32 tensor cores, and whether only deterministic algorithms may run.
+// whether float32 may use TF32 tensor cores, and whether only deterministic algorithms may run;
+// on the CPU whether float32 may use bf16 AMX tiles.
 // Each switch starts from an environment variable (read at first use) and has a setter, like
 // PyTorch's torch.backends flags. Plain C++: usable with or without CUDA.
 #pragma once
@@ -36,6 +37,18 @@ void set_conv_backend(ConvBackend b);
 bool allow_tf32();
 void set_allow_tf32(bool on);
 
+// May float32 CPU convolutions with kernels larger than 1x1 run their GEMMs on AMX tiles, with
+// the operands rounded to bfloat16 (8-bit mantissa, about 4e-3 relative per product) and float32
+// sums (kernels/cpu/amx_gemm.h)? Starts as DFX_AMX_BF16, else false. 1x1 convolutions (the
+// U-Net's output head), float64 and CPUs without AMX stay in float32/float64 BLAS. The sums run
+// in a fixed order, so results still do not depend on the thread count.
+bool allow_amx_bf16();
+void set_allow_amx_bf16(bool on);
+// This CPU has AMX-BF16 and the kernel granted this process the tile state.
+bool amx_bf16_available();
+// allow_amx_bf16() && amx_bf16_available(): the CPU convolutions really use the tiles.
+bool amx_bf16_active();
+
 // Only deterministic algorithms (same bits from run to run for the same shapes and choice)?
 // Starts as DFX_CONV_DETERMINISTIC, else true: dfx's own kernels are all deterministic, and this
 // keeps cuDNN's atomics-based backward algorithms out.
@@ -46,9 +59,9 @@ void set_conv_deterministic(bool on);
 bool conv_log();
 void set_conv_log(bool on);
 
-// Re-reads DFX_CONV_BACKEND, DFX_TF32, DFX_CONV_DETERMINISTIC and DFX_CONV_LOG, replacing the
-// values set so far (for programs and tests that change the environment after start). Throws on
-// a malformed value, naming the variable.
+// Re-reads DFX_CONV_BACKEND, DFX_TF32, DFX_AMX_BF16, DFX_CONV_DETERMINISTIC and DFX_CONV_LOG,
+// replacing the values set so far (for programs and tests that change the environment after
+// start). Throws on a malformed value, naming the variable.
 void reload_conv_settings_from_env();
 // "1"/"true"/"on"/"yes" -> true, "0"/"false"/"off"/"no"/"" -> false (case-insensitive); anything
 // else throws naming `name`.

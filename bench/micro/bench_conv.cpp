@@ -9,6 +9,7 @@
 #include "bench/micro/bench_util.h"
 #include "core/rng.h"
 #include "kernels/conv.h"
+#include "kernels/conv_config.h"
 #if DFX_BENCH_OPENBLAS
 #include <cblas.h>
 #endif
@@ -17,6 +18,10 @@ namespace dfx::bench {
 namespace {
 
 constexpr int64_t kBatch = 8;
+
+// The check's relative tolerance: float32's, or bf16's when DFX_AMX_BF16=1 puts the kernels on
+// AMX tiles (operands rounded to 8-bit mantissas: at most ~4e-3 of the sum of |terms|).
+double conv_rtol() { return kernels::amx_bf16_active() ? 1e-2 : 1e-4; }
 
 // x [8, cin, hw, hw] * w [cout, cin, k, k], stride 1, padding k / 2, from state's Args
 // {cin, cout, hw, k}; the 1x1 head has a bias, as in the network.
@@ -111,7 +116,7 @@ void BM_conv_forward(benchmark::State& state) {
   const bool ok = all_finite(y) && c.check_points(c.cout, [&](auto b, auto o, auto i, auto j) {
     double mag;
     const double want = c.conv_at(b, o, i, j, &mag);
-    return near(py[c.yi(b, o, i, j)], want, mag);
+    return near(py[c.yi(b, o, i, j)], want, mag, conv_rtol());
   });
   if (!validate(state, ok, "conv differs from the direct sum")) return;
   for (auto _ : state) {
@@ -130,7 +135,7 @@ void BM_conv_transpose(benchmark::State& state) {
   const bool ok = all_finite(z) && c.check_points(c.cin, [&](auto b, auto ch, auto i, auto j) {
     double mag;
     const double want = c.transpose_at(b, ch, i, j, &mag);
-    return near(pz[c.xi(b, ch, i, j)], want, mag);
+    return near(pz[c.xi(b, ch, i, j)], want, mag, conv_rtol());
   });
   if (!validate(state, ok, "conv_transpose differs from the direct sum")) return;
   for (auto _ : state) {
@@ -150,7 +155,7 @@ void BM_conv_weight_grad(benchmark::State& state) {
     const int64_t o = (q * 3) % c.cout, ch = (q * 5) % c.cin, ki = q % c.k, kj = (q / 2) % c.k;
     double mag;
     const double want = c.weight_grad_at(o, ch, ki, kj, &mag);
-    ok = near(pdw[c.wi(o, ch, ki, kj)], want, mag);
+    ok = near(pdw[c.wi(o, ch, ki, kj)], want, mag, conv_rtol());
   }
   if (!validate(state, ok, "conv_weight_grad differs from the direct sum")) return;
   for (auto _ : state) {
@@ -180,13 +185,15 @@ BENCHMARK(BM_conv_weight_grad)->Apply(w1_conv_shapes);
 }  // namespace dfx::bench
 
 // Google Benchmark's main plus context lines: OpenMP threads (set OMP_NUM_THREADS to change them)
-// and the core OpenBLAS picked, which decides the conv numbers (OPENBLAS_CORETYPE overrides it).
+// and the core OpenBLAS picked, which decides the conv numbers (OPENBLAS_CORETYPE overrides it),
+// and whether the convolutions run on AMX bf16 tiles (DFX_AMX_BF16=1).
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("omp_threads", std::to_string(omp_get_max_threads()));
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   benchmark::AddCustomContext("OPENBLAS_CORETYPE", coretype ? coretype : "(unset)");
+  benchmark::AddCustomContext("amx_bf16", dfx::kernels::amx_bf16_active() ? "on" : "off");
 #if DFX_BENCH_OPENBLAS
   benchmark::AddCustomContext("openblas_core", openblas_get_corename());
 #endif

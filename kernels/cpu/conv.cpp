@@ -10,6 +10,9 @@
 // On 2 cores at W1's x [8, 16, 128, 128] * w [16, 16, 3, 3] the forward runs at 95 GFLOP/s, against
 // 40 with a threaded GEMM per sample, 71 with whole samples per thread (col out of L2) and 28 with
 // the batch folded into one GEMM (OpenBLAS with its SkylakeX kernels).
+//
+// With kernels::allow_amx_bf16() on a CPU with AMX, float32 convolutions whose kernel is larger
+// than 1x1 run the same GEMMs on bf16 tiles (amx_gemm.h); the weights are packed once per call.
 #include "kernels/cpu/conv.h"
 
 #include <cblas.h>
@@ -17,7 +20,11 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
+#include <type_traits>
 
+#include "kernels/conv_config.h"
+#include "kernels/cpu/amx_gemm.h"
 #include "kernels/cpu/dispatch.h"
 
 namespace dfx::kernels::cpu {
@@ -104,44 +111,59 @@ struct Tap {
 // Calls f(row_in_input or -1, ow0, ow1, j) for the pieces of output rows (od, oh) that columns
 // [j0, j1) cover: output positions ow0..ow1 of that row sit at column j. row_in_input is the
 // offset of input row (id, ih) within a channel, or -1 when it lies in the padding.
+// Only the first segment divides; the rest step (od, oh) on, which matters for the narrow rows
+// of a U-Net's coarse levels (8 columns per segment at N = 64).
 template <class F>
 void for_each_segment(const Geo3& g, const Tap& t, int64_t j0, int64_t j1, F&& f) {
-  const int64_t ow_n = g.out[2];
+  const int64_t ow_n = g.out[2], oh_n = g.out[1];
+  if (j0 >= j1) return;
+  const int64_t orow = j0 / ow_n;
+  int64_t od = orow / oh_n, oh = orow % oh_n, ow0 = j0 % ow_n;
   for (int64_t j = j0; j < j1;) {
-    const int64_t orow = j / ow_n, ow0 = j % ow_n, ow1 = std::min(ow_n, ow0 + (j1 - j));
-    const int64_t id = (orow / g.out[1]) * g.s[0] + t.off[0];
-    const int64_t ih = (orow % g.out[1]) * g.s[1] + t.off[1];
+    const int64_t ow1 = std::min(ow_n, ow0 + (j1 - j));
+    const int64_t id = od * g.s[0] + t.off[0];
+    const int64_t ih = oh * g.s[1] + t.off[1];
     const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
     f(inside ? (id * g.in[1] + ih) * g.in[2] : -1, ow0, ow1, j);
     j += ow1 - ow0;
+    ow0 = 0;
+    if (++oh == oh_n) {
+      oh = 0;
+      ++od;
+    }
   }
 }
 
 // col[r, j - j0] (row stride ld) for columns [j0, j1) of x_n's column matrix: row (c, kd, kh, kw),
 // column (od, oh, ow) holds x_n[c, od*s + kd*d - p, ...], zero in the padding.
+// Rows [r0, r1) only (all by default), row r at col + (r - r0) * ld.
 template <class T>
-void im2col_block(const T* x, T* col, int64_t ld, const Geo3& g, int64_t j0, int64_t j1) {
+void im2col_block(const T* x, T* col, int64_t ld, const Geo3& g, int64_t j0, int64_t j1,
+                  int64_t r0 = 0, int64_t r1 = -1) {
   const int64_t K = g.k_size(), in_sz = g.in_size(), sw = g.s[2];
-  for (int64_t r = 0; r < g.rows(); ++r) {
+  if (r1 < 0) r1 = g.rows();
+  for (int64_t r = r0; r < r1; ++r) {
     const Tap t(g, r % K);
     const T* xc = x + (r / K) * in_sz;
     for_each_segment(g, t, j0, j1, [&](int64_t row, int64_t ow0, int64_t ow1, int64_t j) {
-      T* d = col + r * ld + (j - j0);  // d[ow - ow0] for ow in [ow0, ow1)
+      T* d = col + (r - r0) * ld + (j - j0);  // d[ow - ow0] for ow in [ow0, ow1)
       if (row < 0) {
         std::fill(d, d + (ow1 - ow0), T(0));
         return;
       }
       const int64_t a = std::clamp(t.lo, ow0, ow1), b = std::clamp(t.hi, a, ow1);
-      std::fill(d, d + (a - ow0), T(0));
+      for (int64_t i = 0; i < a - ow0; ++i) d[i] = T(0);  // loops, not memmove: segments are short
       if (b > a) {
         const T* src = xc + row + a * sw + t.off[2];  // input at ow = a
+        T* da = d + (a - ow0);
         if (sw == 1) {
-          std::copy(src, src + (b - a), d + (a - ow0));
+#pragma omp simd
+          for (int64_t i = 0; i < b - a; ++i) da[i] = src[i];
         } else {
-          for (int64_t i = 0; i < b - a; ++i) d[a - ow0 + i] = src[i * sw];
+          for (int64_t i = 0; i < b - a; ++i) da[i] = src[i * sw];
         }
       }
-      std::fill(d + (b - ow0), d + (ow1 - ow0), T(0));
+      for (int64_t i = b - ow0; i < ow1 - ow0; ++i) d[i] = T(0);
     });
   }
 }
@@ -184,6 +206,31 @@ void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* 
                const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
               N, K, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+
+// The weights of a call packed for AMX when this call runs on bf16 tiles (float32, kernel > 1x1,
+// kernels::amx_bf16_active()); empty otherwise, and every GEMM stays in BLAS.
+template <class T>
+std::optional<AmxPackedA> amx_weights(const Geo3& g, bool ta, int64_t M, int64_t K, const T* w,
+                                      int64_t ldw) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return std::nullopt;
+  } else {
+    if (g.pointwise() || !amx_bf16_active()) return std::nullopt;
+    AmxPackedA p;
+    amx_pack_a(ta, M, K, w, ldw, p);
+    return p;
+  }
+}
+
+// blas_gemm, or the AMX product with the call's packed weights as A.
+template <class T>
+void gemm_w(const std::optional<AmxPackedA>& pw, bool ta, int64_t M, int64_t N, int64_t K,
+            const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (pw) return amx_gemm(*pw, false, N, b, ldb, beta, c, ldc);
+  }
+  blas_gemm(ta, false, M, N, K, a, lda, b, ldb, beta, c, ldc);
 }
 
 // Every GEMM here must run on its caller's thread. OpenBLAS's OpenMP build does that by itself
@@ -255,6 +302,7 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
   const int64_t items = g.n * blk.count;
   const int threads = threads_for(g.n * g.o * S * R);
   Tensor cols = pointwise ? Tensor() : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
+  const auto pw = amx_weights(g, false, g.o, R, w, R);
   SerialBlasScope serial;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t it = 0; it < items; ++it) {
@@ -266,8 +314,21 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
       blas_gemm(false, false, g.o, j1 - j0, R, w, R, xn + j0, S, T(0), yb, S);
     } else {
       T* col = cols.data<T>() + omp_get_thread_num() * R * blk.width;
+      if constexpr (std::is_same_v<T, float>) {
+        if (pw) {  // im2col two rows at a time (in L1) straight into the tiles
+          thread_local AmxPackedB pb;
+          pb.reset(R, j1 - j0);
+          for (int64_t r = 0; r < R; r += 2) {
+            im2col_block(xn, col, j1 - j0, g, j0, j1, r, std::min(r + 2, R));
+            amx_pack_b_rows(pb, r, col, r + 1 < R ? col + (j1 - j0) : nullptr);
+          }
+          amx_gemm(*pw, pb, 0.0f, yb, S);
+          if (bias) add_bias_rows(yb, S, bias, g.o, j1 - j0);
+          continue;
+        }
+      }
       im2col_block(xn, col, j1 - j0, g, j0, j1);
-      blas_gemm(false, false, g.o, j1 - j0, R, w, R, col, j1 - j0, T(0), yb, S);
+      gemm_w(pw, false, g.o, j1 - j0, R, w, R, col, j1 - j0, T(0), yb, S);
     }
     if (bias) add_bias_rows(yb, S, bias, g.o, j1 - j0);
   }
@@ -291,6 +352,7 @@ void conv_transpose_impl(const T* y, const T* w, const T* bias, T* x, const Geo3
     }
     return;
   }
+  const auto pw = amx_weights(g, true, R, g.o, w, R);  // A = W^T
   // Whole rounds of `threads` samples: one sample per thread, block by block (GEMM into a small
   // buffer, then scatter). The rest: all threads on one group, GEMM blocks in parallel into full
   // columns, then the scatter split by channel. Both add the same terms in the same order.
@@ -304,7 +366,7 @@ void conv_transpose_impl(const T* y, const T* w, const T* bias, T* x, const Geo3
       fill_bias_rows(xn, bias, g.c, in_sz);
       for (int64_t b = 0; b < blk.count; ++b) {
         const int64_t j0 = blk.begin(b), j1 = blk.end(b);
-        blas_gemm(true, false, R, j1 - j0, g.o, w, R, y + n * g.o * S + j0, S, T(0), col, j1 - j0);
+        gemm_w(pw, true, R, j1 - j0, g.o, w, R, y + n * g.o * S + j0, S, T(0), col, j1 - j0);
         col2im_block(col, j1 - j0, xn, g, j0, j1, 0, g.c);
       }
     }
@@ -319,8 +381,8 @@ void conv_transpose_impl(const T* y, const T* w, const T* bias, T* x, const Geo3
     for (int64_t it = 0; it < rest * blk.count; ++it) {
       int64_t i, j0, j1;
       blk.item(it, i, j0, j1);
-      blas_gemm(true, false, R, j1 - j0, g.o, w, R, y + (rounds + i) * g.o * S + j0, S, T(0),
-                pc + i * R * S + j0, S);
+      gemm_w(pw, true, R, j1 - j0, g.o, w, R, y + (rounds + i) * g.o * S + j0, S, T(0),
+             pc + i * R * S + j0, S);
     }
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < rest * g.c; ++it) {
@@ -348,6 +410,7 @@ void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
   Tensor cols = pointwise ? Tensor() : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
   Tensor partials = parts > 1 ? Tensor::empty({parts, W}, dtype_of<T>::value) : Tensor();
   T* part = parts > 1 ? partials.data<T>() : dw;
+  const bool amx = std::is_same_v<T, float> && !pointwise && amx_bf16_active();
   SerialBlasScope serial;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t pi = 0; pi < parts; ++pi) {
@@ -356,6 +419,22 @@ void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
       int64_t n, j0, j1;
       blk.item(it, n, j0, j1);
       const T* xn = x + n * g.c * in_sz;
+      const bool first = it == items * pi / parts;
+      if constexpr (std::is_same_v<T, float>) {
+        if (amx) {  // A = dy block; B = col^T, im2col 16 rows at a time into its column tiles
+          thread_local AmxPackedA pa;
+          thread_local AmxPackedB pb;
+          amx_pack_a(false, g.o, j1 - j0, y + n * g.o * S + j0, S, pa);
+          pb.reset(j1 - j0, R);
+          for (int64_t r = 0; r < R; r += 16) {
+            const int64_t r1 = std::min(r + 16, R);
+            im2col_block(xn, col, j1 - j0, g, j0, j1, r, r1);
+            amx_pack_b_columns(pb, r, col, j1 - j0, r1 - r);
+          }
+          amx_gemm(pa, pb, first ? 0.0f : 1.0f, part + pi * W, R);
+          continue;
+        }
+      }
       const T* b = xn + j0;
       int64_t ldb = S;
       if (!pointwise) {
@@ -363,7 +442,6 @@ void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
         b = col;
         ldb = j1 - j0;
       }
-      const bool first = it == items * pi / parts;
       blas_gemm(false, true, g.o, R, j1 - j0, y + n * g.o * S + j0, S, b, ldb,
                 first ? T(0) : T(1), part + pi * W, R);
     }
