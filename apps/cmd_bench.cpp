@@ -172,6 +172,7 @@ int cmd_bench(const Args& args) {
                         {"peak_gib", peak_gib}, {"max_rss_gib", max_rss_gib()}, {"loss", last_loss},
                         {"threads", o.threads}, {"parameters", model->num_parameters()},
                         {"device", device.str()}, {"tf32", kernels::allow_tf32()},
+                        {"amx_bf16", kernels::amx_bf16_active()},
                         {"conv_backend", kernels::conv_backend_name(kernels::conv_backend())},
                         {"channels_last", o.channels_last},
                         {"bn_recompute", o.bn_recompute},

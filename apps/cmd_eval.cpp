@@ -18,7 +18,7 @@ struct EvalOptions : train::OptionSet {
   std::string out;
   int64_t panels = 0, threads = 0;
   std::string device = "cpu";
-  bool tf32 = false;
+  bool tf32 = false, amx_bf16 = false;
   std::string conv_backend;
 };
 
@@ -33,6 +33,8 @@ std::vector<train::Option<EvalOptions>> eval_options() {
           {"threads", &S::threads, "CPU threads (0: OpenMP default)"},
           {"device", &S::device, "cpu or cuda[:N] (whatever device the run trained on)"},
           {"tf32", &S::tf32, "float32 CUDA convolutions may use TF32 (or DFX_TF32=1)"},
+          {"amx_bf16", &S::amx_bf16, "float32 CPU convolutions may use AMX bf16 tiles (or "
+           "DFX_AMX_BF16=1)"},
           {"conv_backend", &S::conv_backend, "CUDA convolutions (unset: DFX_CONV_BACKEND, else auto "
            "on a GPU when dfx has cuDNN, else native)", {"auto", "native", "cudnn"}}};
 }
@@ -58,12 +60,14 @@ int cmd_eval(const Args& args) {
     if (meta.config.contains(k) && !meta.config[k].is_null()) known[k] = meta.config[k];
   // How to compute comes from this command line, not from the run that trained.
   known.erase("tf32");
+  known.erase("amx_bf16");
   known.erase("conv_backend");
   run_schema.apply_json(run, known, "checkpoint '" + path + "'");
   run.device = o.device;
   DFX_CHECK(o.res >= 0, "dfx eval: --res must be >= 0 (0: the run's resolution), got ", o.res);
   if (o.res > 0) run.res = o.res;
   run.tf32 = o.tf32;
+  run.amx_bf16 = o.amx_bf16;
   run.conv_backend = o.conv_backend;
   auto problem = make_problem(problem_options(run));
   auto model = build_model(run, problem->dims());

@@ -35,6 +35,9 @@ int cmd_info(const Args& args) {
               "DFX_TF32, DFX_CONV_DETERMINISTIC)\n",
               kernels::conv_backend_name(kernels::conv_backend()),
               kernels::allow_tf32() ? "on" : "off", kernels::conv_deterministic() ? "on" : "off");
+  std::printf("CPU convolutions: AMX bf16 %s (DFX_AMX_BF16; this CPU %s usable AMX tiles)\n",
+              kernels::allow_amx_bf16() ? "on" : "off",
+              kernels::amx_bf16_available() ? "has" : "has no");
   std::printf("per-kernel timings: %s (DFX_KERNEL_PROFILE)\n",
               kernels::kernel_profiling() ? "on" : "off");
   // As one process sees it; under mpiexec each rank of `dfx train` divides these cores among the

@@ -32,6 +32,7 @@ Device run_device(const RunOptions& o, int local_rank) {
   // The process-wide convolution switches (kernels/conv_config.h); without the flags,
   // DFX_TF32 / DFX_CONV_BACKEND or the defaults stay in force.
   if (o.tf32) kernels::set_allow_tf32(true);
+  if (o.amx_bf16) kernels::set_allow_amx_bf16(true);
   if (!o.conv_backend.empty()) {
     const kernels::ConvBackend b = kernels::parse_conv_backend(o.conv_backend, "--conv-backend");
     DFX_CHECK(b != kernels::ConvBackend::Cudnn || kernels::cudnn_available(),

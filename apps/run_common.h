@@ -41,7 +41,7 @@ using train::schedule_config;
 
 // --device, checked against the devices present. Plain "cuda" (no index) is
 // cuda:(local_rank % device count), so the ranks of one host spread over its GPUs; "cuda:N" is
-// cuda:N on every rank. Also applies --tf32 and --conv-backend.
+// cuda:N on every rank. Also applies --tf32, --amx-bf16 and --conv-backend.
 Device run_device(const RunOptions& o, int local_rank = 0);
 
 // The communicator of `dfx train --comm` and this rank's --device (docs/distributed.md):

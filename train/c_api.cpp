@@ -86,6 +86,7 @@ Device device_of(const train::TrainOptions& o, dist::Communicator& comm) {
     if (o.device == "cuda") d.index = dist::node_rank(comm).local_rank % n;
   }
   if (o.tf32) kernels::set_allow_tf32(true);
+  if (o.amx_bf16) kernels::set_allow_amx_bf16(true);
   if (!o.conv_backend.empty()) {
     const kernels::ConvBackend b = kernels::parse_conv_backend(o.conv_backend, "conv_backend");
     DFX_CHECK(b != kernels::ConvBackend::Cudnn || kernels::cudnn_available(),

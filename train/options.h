@@ -201,7 +201,8 @@ struct RunOptions : OptionSet {
   double momentum = 0.9, weight_decay = 0;
   int64_t seed = 0;
   std::string device = "cpu";
-  bool channels_last = false, tf32 = false, activation_checkpoint = false, bn_recompute = false;
+  bool channels_last = false, tf32 = false, amx_bf16 = false, activation_checkpoint = false,
+       bn_recompute = false;
   std::string conv_backend;  // "": DFX_CONV_BACKEND or the default
   std::string dtype = "float32";
   int64_t threads = 0;
@@ -265,6 +266,9 @@ std::vector<Option<S>> run_options() {
        "lay convolution weights and activations out channels-last (NHWC strides; same results)",
        R::Overridable},
       {"tf32", &S::tf32, "float32 CUDA convolutions may use TF32 (or DFX_TF32=1)", R::PerInvocation},
+      {"amx_bf16", &S::amx_bf16, "float32 CPU convolutions larger than 1x1 may run on AMX tiles "
+       "with bf16 operands and float32 sums (or DFX_AMX_BF16=1; no effect without AMX)",
+       R::PerInvocation},
       {"activation_checkpoint", &S::activation_checkpoint,
        "activation checkpointing: keep only each U-Net level's inputs and recompute the level in "
        "the backward (same gradients; first-order optimisers only)", R::Overridable},

@@ -75,6 +75,24 @@ for cfg in configs/*.json; do
   "$DFX" train --config "$cfg" "${shrink[@]}" --out "$tmp/cfg_$(basename "$cfg" .json)" >"$tmp/cfg.log" 2>&1 \
     || { cat "$tmp/cfg.log"; echo "configs: $cfg does not run"; exit 1; }
 done
+# --amx-bf16: on a CPU with AMX (dfx info says which) the convolutions round their operands to
+# bf16, so the second step's loss leaves float32's but stays within a few per cent; elsewhere
+# the flag changes nothing. dfx bench reports whether the tiles ran.
+"$DFX" train "${common[@]}" --steps 2 --eval-samples 0 --checkpoint-every 0 --out "$tmp/f32" >/dev/null
+"$DFX" train "${common[@]}" --steps 2 --eval-samples 0 --checkpoint-every 0 --amx-bf16 --out "$tmp/amx" >/dev/null
+"$DFX" info >"$tmp/info.txt"
+if grep -q "has usable AMX" "$tmp/info.txt"; then has_amx=1; else has_amx=0; fi
+python3 - "$tmp/f32/metrics.jsonl" "$tmp/amx/metrics.jsonl" "$has_amx" <<'PY'
+import json, sys
+f32, amx = ([json.loads(l)["loss"] for l in open(p)][-1] for p in sys.argv[1:3])
+rel = abs(amx - f32) / abs(f32)
+ok = 0 < rel < 0.05 if sys.argv[3] == "1" else rel == 0
+print(f"--amx-bf16 (AMX {'present' if sys.argv[3] == '1' else 'absent'}): loss {amx} vs float32 {f32}, rel {rel:.2e}")
+sys.exit(0 if ok else 1)
+PY
+"$DFX" bench --res 16 --depth 2 --width 4 --batch 2 --steps 1 --warmup 0 --threads 1 --amx-bf16 --json >"$tmp/bench.json"
+grep -q "\"amx_bf16\":$([[ $has_amx == 1 ]] && echo true || echo false)" "$tmp/bench.json" \
+  || { cat "$tmp/bench.json"; echo "dfx bench --amx-bf16 misreports the tiles"; exit 1; }
 # (grep -q on a pipe would close it early: dfx then dies of SIGPIPE and pipefail fails the test)
 "$DFX" train --help >"$tmp/help.txt"
 grep -q -- '--checkpoint-every' "$tmp/help.txt"
