@@ -14,6 +14,13 @@
 #include <algorithm>
 #include <cstring>
 
+// GCC 12's AVX-512 unpack intrinsics pass an _mm512_undefined_*() merge source, which its own
+// -Wuninitialized then reports from inside the intrinsic headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace dfx::kernels::cpu {
 namespace {
 
@@ -180,19 +187,30 @@ DFX_AMX_TARGET void amx_pack_a(bool ta, int64_t M, int64_t K, const float* a, in
   out.mt = (M + 15) / 16;
   out.kt = (K + 31) / 32;
   out.tiles.assign(static_cast<size_t>(out.mt * out.kt * kTile), 0);
+  const __m512i idx = _mm512_load_si512(kInterleave);
   for (int64_t i = 0; i < out.mt; ++i)
     for (int64_t kk = 0; kk < out.kt; ++kk) {
       uint16_t* tile = out.tiles.data() + (i * out.kt + kk) * kTile;
       const int64_t k0 = kk * 32, kv = std::min<int64_t>(32, K - k0);
-      for (int64_t r = 0; r < 16 && i * 16 + r < M; ++r) {
-        const int64_t m = i * 16 + r;
-        if (!ta) {
-          const float* src = a + m * lda + k0;
-          _mm512_storeu_si512(tile + r * 32, to_bf16(_mm512_maskz_loadu_ps(lanes(kv), src),
-                                                     _mm512_maskz_loadu_ps(lanes(kv - 16), src + 16)));
-        } else {  // packed once per convolution call: the strided reads cost little
-          for (int64_t k = 0; k < kv; ++k) tile[r * 32 + k] = bf16_bits(a[(k0 + k) * lda + m]);
+      if (!ta) {  // row m of the tile is 32 consecutive floats of row m of a
+        for (int64_t r = 0; r < 16 && i * 16 + r < M; ++r) {
+          const float* src = a + (i * 16 + r) * lda + k0;
+          _mm512_storeu_si512(tile + r * 32,
+                              to_bf16(_mm512_maskz_loadu_ps(lanes(kv), src),
+                                      _mm512_maskz_loadu_ps(lanes(kv - 16), src + 16)));
         }
+      } else {  // rows k of a hold the tile's 16 m: pair rows k, k + 1, then transpose
+        const __mmask16 mm = lanes(M - i * 16);
+        __m512i t[16];
+        for (int64_t q = 0; q < 16; ++q) {
+          const int64_t k = k0 + 2 * q;
+          const __m512 v0 =
+              k < K ? _mm512_maskz_loadu_ps(mm, a + k * lda + i * 16) : _mm512_setzero_ps();
+          const __m512 v1 = k + 1 < K ? _mm512_maskz_loadu_ps(mm, a + (k + 1) * lda + i * 16)
+                                      : _mm512_setzero_ps();
+          t[q] = _mm512_permutexvar_epi16(idx, to_bf16(v0, v1));
+        }
+        transpose16(t, reinterpret_cast<uint32_t*>(tile));
       }
     }
 }
