@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/conv_config.h"
 #include "kernels/cpu/amx_gemm.h"
@@ -334,8 +335,42 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
   }
 }
 
+// A stride-1, undilated convolution's transpose is itself a convolution: of y with the kernel
+// flipped in space and its channel axes swapped, padded by k - 1 - p. On AMX that form runs the
+// fused im2col-into-tiles product and writes x once, where the scatter form writes a column
+// matrix k_size() times larger than x and adds it back (col2im). Its sums run in another order
+// than the scatter's, so only the AMX path (already off float32's bits) takes it.
+bool transpose_as_conv(const Geo3& g) {
+  for (int i = 0; i < 3; ++i)
+    if (g.s[i] != 1 || g.d[i] != 1 || g.p[i] > g.k[i] - 1) return false;
+  return !g.pointwise();
+}
+
+template <class T>
+void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g);
+
 template <class T>
 void conv_transpose_impl(const T* y, const T* w, const T* bias, T* x, const Geo3& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (transpose_as_conv(g) && amx_bf16_active()) {
+      Geo3 h = g;  // the convolution y -> x
+      h.c = g.o;
+      h.o = g.c;
+      for (int i = 0; i < 3; ++i) {
+        h.in[i] = g.out[i];
+        h.out[i] = g.in[i];
+        h.p[i] = g.k[i] - 1 - g.p[i];
+      }
+      const int64_t K = g.k_size();
+      std::vector<float> wf(static_cast<size_t>(g.c * g.o * K));  // [c][o][K - 1 - kk]
+      for (int64_t o = 0; o < g.o; ++o)
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t kk = 0; kk < K; ++kk)
+            wf[(c * g.o + o) * K + (K - 1 - kk)] = w[(o * g.c + c) * K + kk];
+      conv_impl<float>(y, wf.data(), bias, x, h);
+      return;
+    }
+  }
   const int64_t S = g.out_size(), R = g.rows(), in_sz = g.in_size();
   const Blocks blk(g, sizeof(T));
   const int threads = threads_for(g.n * g.o * S * R);

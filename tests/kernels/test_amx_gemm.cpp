@@ -131,10 +131,13 @@ TEST_SUITE("kernels") {
       int stride, pad;
     };
     // W1-like: a 3x3 level conv (several column blocks), 2x2 stride-2 down/up, odd sizes; 3-d.
+    // Stride-1 transposes run as convolutions of the flipped kernel, the others as scatters.
     const Case cases[] = {{{3, 16, 24, 24}, {32, 16, 3, 3}, 1, 1},
                           {{2, 3, 9, 7}, {5, 3, 3, 3}, 1, 1},
                           {{2, 8, 12, 12}, {16, 8, 2, 2}, 2, 0},
                           {{2, 40, 40, 40}, {24, 40, 3, 3}, 1, 1},
+                          {{2, 3, 9, 8}, {6, 3, 3, 3}, 1, 0},   // the transpose pads by 2
+                          {{2, 3, 8, 7}, {5, 3, 2, 2}, 1, 0},   // even kernel, stride 1
                           {{2, 4, 6, 5, 7}, {8, 4, 3, 3, 3}, 1, 1}};  // W2's 3-d kind
     uint64_t seed = 100;
     for (const Case& cs : cases) {
