@@ -141,6 +141,18 @@ DFX_AMX_TARGET void pack_column_block(uint16_t* tiles, int64_t kt, int64_t K, in
   }
 }
 
+// 16 floats src[base + off[i]], i < nv (zero beyond): one load when the offsets run on by one,
+// which for strictly increasing offsets the two ends tell.
+DFX_AMX_TARGET inline __m512 load_offsets(const float* src, int64_t base, const int32_t* off,
+                                          int64_t nv) {
+  if (nv <= 0) return _mm512_setzero_ps();
+  nv = std::min<int64_t>(nv, 16);
+  const __mmask16 m = lanes(nv);
+  if (off[nv - 1] - off[0] == nv - 1) return _mm512_maskz_loadu_ps(m, src + base + off[0]);
+  const __m512i idx = _mm512_maskz_loadu_epi32(m, off);
+  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, src + base, 4);
+}
+
 // One block of MI x NJ accumulator tiles over all kt depth slices; tile t (row-major in the
 // block) is stored at dst[t] with row stride ld[t] bytes.
 template <int MI, int NJ>
@@ -237,6 +249,43 @@ void amx_pack_b_rows(AmxPackedB& b, int64_t k, const float* r0, const float* r1)
 void amx_pack_b_columns(AmxPackedB& b, int64_t n0, const float* rows, int64_t ld,
                         int64_t nvalid) {
   pack_column_block(b.tiles.data(), b.kt, b.K, n0, rows, ld, nvalid);
+}
+
+DFX_AMX_TARGET void amx_pack_b_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
+                                       const int32_t* col_off) {
+  const __m512i idx = _mm512_load_si512(kInterleave);
+  for (int64_t k = 0; k < b.K; k += 2) {
+    uint16_t* row = b.tiles.data() + (k / 32) * kTile + ((k % 32) / 2) * 32;
+    const bool second = k + 1 < b.K;
+    for (int64_t n0 = 0; n0 < b.N; n0 += 16) {
+      const int64_t nv = std::min<int64_t>(16, b.N - n0);
+      const __m512 v0 = load_offsets(src, row_off[k], col_off + n0, nv);
+      const __m512 v1 = second ? load_offsets(src, row_off[k + 1], col_off + n0, nv)
+                               : _mm512_setzero_ps();
+      _mm512_storeu_si512(row + (n0 / 16) * b.kt * kTile,
+                          _mm512_permutexvar_epi16(idx, to_bf16(v0, v1)));
+    }
+  }
+}
+
+DFX_AMX_TARGET void amx_pack_bt_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
+                                        const int32_t* col_off) {
+  for (int64_t n0 = 0; n0 < b.N; n0 += 16) {
+    const int64_t nv = std::min<int64_t>(16, b.N - n0);
+    for (int64_t kk = 0; kk < b.kt; ++kk) {
+      const int64_t k0 = kk * 32, kv = std::min<int64_t>(32, b.K - k0);
+      __m512i t[16];
+      for (int64_t n = 0; n < 16; ++n) {
+        t[n] = _mm512_setzero_si512();
+        if (n < nv) {
+          const int64_t base = row_off[n0 + n];
+          t[n] = to_bf16(load_offsets(src, base, col_off + k0, kv),
+                         load_offsets(src, base, col_off + k0 + 16, kv - 16));
+        }
+      }
+      transpose16(t, reinterpret_cast<uint32_t*>(b.tiles.data() + ((n0 / 16) * b.kt + kk) * kTile));
+    }
+  }
 }
 
 DFX_AMX_TARGET void amx_gemm(const AmxPackedA& a, const AmxPackedB& pbk, float beta, float* c,

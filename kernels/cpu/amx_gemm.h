@@ -7,10 +7,29 @@
 // reach ~65 GFLOP/s while one AMX unit peaks near 2.6 TFLOP/s (measured on the development
 // machine). The price is bf16's 8-bit mantissa on the inputs (about 4e-3 relative per product).
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace dfx::kernels::cpu {
+
+// 64-byte aligned storage for packed tiles: each tile row is one cache line, and an unaligned
+// row would make every packing store and tile load touch two.
+template <class T>
+struct TileAllocator {
+  using value_type = T;
+  TileAllocator() = default;
+  template <class U>
+  TileAllocator(const TileAllocator<U>&) {}
+  T* allocate(size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const TileAllocator<U>&) const { return true; }
+};
+using TileVector = std::vector<uint16_t, TileAllocator<uint16_t>>;
 
 // The CPU has AMX-BF16 and AVX512-BF16 and the kernel granted this process the tile state
 // (asked once, on first call). False on other CPUs: callers fall back to float32 BLAS.
@@ -20,7 +39,7 @@ bool amx_usable();
 // that share A (a convolution's weights are packed once per call, not once per block).
 struct AmxPackedA {
   int64_t M = 0, K = 0, mt = 0, kt = 0;  // rows, depth, row tiles (16), depth slices (32)
-  std::vector<uint16_t> tiles;           // tile (i, kk) at ((i * kt + kk) * 512)
+  TileVector tiles;                      // tile (i, kk) at ((i * kt + kk) * 512)
 };
 // op(A)[m][k] = ta ? a[k * lda + m] : a[m * lda + k].
 void amx_pack_a(bool ta, int64_t M, int64_t K, const float* a, int64_t lda, AmxPackedA& out);
@@ -30,7 +49,7 @@ void amx_pack_a(bool ta, int64_t M, int64_t K, const float* a, int64_t lda, AmxP
 // convolutions' im2col rows, so the float32 column matrix never exists whole).
 struct AmxPackedB {
   int64_t K = 0, N = 0, kt = 0, nt = 0;  // depth, columns, depth slices (32), column tiles (16)
-  std::vector<uint16_t> tiles;           // tile (j, kk) at ((j * kt + kk) * 512)
+  TileVector tiles;                      // tile (j, kk) at ((j * kt + kk) * 512)
   void reset(int64_t K, int64_t N);      // sizes it and zeroes it (the padding must be zero)
 };
 // Rows k and k + 1 of B (k even; r1 null when k + 1 == K), N floats each, into their tile rows.
@@ -39,6 +58,14 @@ void amx_pack_b_rows(AmxPackedB& b, int64_t k, const float* r0, const float* r1)
 // K of their depth (R[n][k] = B[k][n0 + n]).
 void amx_pack_b_columns(AmxPackedB& b, int64_t n0, const float* rows, int64_t ld,
                         int64_t nvalid);
+// B given as offsets into one float array: B[k][n] = src[row_off[k] + col_off[n]] (the
+// convolutions' im2col over a zero-padded input: row_off picks the channel and kernel tap,
+// col_off the output position; col_off strictly increasing). Runs of 16 consecutive offsets are
+// read as vectors, the rest gathered. The transposed form packs B[k][n] = src[row_off[n] + col_off[k]].
+void amx_pack_b_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
+                        const int32_t* col_off);
+void amx_pack_bt_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
+                         const int32_t* col_off);
 // C [M, N] = A @ B + beta C from both packed.
 void amx_gemm(const AmxPackedA& a, const AmxPackedB& b, float beta, float* c, int64_t ldc);
 

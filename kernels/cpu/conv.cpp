@@ -295,6 +295,70 @@ void fill_bias_rows(T* y, const T* bias, int64_t rows, int64_t len) {
     std::fill(y + r * len, y + (r + 1) * len, bias ? bias[r] : T(0));
 }
 
+// The AMX path's im2col by offsets: x zero-padded by p on every side (x itself without
+// padding), so that column-matrix entry (r, j) of sample n is data[n * sample + row[r] + col(j)]
+// with no bounds to test; row[r] picks the channel and kernel tap, col(j) the output position.
+struct PaddedInput {
+  Tensor buf;
+  const float* data = nullptr;
+  int64_t dims[3] = {1, 1, 1}, sample = 0;
+  std::vector<int64_t> row;  // [g.rows()]
+  bool fits = true;          // one sample's offsets fit int32 (else use im2col_block)
+
+  PaddedInput(const float* x, const Geo3& g) {
+    bool padded = false;
+    for (int i = 0; i < 3; ++i) {
+      dims[i] = g.in[i] + 2 * g.p[i];
+      padded = padded || g.p[i] > 0;
+    }
+    const int64_t plane = dims[0] * dims[1] * dims[2];
+    sample = g.c * plane;
+    fits = sample < (int64_t{1} << 31);
+    if (!fits) return;
+    if (!padded) {
+      data = x;
+    } else {
+      buf = Tensor::empty({g.n * g.c, plane}, DType::Float32);
+      float* out = buf.data<float>();
+      const int64_t in_sz = g.in_size();
+#pragma omp parallel for schedule(static) if (g.n * g.c * plane >= kParallelMin)
+      for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
+        float* o = out + nc * plane;
+        std::fill(o, o + plane, 0.0f);
+        const float* xc = x + nc * in_sz;
+        for (int64_t a = 0; a < g.in[0]; ++a)
+          for (int64_t b = 0; b < g.in[1]; ++b)
+            std::copy(xc + (a * g.in[1] + b) * g.in[2], xc + (a * g.in[1] + b + 1) * g.in[2],
+                      o + ((a + g.p[0]) * dims[1] + b + g.p[1]) * dims[2] + g.p[2]);
+      }
+      data = out;
+    }
+    const int64_t K = g.k_size();
+    row.resize(static_cast<size_t>(g.rows()));
+    for (int64_t r = 0; r < g.rows(); ++r) {
+      const int64_t kk = r % K;
+      const int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
+      row[r] = (r / K) * plane + (kd * g.d[0] * dims[1] + kh * g.d[1]) * dims[2] + kw * g.d[2];
+    }
+  }
+  // col(j) for j in [j0, j1), strictly increasing.
+  void columns(const Geo3& g, int64_t j0, int64_t j1, std::vector<int32_t>& col) const {
+    col.resize(static_cast<size_t>(j1 - j0));
+    const int64_t ow_n = g.out[2], oh_n = g.out[1];
+    int64_t od = (j0 / ow_n) / oh_n, oh = (j0 / ow_n) % oh_n, ow = j0 % ow_n;
+    for (int64_t j = j0; j < j1; ++j) {
+      col[j - j0] = static_cast<int32_t>((od * g.s[0] * dims[1] + oh * g.s[1]) * dims[2] + ow * g.s[2]);
+      if (++ow == ow_n) {
+        ow = 0;
+        if (++oh == oh_n) {
+          oh = 0;
+          ++od;
+        }
+      }
+    }
+  }
+};
+
 template <class T>
 void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
   const int64_t S = g.out_size(), R = g.rows(), in_sz = g.in_size();
@@ -304,6 +368,9 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
   const int threads = threads_for(g.n * g.o * S * R);
   Tensor cols = pointwise ? Tensor() : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
   const auto pw = amx_weights(g, false, g.o, R, w, R);
+  std::optional<PaddedInput> xp;
+  if constexpr (std::is_same_v<T, float>)
+    if (pw) xp.emplace(x, g);
   SerialBlasScope serial;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t it = 0; it < items; ++it) {
@@ -316,12 +383,18 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
     } else {
       T* col = cols.data<T>() + omp_get_thread_num() * R * blk.width;
       if constexpr (std::is_same_v<T, float>) {
-        if (pw) {  // im2col two rows at a time (in L1) straight into the tiles
+        if (pw) {  // im2col straight into the tiles, by offsets into the padded input
           thread_local AmxPackedB pb;
+          thread_local std::vector<int32_t> coff;
           pb.reset(R, j1 - j0);
-          for (int64_t r = 0; r < R; r += 2) {
-            im2col_block(xn, col, j1 - j0, g, j0, j1, r, std::min(r + 2, R));
-            amx_pack_b_rows(pb, r, col, r + 1 < R ? col + (j1 - j0) : nullptr);
+          if (xp->fits) {
+            xp->columns(g, j0, j1, coff);
+            amx_pack_b_offsets(pb, xp->data + n * xp->sample, xp->row.data(), coff.data());
+          } else {  // two rows at a time (in L1)
+            for (int64_t r = 0; r < R; r += 2) {
+              im2col_block(xn, col, j1 - j0, g, j0, j1, r, std::min(r + 2, R));
+              amx_pack_b_rows(pb, r, col, r + 1 < R ? col + (j1 - j0) : nullptr);
+            }
           }
           amx_gemm(*pw, pb, 0.0f, yb, S);
           if (bias) add_bias_rows(yb, S, bias, g.o, j1 - j0);
@@ -340,10 +413,11 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
 // fused im2col-into-tiles product and writes x once, where the scatter form writes a column
 // matrix k_size() times larger than x and adds it back (col2im). Its sums run in another order
 // than the scatter's, so only the AMX path (already off float32's bits) takes it.
+// x's channels are that product's rows: below one tile's 16 the tile would be mostly padding.
 bool transpose_as_conv(const Geo3& g) {
   for (int i = 0; i < 3; ++i)
     if (g.s[i] != 1 || g.d[i] != 1 || g.p[i] > g.k[i] - 1) return false;
-  return !g.pointwise();
+  return !g.pointwise() && g.c >= 16;
 }
 
 template <class T>
@@ -446,6 +520,9 @@ void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
   Tensor partials = parts > 1 ? Tensor::empty({parts, W}, dtype_of<T>::value) : Tensor();
   T* part = parts > 1 ? partials.data<T>() : dw;
   const bool amx = std::is_same_v<T, float> && !pointwise && amx_bf16_active();
+  std::optional<PaddedInput> xp;
+  if constexpr (std::is_same_v<T, float>)
+    if (amx) xp.emplace(x, g);
   SerialBlasScope serial;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t pi = 0; pi < parts; ++pi) {
@@ -459,12 +536,18 @@ void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
         if (amx) {  // A = dy block; B = col^T, im2col 16 rows at a time into its column tiles
           thread_local AmxPackedA pa;
           thread_local AmxPackedB pb;
+          thread_local std::vector<int32_t> coff;
           amx_pack_a(false, g.o, j1 - j0, y + n * g.o * S + j0, S, pa);
           pb.reset(j1 - j0, R);
-          for (int64_t r = 0; r < R; r += 16) {
-            const int64_t r1 = std::min(r + 16, R);
-            im2col_block(xn, col, j1 - j0, g, j0, j1, r, r1);
-            amx_pack_b_columns(pb, r, col, j1 - j0, r1 - r);
+          if (xp->fits) {
+            xp->columns(g, j0, j1, coff);
+            amx_pack_bt_offsets(pb, xp->data + n * xp->sample, xp->row.data(), coff.data());
+          } else {
+            for (int64_t r = 0; r < R; r += 16) {
+              const int64_t r1 = std::min(r + 16, R);
+              im2col_block(xn, col, j1 - j0, g, j0, j1, r, r1);
+              amx_pack_b_columns(pb, r, col, j1 - j0, r1 - r);
+            }
           }
           amx_gemm(pa, pb, first ? 0.0f : 1.0f, part + pi * W, R);
           continue;
