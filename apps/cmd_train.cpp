@@ -192,6 +192,12 @@ int cmd_train(const Args& args) {
                 100.0 * trainer.comm_wait_fraction(), cfg.overlap ? "with" : "without",
                 trainer.bucket_count());
   trainer.finish();
+  if (root && cfg.precise_bn_batches > 0) {
+    const auto& pb = trainer.precise_bn_result();
+    std::printf("precise BN over %lld batches: evaluation-mode loss %.6e -> %.6e, %s\n",
+                (long long)cfg.precise_bn_batches, pb.loss_before, pb.loss_after,
+                pb.kept ? "kept" : "not lower: the training averages stay");
+  }
   if (root) {
     const std::string last_ckpt = out + "/checkpoints/last.safetensors";
     std::printf("checkpoint: %s\n", last_ckpt.c_str());

@@ -154,7 +154,8 @@ std::vector<Option<TrainOptions>> train_options() {
        "held-out ones (train against held-out error separates optimisation from generalisation)",
        R::Overridable},
       {"precise_bn", &S::precise_bn, "re-estimate the BN running statistics over this many training "
-       "batches at the end, before the last checkpoint and evaluation (0: keep training's averages)",
+       "batches at the end, before the last checkpoint and evaluation, kept only if they lower the "
+       "evaluation-mode loss over those batches (0: keep training's averages)",
        R::Overridable},
       {"max_time", &S::max_time,
        "stop after this many seconds of training, evaluations excluded (0: no limit)", R::PerInvocation},

@@ -486,17 +486,43 @@ void Trainer::evaluate_now() {
   if (cfg_.eval_train_samples > 0) run_eval(*model_, *problem_, train_probe_);
 }
 
-void Trainer::precise_bn(int64_t batches) {
+Tensor Trainer::batch_input(int64_t k) const {
+  std::vector<int64_t> mine = dist::shard_indices(batch_indices(k), comm_->rank(), comm_->size());
+  std::vector<uint64_t> local(mine.begin(), mine.end());
+  const DType dtype = cfg_.model.dtype;
+  return local.empty() ? Tensor::empty(problem_->field_shape(0), dtype) : problem_->input(local, dtype);
+}
+
+double Trainer::eval_mode_loss(int64_t batches) {
+  const bool was_training = model_->is_training();
+  model_->eval();  // running statistics: no batch moments, so no collectives inside
+  Tensor total = zeros({}, DType::Float64);
+  {
+    ad::NoGradGuard ng;
+    for (int64_t k = 0; k < batches; ++k) {
+      const Tensor x = batch_input(k).to(model_->device());
+      if (x.shape()[0] == 0) continue;
+      const ad::Var u = (*model_)(ad::Var(x));
+      const Tensor l = problem_->loss(u, x, static_cast<int64_t>(batch_indices(k).size())).data();
+      total = ad::add(ad::Var(total), ad::Var(l.to(DType::Float64).cpu())).data();
+    }
+  }
+  model_->train(was_training);
+  comm_->all_reduce(total);
+  return total.item() / static_cast<double>(std::max<int64_t>(batches, 1));
+}
+
+Trainer::PreciseBn Trainer::precise_bn(int64_t batches) {
   const bool sync_bn = comm_->size() > 1 && cfg_.sync_bn;
   DFX_CHECK(sync_bn || comm_->size() == 1 || cfg_.batch >= comm_->size(),
             "precise BN without SyncBatchNorm needs a global batch >= the ranks (", comm_->size(),
             "), got ", cfg_.batch);
-  const DType dtype = cfg_.model.dtype;
-  train::precise_bn(*model_, batches, [&](int64_t k) {
-    std::vector<int64_t> mine = dist::shard_indices(batch_indices(k), comm_->rank(), comm_->size());
-    std::vector<uint64_t> local(mine.begin(), mine.end());
-    return local.empty() ? Tensor::empty(problem_->field_shape(0), dtype) : problem_->input(local, dtype);
-  });
+  PreciseBn r;
+  r.loss_before = eval_mode_loss(batches);
+  std::vector<Tensor> saved;  // the training averages, to restore if re-estimating does not pay
+  for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
+    for (Tensor* t : {&bn->running_mean(), &bn->running_var()}) saved.push_back(t->clone());
+  train::precise_bn(*model_, batches, [&](int64_t k) { return batch_input(k); });
   if (!sync_bn && comm_->size() > 1) {
     // Local moments differ per rank: every rank keeps their mean.
     for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
@@ -505,6 +531,14 @@ void Trainer::precise_bn(int64_t batches) {
         copy_(*t, ad::mul(ad::Var(*t), 1.0 / static_cast<double>(comm_->size())).data());
       }
   }
+  r.loss_after = eval_mode_loss(batches);
+  r.kept = r.loss_after < r.loss_before;  // all-reduced values: the same on every rank
+  if (!r.kept) {
+    size_t i = 0;
+    for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
+      for (Tensor* t : {&bn->running_mean(), &bn->running_var()}) copy_(*t, saved[i++]);
+  }
+  return r;
 }
 
 Trainer::~Trainer() = default;
@@ -719,7 +753,7 @@ bool Trainer::save_checkpoint(const std::string& path) {
 void Trainer::finish() {
   if (finished_) return;
   finished_ = true;
-  if (cfg_.precise_bn_batches > 0) precise_bn(cfg_.precise_bn_batches);
+  if (cfg_.precise_bn_batches > 0) precise_bn_result_ = precise_bn(cfg_.precise_bn_batches);
   if (!cfg_.out.empty()) save_checkpoint(cfg_.out + "/checkpoints/last.safetensors");
   if (comm_->is_root() && cfg_.eval_samples > 0) evaluate_now();
 }

@@ -215,11 +215,23 @@ class Trainer {
   std::vector<int64_t> batch_indices(int64_t step) const;
   // The final evaluation's result (after finish(), rank 0, eval_samples > 0).
   const EvalResult& held_out() const { return held_out_; }
+  // The mean PDE loss of the network in evaluation mode (running statistics) over training
+  // batches 0 .. batches - 1 of this run's sampling, all-reduced over ranks.
+  double eval_mode_loss(int64_t batches);
   // The training fields' evaluation (rank 0, eval_train_samples > 0), updated with held_out().
   const EvalResult& train_fields() const { return train_probe_; }
   // Re-estimates the BN running statistics over `batches` training batches at the current
-  // weights (see train::precise_bn); every rank must call it.
-  void precise_bn(int64_t batches);
+  // weights (see train::precise_bn), and keeps them only if they lower the PDE loss of the
+  // network in evaluation mode over those batches (for an energy, the optimisation gap in the
+  // energy norm: a choice made on the training objective alone, no solution data); otherwise
+  // the training averages come back. Every rank must call it and takes the same choice.
+  struct PreciseBn {
+    double loss_before = 0, loss_after = 0;  // evaluation-mode loss, mean over the batches
+    bool kept = false;
+  };
+  PreciseBn precise_bn(int64_t batches);
+  // What finish()'s precise BN found (batches == 0: it did not run).
+  const PreciseBn& precise_bn_result() const { return precise_bn_result_; }
   // Fraction of step time spent blocked on the gradient all-reduce, and its bucket count.
   double comm_wait_fraction() const;
   size_t bucket_count() const;
@@ -251,6 +263,8 @@ class Trainer {
   optim::Schedule schedule_;
   Callbacks callbacks_;
   EvalResult held_out_, train_probe_;
+  PreciseBn precise_bn_result_;
+  Tensor batch_input(int64_t k) const;  // this rank's shard of training batch k
   void evaluate_now();
   int64_t step_ = 0, start_step_ = 0, total_steps_ = 0, steps_per_epoch_ = 1;
   double last_loss_ = 0, eval_seconds_ = 0, train_seconds_ = 0, wait_total_ = 0, step_total_ = 0;

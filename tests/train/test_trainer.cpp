@@ -147,6 +147,55 @@ TEST_CASE("Trainer: a stop request ends train() after the step with a checkpoint
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("Trainer precise BN keeps the re-estimated statistics only when they lower the "
+          "evaluation-mode loss") {
+  Run run;
+  train::TrainConfig c = tiny("");
+  auto t = make(c, run);
+  t->train(6);
+  auto stats = [&] {
+    std::vector<std::vector<double>> v;
+    for (nn::BatchNorm* bn : nn::batch_norm_layers(t->model()))
+      for (const Tensor* s : {&bn->running_mean(), &bn->running_var()}) v.push_back(s->to_vector());
+    return v;
+  };
+  // The evaluation-mode loss by hand on batches 0 and 1.
+  {
+    auto p = w1();
+    double by_hand = 0;
+    t->model().eval();
+    for (int64_t k = 0; k < 2; ++k) {
+      std::vector<int64_t> idx = t->batch_indices(k);
+      Tensor x = p->input(std::vector<uint64_t>(idx.begin(), idx.end()), DType::Float64);
+      by_hand += p->loss(t->model()(Var(x)), x, static_cast<int64_t>(idx.size())).item() / 2;
+    }
+    t->model().train();
+    CHECK(t->eval_mode_loss(2) == doctest::Approx(by_hand).epsilon(1e-12));
+  }
+  // Running means off by 3 and variances 100x too small: every normalised activation is
+  // pushed far out, a bad evaluation-mode network, which re-estimating fixes.
+  for (nn::BatchNorm* bn : nn::batch_norm_layers(t->model())) {
+    copy_(bn->running_mean(), ad::add(Var(bn->running_mean()), 3.0).data());
+    copy_(bn->running_var(), ad::mul(Var(bn->running_var()), 0.01).data());
+  }
+  const double spoiled = t->eval_mode_loss(2);
+  const auto before = stats();
+  train::Trainer::PreciseBn r = t->precise_bn(2);
+  CHECK(r.loss_before == spoiled);
+  CHECK(r.kept);
+  CHECK(r.loss_after < r.loss_before);
+  CHECK(stats() != before);
+  CHECK(t->eval_mode_loss(2) == r.loss_after);
+  // Again at the same weights: the same statistics, no lower loss, so the current ones stay
+  // (bit for bit) and the loss is unchanged.
+  const auto kept = stats();
+  train::Trainer::PreciseBn again = t->precise_bn(2);
+  CHECK_FALSE(again.kept);
+  CHECK(again.loss_before == r.loss_after);
+  CHECK(stats() == kept);
+  CHECK(t->eval_mode_loss(2) == again.loss_before);
+}
+
 TEST_CASE("Trainer refuses a configuration it cannot run, naming what is wrong") {
   train::TrainConfig c = tiny("");
   c.batch = 0;
