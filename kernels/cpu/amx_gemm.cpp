@@ -24,7 +24,8 @@
 namespace dfx::kernels::cpu {
 namespace {
 
-#define DFX_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define DFX_AMX_TARGET \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
 
 constexpr int kTile = 512;  // bf16 elements per packed tile (16 x 32)
 
@@ -70,7 +71,10 @@ uint16_t bf16_bits(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-__mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1); }
+// The first n of 16 lanes (none for n <= 0).
+__mmask16 lanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1);
+}
 
 // 32 floats (lo: k 0..15, hi: k 16..31) as 32 bf16 in k order.
 DFX_AMX_TARGET inline __m512i to_bf16(__m512 lo, __m512 hi) {
@@ -143,14 +147,19 @@ DFX_AMX_TARGET void pack_column_block(uint16_t* tiles, int64_t kt, int64_t K, in
 
 // 16 floats src[base + off[i]], i < nv (zero beyond): one load when the offsets run on by one,
 // which for strictly increasing offsets the two ends tell.
-DFX_AMX_TARGET inline __m512 load_offsets(const float* src, int64_t base, const int32_t* off,
+DFX_AMX_TARGET inline __m512 load_offsets(const float* src, int64_t base, const int64_t* off,
                                           int64_t nv) {
   if (nv <= 0) return _mm512_setzero_ps();
   nv = std::min<int64_t>(nv, 16);
   const __mmask16 m = lanes(nv);
   if (off[nv - 1] - off[0] == nv - 1) return _mm512_maskz_loadu_ps(m, src + base + off[0]);
-  const __m512i idx = _mm512_maskz_loadu_epi32(m, off);
-  return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, src + base, 4);
+  const __mmask8 lo = static_cast<__mmask8>(m & 0xff), hi = static_cast<__mmask8>(m >> 8);
+  const float* p = src + base;
+  const __m256 a = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), lo,
+                                            _mm512_maskz_loadu_epi64(lo, off), p, 4);
+  const __m256 b = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), hi,
+                                            _mm512_maskz_loadu_epi64(hi, off + 8), p, 4);
+  return _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
 }
 
 // One block of MI x NJ accumulator tiles over all kt depth slices; tile t (row-major in the
@@ -252,7 +261,7 @@ void amx_pack_b_columns(AmxPackedB& b, int64_t n0, const float* rows, int64_t ld
 }
 
 DFX_AMX_TARGET void amx_pack_b_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
-                                       const int32_t* col_off) {
+                                       const int64_t* col_off) {
   const __m512i idx = _mm512_load_si512(kInterleave);
   for (int64_t k = 0; k < b.K; k += 2) {
     uint16_t* row = b.tiles.data() + (k / 32) * kTile + ((k % 32) / 2) * 32;
@@ -269,7 +278,7 @@ DFX_AMX_TARGET void amx_pack_b_offsets(AmxPackedB& b, const float* src, const in
 }
 
 DFX_AMX_TARGET void amx_pack_bt_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
-                                        const int32_t* col_off) {
+                                        const int64_t* col_off) {
   for (int64_t n0 = 0; n0 < b.N; n0 += 16) {
     const int64_t nv = std::min<int64_t>(16, b.N - n0);
     for (int64_t kk = 0; kk < b.kt; ++kk) {

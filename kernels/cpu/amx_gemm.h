@@ -50,7 +50,9 @@ void amx_pack_a(bool ta, int64_t M, int64_t K, const float* a, int64_t lda, AmxP
 struct AmxPackedB {
   int64_t K = 0, N = 0, kt = 0, nt = 0;  // depth, columns, depth slices (32), column tiles (16)
   TileVector tiles;                      // tile (j, kk) at ((j * kt + kk) * 512)
-  void reset(int64_t K, int64_t N);      // sizes it and zeroes it (the padding must be zero)
+  // Sizes it for B [K, N] and zeroes the depth padding (rows at or beyond K); the packers below
+  // write every other entry, column padding included.
+  void reset(int64_t K, int64_t N);
 };
 // Rows k and k + 1 of B (k even; r1 null when k + 1 == K), N floats each, into their tile rows.
 void amx_pack_b_rows(AmxPackedB& b, int64_t k, const float* r0, const float* r1);
@@ -61,11 +63,12 @@ void amx_pack_b_columns(AmxPackedB& b, int64_t n0, const float* rows, int64_t ld
 // B given as offsets into one float array: B[k][n] = src[row_off[k] + col_off[n]] (the
 // convolutions' im2col over a zero-padded input: row_off picks the channel and kernel tap,
 // col_off the output position; col_off strictly increasing). Runs of 16 consecutive offsets are
-// read as vectors, the rest gathered. The transposed form packs B[k][n] = src[row_off[n] + col_off[k]].
+// read as vectors, the rest gathered. The transposed form packs
+// B[k][n] = src[row_off[n] + col_off[k]].
 void amx_pack_b_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
-                        const int32_t* col_off);
+                        const int64_t* col_off);
 void amx_pack_bt_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
-                         const int32_t* col_off);
+                         const int64_t* col_off);
 // C [M, N] = A @ B + beta C from both packed.
 void amx_gemm(const AmxPackedA& a, const AmxPackedB& b, float beta, float* c, int64_t ldc);
 

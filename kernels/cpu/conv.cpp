@@ -137,17 +137,14 @@ void for_each_segment(const Geo3& g, const Tap& t, int64_t j0, int64_t j1, F&& f
 
 // col[r, j - j0] (row stride ld) for columns [j0, j1) of x_n's column matrix: row (c, kd, kh, kw),
 // column (od, oh, ow) holds x_n[c, od*s + kd*d - p, ...], zero in the padding.
-// Rows [r0, r1) only (all by default), row r at col + (r - r0) * ld.
 template <class T>
-void im2col_block(const T* x, T* col, int64_t ld, const Geo3& g, int64_t j0, int64_t j1,
-                  int64_t r0 = 0, int64_t r1 = -1) {
+void im2col_block(const T* x, T* col, int64_t ld, const Geo3& g, int64_t j0, int64_t j1) {
   const int64_t K = g.k_size(), in_sz = g.in_size(), sw = g.s[2];
-  if (r1 < 0) r1 = g.rows();
-  for (int64_t r = r0; r < r1; ++r) {
+  for (int64_t r = 0; r < g.rows(); ++r) {
     const Tap t(g, r % K);
     const T* xc = x + (r / K) * in_sz;
     for_each_segment(g, t, j0, j1, [&](int64_t row, int64_t ow0, int64_t ow1, int64_t j) {
-      T* d = col + (r - r0) * ld + (j - j0);  // d[ow - ow0] for ow in [ow0, ow1)
+      T* d = col + r * ld + (j - j0);  // d[ow - ow0] for ow in [ow0, ow1)
       if (row < 0) {
         std::fill(d, d + (ow1 - ow0), T(0));
         return;
@@ -303,7 +300,6 @@ struct PaddedInput {
   const float* data = nullptr;
   int64_t dims[3] = {1, 1, 1}, sample = 0;
   std::vector<int64_t> row;  // [g.rows()]
-  bool fits = true;          // one sample's offsets fit int32 (else use im2col_block)
 
   PaddedInput(const float* x, const Geo3& g) {
     bool padded = false;
@@ -313,8 +309,6 @@ struct PaddedInput {
     }
     const int64_t plane = dims[0] * dims[1] * dims[2];
     sample = g.c * plane;
-    fits = sample < (int64_t{1} << 31);
-    if (!fits) return;
     if (!padded) {
       data = x;
     } else {
@@ -342,12 +336,12 @@ struct PaddedInput {
     }
   }
   // col(j) for j in [j0, j1), strictly increasing.
-  void columns(const Geo3& g, int64_t j0, int64_t j1, std::vector<int32_t>& col) const {
+  void columns(const Geo3& g, int64_t j0, int64_t j1, std::vector<int64_t>& col) const {
     col.resize(static_cast<size_t>(j1 - j0));
     const int64_t ow_n = g.out[2], oh_n = g.out[1];
     int64_t od = (j0 / ow_n) / oh_n, oh = (j0 / ow_n) % oh_n, ow = j0 % ow_n;
     for (int64_t j = j0; j < j1; ++j) {
-      col[j - j0] = static_cast<int32_t>((od * g.s[0] * dims[1] + oh * g.s[1]) * dims[2] + ow * g.s[2]);
+      col[j - j0] = (od * g.s[0] * dims[1] + oh * g.s[1]) * dims[2] + ow * g.s[2];
       if (++ow == ow_n) {
         ow = 0;
         if (++oh == oh_n) {
@@ -366,8 +360,9 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
   const Blocks blk(g, sizeof(T));
   const int64_t items = g.n * blk.count;
   const int threads = threads_for(g.n * g.o * S * R);
-  Tensor cols = pointwise ? Tensor() : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
   const auto pw = amx_weights(g, false, g.o, R, w, R);
+  Tensor cols = pointwise || pw ? Tensor()
+                                : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
   std::optional<PaddedInput> xp;
   if constexpr (std::is_same_v<T, float>)
     if (pw) xp.emplace(x, g);
@@ -381,28 +376,21 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
     if (pointwise) {
       blas_gemm(false, false, g.o, j1 - j0, R, w, R, xn + j0, S, T(0), yb, S);
     } else {
-      T* col = cols.data<T>() + omp_get_thread_num() * R * blk.width;
       if constexpr (std::is_same_v<T, float>) {
         if (pw) {  // im2col straight into the tiles, by offsets into the padded input
           thread_local AmxPackedB pb;
-          thread_local std::vector<int32_t> coff;
+          thread_local std::vector<int64_t> coff;
           pb.reset(R, j1 - j0);
-          if (xp->fits) {
-            xp->columns(g, j0, j1, coff);
-            amx_pack_b_offsets(pb, xp->data + n * xp->sample, xp->row.data(), coff.data());
-          } else {  // two rows at a time (in L1)
-            for (int64_t r = 0; r < R; r += 2) {
-              im2col_block(xn, col, j1 - j0, g, j0, j1, r, std::min(r + 2, R));
-              amx_pack_b_rows(pb, r, col, r + 1 < R ? col + (j1 - j0) : nullptr);
-            }
-          }
+          xp->columns(g, j0, j1, coff);
+          amx_pack_b_offsets(pb, xp->data + n * xp->sample, xp->row.data(), coff.data());
           amx_gemm(*pw, pb, 0.0f, yb, S);
           if (bias) add_bias_rows(yb, S, bias, g.o, j1 - j0);
           continue;
         }
       }
+      T* col = cols.data<T>() + omp_get_thread_num() * R * blk.width;
       im2col_block(xn, col, j1 - j0, g, j0, j1);
-      gemm_w(pw, false, g.o, j1 - j0, R, w, R, col, j1 - j0, T(0), yb, S);
+      blas_gemm(false, false, g.o, j1 - j0, R, w, R, col, j1 - j0, T(0), yb, S);
     }
     if (bias) add_bias_rows(yb, S, bias, g.o, j1 - j0);
   }
@@ -419,9 +407,6 @@ bool transpose_as_conv(const Geo3& g) {
     if (g.s[i] != 1 || g.d[i] != 1 || g.p[i] > g.k[i] - 1) return false;
   return !g.pointwise() && g.c >= 16;
 }
-
-template <class T>
-void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g);
 
 template <class T>
 void conv_transpose_impl(const T* y, const T* w, const T* bias, T* x, const Geo3& g) {
@@ -516,39 +501,32 @@ void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
                                             std::min(items, kMaxPartials));
   const int threads =
       static_cast<int>(std::min<int64_t>(threads_for(items * W * blk.width), parts));
-  Tensor cols = pointwise ? Tensor() : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
+  const bool amx = std::is_same_v<T, float> && !pointwise && amx_bf16_active();
+  Tensor cols = pointwise || amx ? Tensor()
+                                 : Tensor::empty({threads, R, blk.width}, dtype_of<T>::value);
   Tensor partials = parts > 1 ? Tensor::empty({parts, W}, dtype_of<T>::value) : Tensor();
   T* part = parts > 1 ? partials.data<T>() : dw;
-  const bool amx = std::is_same_v<T, float> && !pointwise && amx_bf16_active();
   std::optional<PaddedInput> xp;
   if constexpr (std::is_same_v<T, float>)
     if (amx) xp.emplace(x, g);
   SerialBlasScope serial;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t pi = 0; pi < parts; ++pi) {
-    T* col = pointwise ? nullptr : cols.data<T>() + omp_get_thread_num() * R * blk.width;
+    T* col = cols.defined() ? cols.data<T>() + omp_get_thread_num() * R * blk.width : nullptr;
     for (int64_t it = items * pi / parts; it < items * (pi + 1) / parts; ++it) {
       int64_t n, j0, j1;
       blk.item(it, n, j0, j1);
       const T* xn = x + n * g.c * in_sz;
       const bool first = it == items * pi / parts;
       if constexpr (std::is_same_v<T, float>) {
-        if (amx) {  // A = dy block; B = col^T, im2col 16 rows at a time into its column tiles
+        if (amx) {  // A = dy block; B = col^T, im2col by offsets straight into its tiles
           thread_local AmxPackedA pa;
           thread_local AmxPackedB pb;
-          thread_local std::vector<int32_t> coff;
+          thread_local std::vector<int64_t> coff;
           amx_pack_a(false, g.o, j1 - j0, y + n * g.o * S + j0, S, pa);
           pb.reset(j1 - j0, R);
-          if (xp->fits) {
-            xp->columns(g, j0, j1, coff);
-            amx_pack_bt_offsets(pb, xp->data + n * xp->sample, xp->row.data(), coff.data());
-          } else {
-            for (int64_t r = 0; r < R; r += 16) {
-              const int64_t r1 = std::min(r + 16, R);
-              im2col_block(xn, col, j1 - j0, g, j0, j1, r, r1);
-              amx_pack_b_columns(pb, r, col, j1 - j0, r1 - r);
-            }
-          }
+          xp->columns(g, j0, j1, coff);
+          amx_pack_bt_offsets(pb, xp->data + n * xp->sample, xp->row.data(), coff.data());
           amx_gemm(pa, pb, first ? 0.0f : 1.0f, part + pi * W, R);
           continue;
         }

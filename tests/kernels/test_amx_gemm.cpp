@@ -2,7 +2,8 @@
 // product of the bf16-rounded operands, for every transpose combination, edge-sized shapes (rows,
 // columns and depth that are not whole tiles) and beta; the rounding itself against hand-worked
 // values; and the CPU convolutions with allow_amx_bf16() against the float32 path fed the rounded
-// operands, with the same bits on 1 and 2 threads. On a CPU without AMX the GEMM cases say so and check that the switch is inert.
+// operands, with the same bits on 1 and 2 threads. On a CPU without AMX the GEMM cases say so
+// and check that the switch is inert.
 #include <doctest/doctest.h>
 #include <omp.h>
 
