@@ -150,18 +150,16 @@ void im2col_block(const T* x, T* col, int64_t ld, const Geo3& g, int64_t j0, int
         return;
       }
       const int64_t a = std::clamp(t.lo, ow0, ow1), b = std::clamp(t.hi, a, ow1);
-      for (int64_t i = 0; i < a - ow0; ++i) d[i] = T(0);  // loops, not memmove: segments are short
+      std::fill(d, d + (a - ow0), T(0));
       if (b > a) {
         const T* src = xc + row + a * sw + t.off[2];  // input at ow = a
-        T* da = d + (a - ow0);
         if (sw == 1) {
-#pragma omp simd
-          for (int64_t i = 0; i < b - a; ++i) da[i] = src[i];
+          std::copy(src, src + (b - a), d + (a - ow0));
         } else {
-          for (int64_t i = 0; i < b - a; ++i) da[i] = src[i * sw];
+          for (int64_t i = 0; i < b - a; ++i) d[a - ow0 + i] = src[i * sw];
         }
       }
-      for (int64_t i = b - ow0; i < ow1 - ow0; ++i) d[i] = T(0);
+      std::fill(d + (b - ow0), d + (ow1 - ow0), T(0));
     });
   }
 }
