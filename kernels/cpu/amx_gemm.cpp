@@ -145,21 +145,25 @@ DFX_AMX_TARGET void pack_column_block(uint16_t* tiles, int64_t kt, int64_t K, in
   }
 }
 
-// 16 floats src[base + off[i]], i < nv (zero beyond): one load when the offsets run on by one,
-// which for strictly increasing offsets the two ends tell.
-DFX_AMX_TARGET inline __m512 load_offsets(const float* src, int64_t base, const int64_t* off,
-                                          int64_t nv) {
-  if (nv <= 0) return _mm512_setzero_ps();
+// 16 bf16 src[base + off[i]], i < nv (zero beyond), each in the low half of a dword: one load
+// when the offsets run on by one, which for strictly increasing offsets the two ends tell;
+// otherwise dwords gathered at the bf16 addresses (the source keeps a spare element past its
+// end, amx_round_bf16's contract) with their high halves cleared.
+DFX_AMX_TARGET inline __m512i load_offsets(const uint16_t* src, int64_t base, const int64_t* off,
+                                           int64_t nv) {
+  if (nv <= 0) return _mm512_setzero_si512();
   nv = std::min<int64_t>(nv, 16);
   const __mmask16 m = lanes(nv);
-  if (off[nv - 1] - off[0] == nv - 1) return _mm512_maskz_loadu_ps(m, src + base + off[0]);
+  if (off[nv - 1] - off[0] == nv - 1)
+    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + base + off[0]));
   const __mmask8 lo = static_cast<__mmask8>(m & 0xff), hi = static_cast<__mmask8>(m >> 8);
-  const float* p = src + base;
-  const __m256 a = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), lo,
-                                            _mm512_maskz_loadu_epi64(lo, off), p, 4);
-  const __m256 b = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), hi,
-                                            _mm512_maskz_loadu_epi64(hi, off + 8), p, 4);
-  return _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
+  const uint16_t* p = src + base;
+  const __m256i a = _mm512_mask_i64gather_epi32(_mm256_setzero_si256(), lo,
+                                                _mm512_maskz_loadu_epi64(lo, off), p, 2);
+  const __m256i b = _mm512_mask_i64gather_epi32(_mm256_setzero_si256(), hi,
+                                                _mm512_maskz_loadu_epi64(hi, off + 8), p, 2);
+  return _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1),
+                          _mm512_set1_epi32(0xffff));
 }
 
 // One block of MI x NJ accumulator tiles over all kt depth slices; tile t (row-major in the
@@ -260,36 +264,51 @@ void amx_pack_b_columns(AmxPackedB& b, int64_t n0, const float* rows, int64_t ld
   pack_column_block(b.tiles.data(), b.kt, b.K, n0, rows, ld, nvalid);
 }
 
-DFX_AMX_TARGET void amx_pack_b_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
-                                       const int64_t* col_off) {
-  const __m512i idx = _mm512_load_si512(kInterleave);
+DFX_AMX_TARGET void amx_round_bf16(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes(n - i);
+    _mm256_mask_storeu_epi16(dst + i, m,
+                             (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i)));
+  }
+}
+
+DFX_AMX_TARGET void amx_pack_b_offsets(AmxPackedB& b, const uint16_t* src,
+                                       const int64_t* row_off, const int64_t* col_off) {
   for (int64_t k = 0; k < b.K; k += 2) {
     uint16_t* row = b.tiles.data() + (k / 32) * kTile + ((k % 32) / 2) * 32;
     const bool second = k + 1 < b.K;
     for (int64_t n0 = 0; n0 < b.N; n0 += 16) {
       const int64_t nv = std::min<int64_t>(16, b.N - n0);
-      const __m512 v0 = load_offsets(src, row_off[k], col_off + n0, nv);
-      const __m512 v1 = second ? load_offsets(src, row_off[k + 1], col_off + n0, nv)
-                               : _mm512_setzero_ps();
+      const __m512i v0 = load_offsets(src, row_off[k], col_off + n0, nv);
+      const __m512i v1 = second ? load_offsets(src, row_off[k + 1], col_off + n0, nv)
+                                : _mm512_setzero_si512();
+      // dword n = (B[k][n], B[k + 1][n]): the pair order the tile product reads
       _mm512_storeu_si512(row + (n0 / 16) * b.kt * kTile,
-                          _mm512_permutexvar_epi16(idx, to_bf16(v0, v1)));
+                          _mm512_or_si512(v0, _mm512_slli_epi32(v1, 16)));
     }
   }
 }
 
-DFX_AMX_TARGET void amx_pack_bt_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
-                                        const int64_t* col_off) {
+DFX_AMX_TARGET void amx_pack_bt_offsets(AmxPackedB& b, const uint16_t* src,
+                                        const int64_t* row_off, const int64_t* col_off) {
   for (int64_t n0 = 0; n0 < b.N; n0 += 16) {
     const int64_t nv = std::min<int64_t>(16, b.N - n0);
     for (int64_t kk = 0; kk < b.kt; ++kk) {
       const int64_t k0 = kk * 32, kv = std::min<int64_t>(32, b.K - k0);
+      const int64_t* off = col_off + k0;
+      const bool run = off[kv - 1] - off[0] == kv - 1;
+      const __mmask32 mk = kv >= 32 ? ~__mmask32(0) : __mmask32((1u << kv) - 1);
       __m512i t[16];
       for (int64_t n = 0; n < 16; ++n) {
         t[n] = _mm512_setzero_si512();
-        if (n < nv) {
-          const int64_t base = row_off[n0 + n];
-          t[n] = to_bf16(load_offsets(src, base, col_off + k0, kv),
-                         load_offsets(src, base, col_off + k0 + 16, kv - 16));
+        if (n >= nv) continue;
+        const int64_t base = row_off[n0 + n];
+        if (run) {  // 32 consecutive bf16 are already 16 (k, k + 1) pairs
+          t[n] = _mm512_maskz_loadu_epi16(mk, src + base + off[0]);
+        } else {
+          const __m256i lo = _mm512_cvtepi32_epi16(load_offsets(src, base, off, kv));
+          const __m256i hi = _mm512_cvtepi32_epi16(load_offsets(src, base, off + 16, kv - 16));
+          t[n] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
         }
       }
       transpose16(t, reinterpret_cast<uint32_t*>(b.tiles.data() + ((n0 / 16) * b.kt + kk) * kTile));

@@ -60,14 +60,18 @@ void amx_pack_b_rows(AmxPackedB& b, int64_t k, const float* r0, const float* r1)
 // K of their depth (R[n][k] = B[k][n0 + n]).
 void amx_pack_b_columns(AmxPackedB& b, int64_t n0, const float* rows, int64_t ld,
                         int64_t nvalid);
-// B given as offsets into one float array: B[k][n] = src[row_off[k] + col_off[n]] (the
-// convolutions' im2col over a zero-padded input: row_off picks the channel and kernel tap,
-// col_off the output position; col_off strictly increasing). Runs of 16 consecutive offsets are
-// read as vectors, the rest gathered. The transposed form packs
+// dst[i] = src[i] rounded to bf16 (the bits amx_gemm's operands get), i < n. A source for the
+// offset packers below must hold one spare element past the last one they read: their gathers
+// load a dword at a bf16 address.
+void amx_round_bf16(const float* src, uint16_t* dst, int64_t n);
+// B given as offsets into one bf16 array: B[k][n] = src[row_off[k] + col_off[n]] (the
+// convolutions' im2col over a zero-padded input rounded once by amx_round_bf16: row_off picks
+// the channel and kernel tap, col_off the output position; col_off strictly increasing). Runs of
+// consecutive offsets are read as vectors, the rest gathered. The transposed form packs
 // B[k][n] = src[row_off[n] + col_off[k]].
-void amx_pack_b_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
+void amx_pack_b_offsets(AmxPackedB& b, const uint16_t* src, const int64_t* row_off,
                         const int64_t* col_off);
-void amx_pack_bt_offsets(AmxPackedB& b, const float* src, const int64_t* row_off,
+void amx_pack_bt_offsets(AmxPackedB& b, const uint16_t* src, const int64_t* row_off,
                          const int64_t* col_off);
 // C [M, N] = A @ B + beta C from both packed.
 void amx_gemm(const AmxPackedA& a, const AmxPackedB& b, float beta, float* c, int64_t ldc);

@@ -290,41 +290,44 @@ void fill_bias_rows(T* y, const T* bias, int64_t rows, int64_t len) {
     std::fill(y + r * len, y + (r + 1) * len, bias ? bias[r] : T(0));
 }
 
-// The AMX path's im2col by offsets: x zero-padded by p on every side (x itself without
-// padding), so that column-matrix entry (r, j) of sample n is data[n * sample + row[r] + col(j)]
-// with no bounds to test; row[r] picks the channel and kernel tap, col(j) the output position.
+// The AMX path's im2col by offsets: x zero-padded by p on every side and rounded to bf16 once
+// (each element is read k_size() times by the packers), so that column-matrix entry (r, j) of
+// sample n is data[n * sample + row[r] + col(j)] with no bounds to test; row[r] picks the
+// channel and kernel tap, col(j) the output position. Each padded row is written once: zeros
+// outside x, x's row rounded inside.
 struct PaddedInput {
   Tensor buf;
-  const float* data = nullptr;
+  const uint16_t* data = nullptr;
   int64_t dims[3] = {1, 1, 1}, sample = 0;
   std::vector<int64_t> row;  // [g.rows()]
 
   PaddedInput(const float* x, const Geo3& g) {
-    bool padded = false;
-    for (int i = 0; i < 3; ++i) {
-      dims[i] = g.in[i] + 2 * g.p[i];
-      padded = padded || g.p[i] > 0;
-    }
+    for (int i = 0; i < 3; ++i) dims[i] = g.in[i] + 2 * g.p[i];
     const int64_t plane = dims[0] * dims[1] * dims[2];
     sample = g.c * plane;
-    if (!padded) {
-      data = x;
-    } else {
-      buf = Tensor::empty({g.n * g.c, plane}, DType::Float32);
-      float* out = buf.data<float>();
-      const int64_t in_sz = g.in_size();
+    // bf16 in float32 storage (the host cache's blocks); one spare element for the gathers
+    const int64_t elems = g.n * g.c * plane + 1;
+    buf = Tensor::empty({(elems + 1) / 2}, DType::Float32);
+    uint16_t* out = reinterpret_cast<uint16_t*>(buf.data<float>());
+    out[elems - 1] = 0;
+    const int64_t in_sz = g.in_size();
 #pragma omp parallel for schedule(static) if (g.n * g.c * plane >= kParallelMin)
-      for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
-        float* o = out + nc * plane;
-        std::fill(o, o + plane, 0.0f);
-        const float* xc = x + nc * in_sz;
-        for (int64_t a = 0; a < g.in[0]; ++a)
-          for (int64_t b = 0; b < g.in[1]; ++b)
-            std::copy(xc + (a * g.in[1] + b) * g.in[2], xc + (a * g.in[1] + b + 1) * g.in[2],
-                      o + ((a + g.p[0]) * dims[1] + b + g.p[1]) * dims[2] + g.p[2]);
-      }
-      data = out;
+    for (int64_t nc = 0; nc < g.n * g.c; ++nc) {
+      const float* xc = x + nc * in_sz;
+      for (int64_t a = 0; a < dims[0]; ++a)
+        for (int64_t b = 0; b < dims[1]; ++b) {
+          uint16_t* o = out + nc * plane + (a * dims[1] + b) * dims[2];
+          const int64_t ia = a - g.p[0], ib = b - g.p[1];
+          if (ia < 0 || ia >= g.in[0] || ib < 0 || ib >= g.in[1]) {
+            std::fill(o, o + dims[2], uint16_t(0));
+            continue;
+          }
+          std::fill(o, o + g.p[2], uint16_t(0));
+          amx_round_bf16(xc + (ia * g.in[1] + ib) * g.in[2], o + g.p[2], g.in[2]);
+          std::fill(o + g.p[2] + g.in[2], o + dims[2], uint16_t(0));
+        }
     }
+    data = out;
     const int64_t K = g.k_size();
     row.resize(static_cast<size_t>(g.rows()));
     for (int64_t r = 0; r < g.rows(); ++r) {
