@@ -34,35 +34,30 @@ pde::ErrorSummary summarize(std::vector<double> v) {
   return s;
 }
 
-// Saves every BatchNorm's running statistics and synchronisation, restoring them on scope exit.
-class BnStateGuard {
- public:
-  explicit BnStateGuard(nn::Module& model) : layers_(nn::batch_norm_layers(model)) {
-    for (nn::BatchNorm* bn : layers_)
-      saved_.push_back({bn->running_mean().clone(), bn->running_var().clone(),
-                        bn->num_batches_tracked().clone(), bn->all_reduce(), bn->momentum()});
-  }
-  ~BnStateGuard() {
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      copy_(layers_[i]->running_mean(), saved_[i].mean);
-      copy_(layers_[i]->running_var(), saved_[i].var);
-      copy_(layers_[i]->num_batches_tracked(), saved_[i].count);
-      layers_[i]->set_all_reduce(saved_[i].all_reduce);
-      layers_[i]->set_momentum(saved_[i].momentum);
-    }
-  }
-  const std::vector<nn::BatchNorm*>& layers() const { return layers_; }
-
- private:
-  struct Saved {
-    Tensor mean, var, count;
-    ad::ChannelAllReduce all_reduce;
-    double momentum;
-  };
-  std::vector<nn::BatchNorm*> layers_;
-  std::vector<Saved> saved_;
+// A BnSnapshot put back on scope exit.
+struct BnStateGuard {
+  BnSnapshot snapshot;
+  explicit BnStateGuard(nn::Module& model) : snapshot(model) {}
+  ~BnStateGuard() { snapshot.restore(); }
+  const std::vector<nn::BatchNorm*>& layers() const { return snapshot.layers(); }
 };
 }  // namespace
+
+BnSnapshot::BnSnapshot(nn::Module& model) : layers_(nn::batch_norm_layers(model)) {
+  for (nn::BatchNorm* bn : layers_)
+    saved_.push_back({bn->running_mean().clone(), bn->running_var().clone(),
+                      bn->num_batches_tracked().clone(), bn->all_reduce(), bn->momentum()});
+}
+
+void BnSnapshot::restore() const {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    copy_(layers_[i]->running_mean(), saved_[i].mean);
+    copy_(layers_[i]->running_var(), saved_[i].var);
+    copy_(layers_[i]->num_batches_tracked(), saved_[i].count);
+    layers_[i]->set_all_reduce(saved_[i].all_reduce);
+    layers_[i]->set_momentum(saved_[i].momentum);
+  }
+}
 
 EvalResult prepare_eval(const pde::Problem& problem, const std::vector<uint64_t>& samples,
                         DType dtype) {

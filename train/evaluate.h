@@ -9,6 +9,8 @@
 #include <functional>
 #include <vector>
 
+#include "autodiff/nn_ops.h"
+#include "models/layers.h"
 #include "models/module.h"
 #include "pde/metrics.h"
 #include "pde/problem.h"
@@ -40,6 +42,25 @@ inline EvalResult evaluate(nn::Module& model, const pde::Problem& problem, int64
   run_eval(model, problem, r);
   return r;
 }
+
+// Every BatchNorm's running statistics, batch count, synchronisation and momentum, saved so that
+// something that moves them (an evaluation with batch moments, a precise-BN trial) can put them
+// back.
+class BnSnapshot {
+ public:
+  explicit BnSnapshot(nn::Module& model);
+  void restore() const;
+  const std::vector<nn::BatchNorm*>& layers() const { return layers_; }
+
+ private:
+  struct Saved {
+    Tensor mean, var, count;
+    ad::ChannelAllReduce all_reduce;
+    double momentum;
+  };
+  std::vector<nn::BatchNorm*> layers_;
+  std::vector<Saved> saved_;
+};
 
 // Precise BN: re-estimates every BatchNorm's running statistics as the plain mean of the batch
 // moments over `batches` forward passes of batch_input(k), k = 0..batches-1, at the current

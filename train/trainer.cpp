@@ -519,9 +519,7 @@ Trainer::PreciseBn Trainer::precise_bn(int64_t batches) {
             "), got ", cfg_.batch);
   PreciseBn r;
   r.loss_before = eval_mode_loss(batches);
-  std::vector<Tensor> saved;  // the training averages, to restore if re-estimating does not pay
-  for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
-    for (Tensor* t : {&bn->running_mean(), &bn->running_var()}) saved.push_back(t->clone());
+  const BnSnapshot training_averages(*model_);  // put back if re-estimating does not pay
   train::precise_bn(*model_, batches, [&](int64_t k) { return batch_input(k); });
   if (!sync_bn && comm_->size() > 1) {
     // Local moments differ per rank: every rank keeps their mean.
@@ -533,11 +531,7 @@ Trainer::PreciseBn Trainer::precise_bn(int64_t batches) {
   }
   r.loss_after = eval_mode_loss(batches);
   r.kept = r.loss_after < r.loss_before;  // all-reduced values: the same on every rank
-  if (!r.kept) {
-    size_t i = 0;
-    for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
-      for (Tensor* t : {&bn->running_mean(), &bn->running_var()}) copy_(*t, saved[i++]);
-  }
+  if (!r.kept) training_averages.restore();
   return r;
 }
 
