@@ -10,10 +10,13 @@
 #include <vector>
 
 #include "autodiff/nn_ops.h"
-#include "models/layers.h"
 #include "models/module.h"
 #include "pde/metrics.h"
 #include "pde/problem.h"
+
+namespace dfx::nn {
+class BatchNorm;
+}
 
 namespace dfx::train {
 

@@ -70,6 +70,28 @@ TEST_SUITE("kernels") {
     CHECK(std::isinf(round_to_bf16(std::numeric_limits<float>::infinity())));
   }
 
+  TEST_CASE("amx_round_bf16 gives round_to_bf16's bits, the tail of an odd length included") {
+    if (!k::cpu::amx_usable()) {
+      MESSAGE("this CPU has no usable AMX-BF16: the vector rounding is never called");
+      return;
+    }
+    const int64_t n = 37;  // two full vectors and a masked tail of 5
+    std::vector<float> x = random_vec(n, 7);
+    x[3] = 1.0f + 0x1p-8f;       // ties: to even, down and up
+    x[4] = 1.0f + 3 * 0x1p-8f;
+    x[n - 1] = 1.0f + 0x1p-8f + 0x1p-12f;  // above a tie, in the tail
+    std::vector<uint16_t> out(n + 1, 0xabcd);
+    k::cpu::amx_round_bf16(x.data(), out.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const float r = round_to_bf16(x[i]);
+      uint32_t bits;
+      std::memcpy(&bits, &r, 4);
+      INFO("element ", i, " = ", x[i]);
+      CHECK(out[i] == static_cast<uint16_t>(bits >> 16));
+    }
+    CHECK(out[n] == 0xabcd);  // nothing written past n
+  }
+
   TEST_CASE("amx_gemm equals the float64 product of the bf16-rounded operands") {
     if (!k::cpu::amx_usable()) {
       MESSAGE("this CPU has no usable AMX-BF16: only the fallback is checked here");
