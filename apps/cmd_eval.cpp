@@ -70,7 +70,9 @@ int cmd_eval(const Args& args) {
   run.amx_bf16 = o.amx_bf16;
   run.conv_backend = o.conv_backend;
   auto problem = make_problem(problem_options(run));
-  auto model = build_model(run, problem->dims());
+  // A --grow-depth run's checkpoint: the network as grown at its step.
+  const int grown = meta.config.contains("grown_levels") ? meta.config["grown_levels"].get<int>() : 0;
+  auto model = build_model(run, problem->dims(), run_device(run), grown);
   load_run_checkpoint(path, *model, nullptr);
   {
     // The held-out inputs, predictions and references are kept in float64 (three fields each).

@@ -112,7 +112,8 @@ int cmd_train(const Args& args) {
     if (!cfg.levels.empty()) {
       std::string seq;
       for (const train::Phase& p : trainer.phases())
-        seq += (seq.empty() ? "" : " -> ") + std::to_string(p.res) + " x " + std::to_string(p.steps);
+        seq += (seq.empty() ? "" : " -> ") + std::to_string(p.res) + " x " + std::to_string(p.steps) +
+               (cfg.grow_depth ? " (depth " + std::to_string(p.depth) + ")" : "");
       std::printf("multigrid %s-cycle x %d: %s steps\n", train::cycle_name(cfg.cycle), cfg.cycles, seq.c_str());
     }
   }

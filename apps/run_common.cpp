@@ -86,8 +86,10 @@ std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims) {
   return build_model(o, dims, run_device(o));
 }
 
-std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims, Device device) {
-  const train::ModelConfig m = model_config(o);
+std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims, Device device, int grown) {
+  train::ModelConfig m = model_config(o);
+  m.depth += grown;
+  m.grown = grown;
   auto model = train::build_unet(m, dims, device, o.optimizer);
   train::check_resolution(m, o.res);
   return model;

@@ -61,7 +61,8 @@ dist::ThreadChoice apply_threads(int64_t threads, dist::Communicator* comm = nul
 
 // The U-Net of --depth/--width/--dtype/--seed, on --device (or on `device`).
 std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims);
-std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims, Device device);
+// `grown`: levels a --grow-depth run added at the top (a checkpoint's "grown_levels").
+std::shared_ptr<nn::UNet> build_model(const RunOptions& o, int dims, Device device, int grown = 0);
 std::unique_ptr<optim::Optimizer> build_optimizer(const RunOptions& o, std::vector<ad::Var> params);
 
 double seconds_since(const std::chrono::steady_clock::time_point& t0);

@@ -2,11 +2,14 @@
 // PyTorch peer, so that named_parameters() and state_dict() list the same keys in the same order.
 #include "models/unet.h"
 
+#include <algorithm>
+#include <map>
 #include <optional>
 #include <sstream>
 
 #include "autodiff/checkpoint.h"
 #include "autodiff/ops.h"
+#include "core/copy.h"
 
 namespace dfx::nn {
 
@@ -78,8 +81,10 @@ UNet::UNet(const UNetOptions& opts) : Module("UNet"), opts_(opts) {
   DFX_CHECK(o.width >= 1 && o.in_channels >= 1 && o.out_channels >= 1, "UNet: width ", o.width,
             ", in_channels ", o.in_channels, ", out_channels ", o.out_channels,
             "; expected positive counts");
+  DFX_CHECK(o.grown >= 0 && o.grown < o.depth, "UNet: grown ", o.grown, " levels; expected 0 to "
+            "depth - 1 = ", o.depth - 1);
   std::vector<int64_t> widths;
-  for (int l = 0; l < o.depth; ++l) widths.push_back(o.width << l);
+  for (int l = 0; l < o.depth; ++l) widths.push_back(level_width(l));
 
   encoder_ = register_module("encoder", std::make_shared<ModuleList>());
   encoder_->push_back(std::make_shared<ConvBlock>(o.dims, o.in_channels, widths[0], o));
@@ -94,8 +99,9 @@ UNet::UNet(const UNetOptions& opts) : Module("UNet"), opts_(opts) {
   for (int l = o.depth - 1; l >= 1; --l) {
     up_->push_back(std::make_shared<ConvTranspose>(o.dims, widths[l], widths[l - 1],
                                                    std::vector<int64_t>{2}, up, t));
-    // The concatenation [upsampled, skip] has 2 * widths[l - 1] = widths[l] channels.
-    decoder_->push_back(std::make_shared<ConvBlock>(o.dims, widths[l], widths[l - 1], o));
+    // The concatenation [upsampled, skip] has 2 * widths[l - 1] channels (= widths[l] below the
+    // grown levels).
+    decoder_->push_back(std::make_shared<ConvBlock>(o.dims, 2 * widths[l - 1], widths[l - 1], o));
   }
   head_ = register_module(
       "head", std::make_shared<Conv>(o.dims, widths[0], o.out_channels, std::vector<int64_t>{1},
@@ -145,13 +151,57 @@ Var UNet::forward(const Var& x) {
   return head_->forward(h);
 }
 
+int64_t UNet::level_width(int level) const {
+  return opts_.width << std::max(0, level - opts_.grown);
+}
+
 std::string UNet::describe() const {
   std::ostringstream os;
   os << "UNet(" << opts_.dims << "-d, in=" << opts_.in_channels << ", out=" << opts_.out_channels
-     << ", depth=" << opts_.depth << ", width=" << opts_.width
+     << ", depth=" << opts_.depth << ", width=" << opts_.width;
+  if (opts_.grown > 0) os << ", grown=" << opts_.grown;
+  os
      << ", activation=" << opts_.activation.str()
      << ", norm=" << (opts_.norm == Norm::Batch ? "batch" : "none") << ")";
   return os.str();
+}
+
+std::shared_ptr<UNet> grow_unet(const UNet& old) {
+  UNetOptions o = old.options();
+  DFX_CHECK(o.depth < 16, "grow_unet: the U-Net already has ", o.depth, " levels (at most 16)");
+  ++o.depth;
+  ++o.grown;
+  o.device = Device::cpu();  // initialised on the CPU like every U-Net, then moved
+  auto grown = std::make_shared<UNet>(o);
+  // Old paths by new path: encoder.j <- encoder.(j-1); up.i and decoder.i (listed deepest
+  // first) keep their index; the head keeps its path; the new top level has no old path.
+  const int top = o.depth - 2;  // index of the new (top) up and decoder
+  auto old_path = [&](const std::string& p) -> std::string {
+    const size_t dot1 = p.find('.'), dot2 = p.find('.', dot1 + 1);
+    const std::string list = p.substr(0, dot1);
+    if (list == "head") return p;
+    const int i = std::stoi(p.substr(dot1 + 1, dot2 - dot1 - 1));
+    const std::string rest = p.substr(dot2);
+    if (list == "encoder") return i == 0 ? "" : "encoder." + std::to_string(i - 1) + rest;
+    return i == top ? "" : p;
+  };
+  std::map<std::string, Tensor> from;
+  for (auto& [name, t] : old.state_dict()) from[name] = t;
+  for (auto& [name, t] : grown->state_dict()) {
+    auto it = from.find(old_path(name));
+    if (it == from.end() || it->second.shape() != t.shape()) continue;  // new, or a changed shape
+    copy_(t, it->second.cpu());
+  }
+  grown->train(old.is_training());
+  if (!old.device().is_cpu()) grown->to(old.device());
+  // Channels-last when any weight is laid out so (a weight with one input channel is both).
+  for (const Var& p : old.parameters())
+    if (p.dim() >= 3 && !p.data().is_contiguous() &&
+        p.data().is_contiguous(MemoryFormat::ChannelsLast)) {
+      grown->to(MemoryFormat::ChannelsLast);
+      break;
+    }
+  return grown;
 }
 
 }  // namespace dfx::nn

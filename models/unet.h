@@ -19,6 +19,9 @@ struct UNetOptions {
   int64_t out_channels = 1;
   int depth = 4;             // levels, the deepest the bottleneck; widths C, 2C, ..., 2^(D-1) C
   int64_t width = 16;        // C
+  // Levels added at the top by grow_unet: the top `grown` levels have width C, the rest C, 2C,
+  // ... as above (level l: C << max(0, l - grown)). 0 <= grown < depth.
+  int grown = 0;
   Activation activation = Activation::leaky_relu(0.2);
   Norm norm = Norm::Batch;   // without norm the block convs carry a bias
   BatchNormOptions batch_norm = {};
@@ -63,6 +66,7 @@ class UNet : public Module {
 
   const UNetOptions& options() const { return opts_; }
   int64_t size_divisor() const { return int64_t{1} << (opts_.depth - 1); }
+  int64_t level_width(int level) const;
 
  private:
   UNetOptions opts_;
@@ -70,5 +74,13 @@ class UNet : public Module {
   std::shared_ptr<MaxPool> pool_;
   std::shared_ptr<Conv> head_;
 };
+
+// The U-Net one level deeper, the new level added at the top (rmldnn's growth for multigrid
+// training): the old levels l become levels l + 1 and keep their weights and batch-norm state,
+// so at twice the resolution each of them sees the grid spacing it was trained at; the new top
+// level (encoder.0, the last up and decoder, width C) and encoder.1.conv1 (which now reads C
+// channels instead of the input field) are drawn fresh from the options' seed, like any new
+// parameter. The head keeps its weights. On the old network's device, dtype and memory format.
+std::shared_ptr<UNet> grow_unet(const UNet& old);
 
 }  // namespace dfx::nn

@@ -179,6 +179,8 @@ std::vector<Option<TrainOptions>> train_options() {
       {"level_lr", &S::level_lr, "learning-rate factor of each level (one value or one per level; default 1)"},
       {"cycle", &S::cycle, "order of the levels: half-v (coarse to fine), v, w or f", {"half-v", "v", "w", "f"}},
       {"cycles", &S::cycles, "multigrid cycles", R::Overridable},
+      {"grow_depth", &S::grow_depth, "multigrid: add one U-Net level at the top per finer level "
+       "(--depth is the coarsest level's; needs --cycle half-v and levels that double)"},
       {"check_memory", &S::check_memory, "refuse a run whose estimated memory exceeds what is free",
        R::PerInvocation},
       {"comm", &S::comm, "communicator: auto (NCCL for one GPU per MPI rank, else MPI under mpiexec, "
@@ -278,6 +280,7 @@ TrainConfig train_config(const TrainOptions& o, const std::vector<std::string>& 
   cfg.levels = parse_levels(o.levels, o.level_steps, o.level_lr, level_names);
   cfg.cycle = parse_cycle(o.cycle);
   cfg.cycles = static_cast<int>(o.cycles);
+  cfg.grow_depth = o.grow_depth;
   cfg.check_memory = o.check_memory;
   return cfg;
 }

@@ -226,6 +226,7 @@ struct TrainOptions : RunOptions {
   bool sync_bn = true, overlap = true;
   std::string levels, level_steps, level_lr, cycle = "half-v";
   int64_t cycles = 1;
+  bool grow_depth = false;
   bool check_memory = true;
   std::string comm = "auto";
 };

@@ -322,6 +322,7 @@ std::shared_ptr<nn::UNet> build_unet(const ModelConfig& m, int dims, Device devi
   u.width = m.width;
   u.dtype = m.dtype;
   u.seed = m.seed;
+  u.grown = m.grown;
   DFX_CHECK(u.depth >= 1 && u.depth <= 8, "--depth must be in 1..8, got ", u.depth);
   DFX_CHECK(u.width >= 1, "--width must be >= 1, got ", u.width);
   u.batch_norm.recompute_input = m.bn_recompute;
@@ -378,7 +379,9 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   if (cfg_.levels.empty()) {
     total_steps_ = cfg_.steps > 0 ? cfg_.steps : cfg_.epochs * steps_per_epoch_;
     DFX_CHECK(total_steps_ >= 1, "nothing to do: --steps and --epochs are both 0");
-    phases_.push_back({0, finest, 0, total_steps_, 1.0});
+    DFX_CHECK(!cfg_.grow_depth, "--grow-depth needs a multigrid schedule (--levels): the network "
+              "grows one level per level of it");
+    phases_.push_back({0, finest, 0, total_steps_, 1.0, cfg_.model.depth});
   } else {
     DFX_CHECK(cfg_.cycles >= 1, "--cycles must be >= 1, got ", cfg_.cycles);
     const int n = static_cast<int>(cfg_.levels.size());
@@ -389,7 +392,22 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
                 ") needs res >= 4, steps >= 0 and a positive lr factor");
       DFX_CHECK(k == 0 || l.res > cfg_.levels[k - 1].res, "--levels must list resolutions "
                 "coarsest first, strictly increasing; got ", cfg_.levels[k - 1].res, " then ", l.res);
-      check_resolution(cfg_.model, l.res);
+      ModelConfig at_level = cfg_.model;
+      if (cfg_.grow_depth) at_level.depth += k;
+      check_resolution(at_level, l.res);
+      DFX_CHECK(!cfg_.grow_depth || k == 0 || l.res == 2 * cfg_.levels[k - 1].res, "--grow-depth: "
+                "level ", k, " has res ", l.res, " after ", cfg_.levels[k - 1].res, "; each level "
+                "must double the previous one's resolution (the grown top level halves the grid "
+                "for the levels below it)");
+    }
+    DFX_CHECK(!cfg_.grow_depth || (cfg_.cycle == Cycle::HalfV && cfg_.cycles == 1),
+              "--grow-depth needs --cycle half-v and --cycles 1 (got --cycle ", cycle_name(cfg_.cycle),
+              ", --cycles ", cfg_.cycles, "): a network cannot give back the levels it grew");
+    if (cfg_.grow_depth) {
+      auto* unet = dynamic_cast<nn::UNet*>(model_.get());
+      DFX_CHECK(unet && unet->options().depth == cfg_.model.depth, "--grow-depth: the model must "
+                "be the U-Net of the configuration's depth ", cfg_.model.depth, " (the coarsest "
+                "level's), got ", model_->describe());
     }
     DFX_CHECK(cfg_.levels.back().res == finest, "--levels: the finest level (", cfg_.levels.back().res,
               ") must be the run's resolution --res ", finest, " (held-out evaluation runs there)");
@@ -401,7 +419,8 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
         if (!phases_.empty() && phases_.back().level == k) {
           phases_.back().steps += l.steps;  // the last level of a cycle starts the next
         } else {
-          phases_.push_back({k, l.res, begin, l.steps, l.lr_factor});
+          phases_.push_back({k, l.res, begin, l.steps, l.lr_factor,
+                             cfg_.model.depth + (cfg_.grow_depth ? k : 0)});
         }
         begin += l.steps;
       }
@@ -419,6 +438,9 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   model_->train();
   params_ = model_->parameters();
   opt_ = optim::make_optimizer(params_, cfg_.optimizer);
+  // A grown run resumed: the network of the checkpoint's step before its weights are loaded.
+  if (!cfg_.resume.empty() && cfg_.grow_depth)
+    grow_to(phase_at(read_checkpoint_metadata(cfg_.resume).step).depth);
   DFX_CHECK(cfg_.output_vcycles >= 1, "--output-vcycles must be >= 1, got ", cfg_.output_vcycles);
   DFX_CHECK(std::isfinite(cfg_.output_blend) && cfg_.output_blend >= 0,
             "--output-blend must be a finite number >= 0, got ", cfg_.output_blend);
@@ -455,11 +477,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   std::vector<Tensor> state;
   for (auto& [name, t] : model_->state_dict()) state.push_back(t);
   dist::broadcast_tensors(*comm_, state);  // rank 0's weights everywhere
-  if (comm_->size() > 1 && cfg_.sync_bn)
-    for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
-      bn->set_all_reduce(dist::channel_all_reduce(comm_));
-  reducer_ = std::make_unique<dist::GradReducer>(
-      comm_, params_, static_cast<size_t>(cfg_.bucket_mb * 1048576.0), cfg_.overlap);
+  attach_parameters();
   cfg_.record["ranks"] = comm_->size();
   cfg_.record["backend"] = comm_->backend();
   if (comm_->is_root() && !cfg_.out.empty()) {
@@ -479,6 +497,30 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
       train_probe_ = prepare_eval(*problem_, first, cfg_.model.dtype);
     }
   }
+}
+
+void Trainer::attach_parameters() {
+  if (comm_->size() > 1 && cfg_.sync_bn)
+    for (nn::BatchNorm* bn : nn::batch_norm_layers(*model_))
+      bn->set_all_reduce(dist::channel_all_reduce(comm_));
+  reducer_ = std::make_unique<dist::GradReducer>(
+      comm_, params_, static_cast<size_t>(cfg_.bucket_mb * 1048576.0), cfg_.overlap);
+}
+
+void Trainer::grow_to(int depth) {
+  auto* unet = dynamic_cast<nn::UNet*>(model_.get());
+  DFX_CHECK(unet, "grow_depth: the model is not a U-Net: ", model_->describe());
+  if (unet->options().depth >= depth) return;
+  std::shared_ptr<nn::UNet> grown;
+  while (unet->options().depth < depth) {
+    grown = nn::grow_unet(*unet);  // the same on every rank: old weights and seeded new ones
+    unet = grown.get();
+  }
+  model_ = grown;
+  params_ = model_->parameters();
+  opt_ = optim::make_optimizer(params_, cfg_.optimizer);
+  cfg_.record["grown_levels"] = unet->options().grown;
+  if (reducer_) attach_parameters();  // (the constructor attaches once, after loading)
 }
 
 void Trainer::evaluate_now() {
@@ -638,6 +680,7 @@ TrainResult Trainer::train(int64_t max_steps) {
     const int64_t epoch = step_ / steps_per_epoch_;
     const int64_t count = static_cast<int64_t>(batch_indices(step_).size());
     const int64_t res = phase_at(step_).res;
+    if (cfg_.grow_depth) grow_to(phase_at(step_).depth);
     auto t0 = std::chrono::steady_clock::now();
     const double loss = run_step();
     if (!std::isfinite(loss)) {

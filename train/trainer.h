@@ -41,6 +41,7 @@ struct ModelConfig {
   bool channels_last = false;
   bool bn_recompute = false;           // first-order optimisers only
   bool activation_checkpoint = false;  // first-order optimisers only
+  int grown = 0;  // levels grown at the top (nn::UNetOptions::grown; a grown run's checkpoints)
 };
 
 // Multigrid (coarse-to-fine) training: the same fully convolutional weights trained on the
@@ -78,6 +79,7 @@ struct Phase {
   int level;
   int64_t res, begin, steps;  // global steps [begin, begin + steps)
   double lr_factor;
+  int depth;                  // of the U-Net during it (grows with the level under grow_depth)
 };
 
 struct TrainConfig {
@@ -134,6 +136,13 @@ struct TrainConfig {
   std::vector<Level> levels;
   Cycle cycle = Cycle::HalfV;
   int cycles = 1;
+  // The U-Net grows one level at the top per level of the schedule (nn::grow_unet): level k
+  // trains depth model.depth + k, so every old level keeps the grid spacing it was trained at.
+  // Needs a half-V cycle run once over levels that double in resolution. The model given to
+  // the Trainer is the coarsest level's; model() is replaced at each growth, and the optimiser's
+  // state starts afresh for the grown parameters. Checkpoints record "grown_levels" (dfx eval
+  // rebuilds the network from it); a resumed run grows to its step's depth before loading.
+  bool grow_depth = false;
   // Stored as the "config" of config.json and of every checkpoint (the command line puts its
   // resolved options here); the trainer adds "ranks" and "backend".
   nlohmann::json record = nlohmann::json::object();
@@ -251,6 +260,9 @@ class Trainer {
   // Runs fn on the global objective of step `step`'s batch at the current parameters.
   void with_objective(int64_t step, const std::function<void(optim::Objective&)>& fn);
   const pde::Problem& problem_at(int64_t res);
+  // Grows model_ (a UNet) to `depth` levels and rebuilds what holds its parameters.
+  void grow_to(int depth);
+  void attach_parameters();  // params_, opt_ and the SyncBatchNorm wiring of model_
   TrainConfig cfg_;
   std::vector<Phase> phases_;
   std::map<int64_t, std::shared_ptr<pde::Problem>> level_problems_;

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "autodiff/ops.h"
+#include "core/copy.h"
 #include "core/rng.h"
 #include "kernels/elementwise.h"
 #include "kernels/reduce.h"
@@ -98,6 +99,85 @@ TEST_CASE("unet: forward shapes and input refusals") {
   o3.width = 2;
   UNet net3(o3);
   CHECK(net3(Var(randn({1, 1, 4, 2, 6}, 4))).shape() == Shape{1, 1, 4, 2, 6});
+}
+
+TEST_CASE("unet: grow_unet adds a level at the top and keeps every old weight under its new path") {
+  UNetOptions o;
+  o.depth = 3;
+  o.width = 4;
+  o.seed = 5;
+  UNet old(o);
+  // Train-mode steps move the BN running statistics off their initial values, so copying them
+  // is checked too.
+  for (int i = 0; i < 2; ++i) old(Var(randn({2, 1, 8, 8}, 40 + i)));
+  // ... and the weights off their seeded initial values (which a fresh network would redraw).
+  uint64_t k = 0;
+  for (auto& [name, p] : old.named_parameters())
+    copy_(p.data(), kernels::add(p.data(), randn(p.shape(), 900 + k++)));
+  std::shared_ptr<UNet> g = grow_unet(old);
+  CHECK(g->options().depth == 4);
+  CHECK(g->options().grown == 1);
+  CHECK(g->size_divisor() == 8);
+  // Widths: C at the new top, then the old C, 2C, 4C.
+  const std::vector<int64_t> widths{4, 4, 8, 16};
+  for (int l = 0; l < 4; ++l) {
+    CHECK(g->level_width(l) == widths[l]);
+    CHECK(g->buffer("encoder." + std::to_string(l) + ".norm2.running_mean").shape()[0] == widths[l]);
+  }
+  // Old encoder.j is encoder.(j+1); up.i and decoder.i (deepest first) keep their index; the head
+  // keeps its path. encoder.1.conv1 reads C channels now, so it is new.
+  auto same = [&](const std::string& now, const std::string& before) {
+    const Named<Tensor> a = g->state_dict(), b = old.state_dict();
+    const Tensor* x = nullptr;
+    const Tensor* y = nullptr;
+    for (auto& [n, t] : a) if (n == now) x = &t;
+    for (auto& [n, t] : b) if (n == before) y = &t;
+    REQUIRE(x != nullptr);
+    REQUIRE(y != nullptr);
+    return x->shape() == y->shape() && testing::bitwise_equal(*x, *y);
+  };
+  for (const std::string rest : {".conv2.weight", ".norm1.weight", ".norm2.bias", ".norm2.running_var",
+                                 ".norm1.num_batches_tracked"}) {
+    CHECK(same("encoder.1" + rest, "encoder.0" + rest));
+    CHECK(same("encoder.3" + rest, "encoder.2" + rest));
+    CHECK(same("decoder.1" + rest, "decoder.1" + rest));
+  }
+  CHECK(same("encoder.2.conv1.weight", "encoder.1.conv1.weight"));
+  CHECK(same("up.0.weight", "up.0.weight"));
+  CHECK(same("up.1.bias", "up.1.bias"));
+  CHECK(same("decoder.0.conv1.weight", "decoder.0.conv1.weight"));
+  CHECK(same("head.weight", "head.weight"));
+  CHECK(same("head.bias", "head.bias"));
+  CHECK(g->parameter("encoder.1.conv1.weight").shape() == Shape{4, 4, 3, 3});
+  CHECK(!same("encoder.0.conv2.weight", "encoder.0.conv2.weight"));  // the new top: fresh
+  // The new parts are the seeded initialisation of that network, the same on every call.
+  UNetOptions fresh_o = g->options();
+  UNet fresh(fresh_o);
+  for (const std::string p : {"encoder.0.conv1.weight", "encoder.1.conv1.weight", "up.2.weight",
+                              "decoder.2.conv2.weight"})
+    CHECK(testing::bitwise_equal(g->parameter(p).data(), fresh.parameter(p).data()));
+  CHECK(testing::bitwise_equal(grow_unet(old)->parameter("up.2.weight").data(),
+                               g->parameter("up.2.weight").data()));
+  // It runs at twice the resolution, forward and backward, and grows again.
+  Var x(randn({2, 1, 16, 16}, 7));
+  Var y = (*g)(x);
+  CHECK(y.shape() == Shape{2, 1, 16, 16});
+  ad::sum(ad::mul(y, y)).backward();
+  CHECK(std::isfinite(kernels::sum(g->parameter("encoder.0.conv1.weight").grad().data()).item()));
+  std::shared_ptr<UNet> g2 = grow_unet(*g);
+  CHECK(g2->options().grown == 2);
+  CHECK(g2->level_width(1) == 4);
+  CHECK(g2->level_width(2) == 4);
+  CHECK(g2->level_width(3) == 8);
+  CHECK(same("encoder.1.conv2.weight", "encoder.0.conv2.weight"));
+  CHECK(testing::bitwise_equal(g2->parameter("encoder.2.conv2.weight").data(),
+                               g->parameter("encoder.1.conv2.weight").data()));
+  // Channels-last stays channels-last.
+  old.to(MemoryFormat::ChannelsLast);
+  CHECK(grow_unet(old)->parameter("encoder.2.conv2.weight").data().is_contiguous(MemoryFormat::ChannelsLast));
+  UNetOptions bad = o;
+  bad.grown = 3;
+  CHECK_THROWS_WITH_AS(UNet{bad}, doctest::Contains("expected 0 to depth - 1 = 2"), Error);
 }
 
 TEST_CASE("unet: BatchNorm uses batch statistics in training, running ones in evaluation") {

@@ -32,6 +32,15 @@ for f in summary.json inputs.npy predictions.npy reference.npy; do [[ -s "$tmp/e
 "$DFX" eval --checkpoint "$tmp/run/checkpoints/last.safetensors" --samples 2 --res 32 >"$tmp/eval32.log"
 grep -q "poisson2d N=32" "$tmp/eval32.log"
 
+# A --grow-depth run: eval rebuilds the grown network (depth 3) from its checkpoint.
+"$DFX" train "${common[@]}" --levels 8,16 --level-steps 1,1 --grow-depth --eval-samples 2 --panels 0 \
+  --out "$tmp/grow" >"$tmp/grow.log"
+grep -q "16 x 1 (depth 3)" "$tmp/grow.log"
+grow_err=$(grep -o 'mean [0-9.e+-]*' "$tmp/grow.log" | head -1)
+"$DFX" eval --checkpoint "$tmp/grow/checkpoints/last.safetensors" --samples 2 >"$tmp/grow_eval.log"
+[[ "$grow_err" == "$(grep -o 'mean [0-9.e+-]*' "$tmp/grow_eval.log" | head -1)" ]] || {
+  echo "grown eval differs from train: $grow_err"; cat "$tmp/grow_eval.log"; exit 1; }
+
 # Resume from step 2 to 4: the last two losses equal the uninterrupted run's.
 "$DFX" train "${common[@]}" --steps 4 --eval-samples 0 --resume "$tmp/run/checkpoints/step_000002.safetensors" --out "$tmp/resumed" >/dev/null
 a=$(tail -2 "$tmp/run/metrics.jsonl" | grep -o '"loss":[^,]*')

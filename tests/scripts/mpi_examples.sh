@@ -55,6 +55,22 @@ for x, y in zip(a, b):
 print("multigrid V-cycles: np=1 and np=3 losses agree across level changes")
 PY
 
+# Multigrid with depth growth (depth 2 at N = 8, 3 at N = 16): 1 and 3 ranks across the growth.
+gr=(train --problem poisson2d --res 16 --depth 2 --width 4 --batch 7 --samples 14 --levels 8,16
+    --level-steps 2,2 --grow-depth --seed 9 --threads 1 --eval-samples 0 --dtype float64)
+mpiexec -n 1 "$DFX" "${gr[@]}" --out "$tmp/gr1" >/dev/null
+mpiexec -n 3 "$DFX" "${gr[@]}" --out "$tmp/gr3" >/dev/null
+python3 - "$tmp/gr1/metrics.jsonl" "$tmp/gr3/metrics.jsonl" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+b = [json.loads(l) for l in open(sys.argv[2]) if '"loss"' in l]
+assert [r["res"] for r in a] == [8, 8, 16, 16], [r["res"] for r in a]
+assert len(a) == len(b)
+for x, y in zip(a, b):
+    assert x["res"] == y["res"] and abs(x["loss"] - y["loss"]) <= 1e-9 * abs(x["loss"]), (a, b)
+print("multigrid with depth growth: np=1 and np=3 losses agree across the growth")
+PY
+
 # Output-space preconditioning (a multigrid V-cycle per sample): the same steps on 1 and 3 ranks.
 pc=(train --problem poisson2d --res 16 --depth 2 --width 4 --batch 7 --samples 14 --steps 3
     --seed 9 --threads 1 --eval-samples 0 --dtype float64 --output-precondition)

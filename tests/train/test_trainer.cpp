@@ -12,6 +12,7 @@
 #include "models/checkpoint.h"
 #include "train/memory.h"
 #include "train/signals.h"
+#include "tests/models/model_test_util.h"
 
 using namespace dfx;
 
@@ -283,6 +284,85 @@ TEST_CASE("multigrid training: each level's loss at its resolution, the same wei
   bad.out = "";
   bad.levels = {{4, 2, 1.0}, {16, 1, 1.0}};
   CHECK_THROWS_WITH_AS(make(bad, r), doctest::Contains("must be the run's resolution --res 8"), Error);
+  std::filesystem::remove_all(dir);
+}
+}
+
+TEST_SUITE("train") {
+TEST_CASE("multigrid with depth growth: a level added at each finer level, its loss by hand, "
+          "resume across the growth bit for bit") {
+  const std::string dir = (std::filesystem::temp_directory_path() / "dfx_test_grow").string();
+  std::filesystem::remove_all(dir);
+  train::TrainConfig c = tiny(dir);
+  c.steps = 0;
+  c.levels = {{4, 2, 1.0}, {8, 2, 0.5}};  // depth 2 at N = 4, depth 3 at N = 8
+  c.grow_depth = true;
+  c.checkpoint_every = 1;
+  c.keep_checkpoints = 0;
+  Run a;
+  auto ta = make(c, a);
+  REQUIRE(ta->phases().size() == 2);
+  CHECK(ta->phases()[0].depth == 2);
+  CHECK(ta->phases()[1].depth == 3);
+  ta->fit();
+  REQUIRE(a.losses.size() == 4);
+  auto* grown = dynamic_cast<nn::UNet*>(&ta->model());
+  REQUIRE(grown != nullptr);
+  CHECK(grown->options().depth == 3);
+  CHECK(grown->options().grown == 1);
+  CHECK(ta->held_out().summary.mean > 0);
+  CHECK(train::read_checkpoint_metadata(dir + "/checkpoints/step_000001.safetensors")
+            .config.value("grown_levels", -1) == -1);
+  CHECK(train::read_checkpoint_metadata(dir + "/checkpoints/step_000003.safetensors")
+            .config.value("grown_levels", -1) == 1);
+  // Step 3 (the first at N = 8) is the N = 8 loss of the depth-2 weights after two steps, grown.
+  {
+    Run b;
+    train::TrainConfig cb = c;
+    cb.out = "";
+    auto tb = make(cb, b);
+    tb->train(2);
+    auto* small = dynamic_cast<nn::UNet*>(&tb->model());
+    REQUIRE(small != nullptr);
+    CHECK(small->options().depth == 2);
+    std::shared_ptr<nn::UNet> g = nn::grow_unet(*small);
+    auto p8 = w1(8);
+    std::vector<int64_t> idx = tb->batch_indices(2);
+    Tensor x = p8->input(std::vector<uint64_t>(idx.begin(), idx.end()), DType::Float64);
+    const double by_hand = p8->loss((*g)(Var(x)), x, static_cast<int64_t>(idx.size())).item();
+    CHECK(a.losses[2] == doctest::Approx(by_hand).epsilon(1e-12));
+    CHECK(a.losses[1] != a.losses[2]);
+  }
+  // Resumed before the growth (step 1) and after it (step 3): the same losses as the whole run.
+  for (int64_t from : {1, 3}) {
+    Run r;
+    train::TrainConfig cr = c;
+    cr.out = "";
+    char name[64];
+    std::snprintf(name, sizeof name, "/checkpoints/step_%06lld.safetensors", (long long)from);
+    cr.resume = dir + name;
+    auto tr = make(cr, r);
+    tr->fit();
+    REQUIRE(r.losses.size() == static_cast<size_t>(4 - from));
+    for (size_t i = 0; i < r.losses.size(); ++i) CHECK(r.losses[i] == a.losses[from + i]);
+    CHECK(testing::bitwise_equal(tr->model().parameter("encoder.0.conv1.weight").data(),
+                                 ta->model().parameter("encoder.0.conv1.weight").data()));
+  }
+  // Refusals: other cycles, levels that do not double, no levels.
+  Run r;
+  train::TrainConfig bad = c;
+  bad.out = "";
+  bad.cycle = train::Cycle::V;
+  CHECK_THROWS_WITH_AS(make(bad, r), doctest::Contains("--grow-depth needs --cycle half-v"), Error);
+  bad = c;
+  bad.out = "";
+  bad.levels = {{4, 2, 1.0}, {16, 2, 1.0}};
+  CHECK_THROWS_WITH_AS(make(bad, r, 16), doctest::Contains("must double"), Error);
+  bad = c;
+  bad.out = "";
+  bad.levels.clear();
+  bad.steps = 2;
+  CHECK_THROWS_WITH_AS(make(bad, r), doctest::Contains("--grow-depth needs a multigrid schedule"), Error);
   std::filesystem::remove_all(dir);
 }
 }
