@@ -3,6 +3,7 @@
 #include "models/unet.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -166,6 +167,85 @@ std::string UNet::describe() const {
   return os.str();
 }
 
+namespace {
+
+// Edits a CPU tensor through a float64 copy of its values.
+void edit_values(const Tensor& t, const std::function<void(std::vector<double>&)>& fn) {
+  std::vector<double> v = t.to_vector();
+  fn(v);
+  copy_(t, from_vector<double>(v, t.shape()).to(t.dtype()));
+}
+
+// Sets up the grown network's new top level to hand the input field on to the old network's
+// first convolution: encoder.0 carries each input channel i as the pair (+x, -x) on channels
+// 2i, 2i+1 through both of its convolutions (with act(z) - act(-z) = (1 + a) z for a (leaky)
+// ReLU of slope a, and batch norm mapping +x and -x to +z and -z), and encoder.1.conv1 applies
+// the old encoder.0.conv1 to the difference of that pair. So the old levels see, at the
+// growth, the input they were trained on (max-pooled instead of sampled at their resolution;
+// exactly it without normalisation for an input constant on each pooling window), and only the
+// new top decoder starts from nothing. Needs 2 * in_channels <= width and a (leaky) ReLU.
+void keep_input_path(UNet& g, const Tensor& old_first_conv) {
+  const UNetOptions& o = g.options();
+  double a = -1;
+  if (o.activation.kind == Activation::Kind::LeakyReLU) a = o.activation.negative_slope;
+  if (o.activation.kind == Activation::Kind::ReLU) a = 0;
+  const int64_t in = o.in_channels, C = o.width;
+  if (!(a >= 0) || 2 * in > C) return;
+  int64_t taps = 1;
+  for (int d = 0; d < o.dims; ++d) taps *= 3;
+  const int64_t mid = taps / 2;
+  const double k = 1.0 / (1.0 + a);
+  auto param = [&](const std::string& path) -> const Tensor& { return g.parameter(path).data(); };
+  auto has = [&](const std::string& path) {
+    for (auto& [n, p] : g.named_parameters())
+      if (n == path) return true;
+    return false;
+  };
+  // (+x, -x) pairs: conv1 [C, in, taps] picks them, conv2 [C, C, taps] rebuilds them.
+  edit_values(param("encoder.0.conv1.weight"), [&](std::vector<double>& w) {
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t s : {0, 1}) {
+        double* row = &w[static_cast<size_t>((2 * i + s) * in * taps)];
+        std::fill(row, row + in * taps, 0.0);
+        row[i * taps + mid] = s ? -1.0 : 1.0;
+      }
+  });
+  edit_values(param("encoder.0.conv2.weight"), [&](std::vector<double>& w) {
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t s : {0, 1}) {
+        double* row = &w[static_cast<size_t>((2 * i + s) * C * taps)];
+        std::fill(row, row + C * taps, 0.0);
+        row[(2 * i) * taps + mid] = s ? -k : k;
+        row[(2 * i + 1) * taps + mid] = s ? k : -k;
+      }
+  });
+  auto pairs_to = [&](const std::string& path, double value) {
+    if (!has(path)) return;
+    edit_values(param(path), [&](std::vector<double>& v) {
+      for (int64_t c = 0; c < 2 * in; ++c) v[static_cast<size_t>(c)] = value;
+    });
+  };
+  for (const char* conv : {"conv1", "conv2"}) pairs_to(std::string("encoder.0.") + conv + ".bias", 0.0);
+  for (const char* norm : {"norm1", "norm2"}) {
+    pairs_to(std::string("encoder.0.") + norm + ".weight", 1.0);
+    pairs_to(std::string("encoder.0.") + norm + ".bias", 0.0);
+  }
+  // encoder.1.conv1 [C, C, taps] = the old first convolution [C, in, taps] on the pairs.
+  const std::vector<double> w0 = old_first_conv.cpu().contiguous().to_vector();
+  edit_values(param("encoder.1.conv1.weight"), [&](std::vector<double>& w) {
+    std::fill(w.begin(), w.end(), 0.0);
+    for (int64_t out = 0; out < C; ++out)
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t t = 0; t < taps; ++t) {
+          const double v = k * w0[static_cast<size_t>((out * in + i) * taps + t)];
+          w[static_cast<size_t>((out * C + 2 * i) * taps + t)] = v;
+          w[static_cast<size_t>((out * C + 2 * i + 1) * taps + t)] = -v;
+        }
+  });
+}
+
+}  // namespace
+
 std::shared_ptr<UNet> grow_unet(const UNet& old) {
   UNetOptions o = old.options();
   DFX_CHECK(o.depth < 16, "grow_unet: the U-Net already has ", o.depth, " levels (at most 16)");
@@ -192,6 +272,7 @@ std::shared_ptr<UNet> grow_unet(const UNet& old) {
     if (it == from.end() || it->second.shape() != t.shape()) continue;  // new, or a changed shape
     copy_(t, it->second.cpu());
   }
+  keep_input_path(*grown, from.at("encoder.0.conv1.weight"));
   grown->train(old.is_training());
   if (!old.device().is_cpu()) grown->to(old.device());
   // Channels-last when any weight is laid out so (a weight with one input channel is both).

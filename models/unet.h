@@ -79,8 +79,11 @@ class UNet : public Module {
 // training): the old levels l become levels l + 1 and keep their weights and batch-norm state,
 // so at twice the resolution each of them sees the grid spacing it was trained at; the new top
 // level (encoder.0, the last up and decoder, width C) and encoder.1.conv1 (which now reads C
-// channels instead of the input field) are drawn fresh from the options' seed, like any new
-// parameter. The head keeps its weights. On the old network's device, dtype and memory format.
+// channels instead of the input field) are new. With a (leaky) ReLU and 2 * in_channels <= C,
+// the new encoder.0 passes the input on as (+x, -x) channel pairs and encoder.1.conv1 applies
+// the old first convolution to them, so the old levels see the input they were trained on (up
+// to max pooling); the other new parameters are drawn from the options' seed. The head keeps
+// its weights. On the old network's device, dtype and memory format.
 std::shared_ptr<UNet> grow_unet(const UNet& old);
 
 }  // namespace dfx::nn
