@@ -80,7 +80,7 @@ done
 # problem, network and direction kept; a multigrid schedule shrunk to two levels).
 for cfg in configs/*.json; do
   shrink=(--res 64 --batch 1 --samples 1 --eval-samples 1 --panels 0 --checkpoint-every 0 --threads 1)
-  if grep -q '"levels"' "$cfg"; then shrink+=(--levels 32,64 --level-steps 1,1); else shrink+=(--steps 1); fi
+  if grep -q '"levels"' "$cfg"; then shrink+=(--levels 32,64 --level-steps 1,1 --level-lr 1); else shrink+=(--steps 1); fi
   "$DFX" train --config "$cfg" "${shrink[@]}" --out "$tmp/cfg_$(basename "$cfg" .json)" >"$tmp/cfg.log" 2>&1 \
     || { cat "$tmp/cfg.log"; echo "configs: $cfg does not run"; exit 1; }
 done
