@@ -71,7 +71,7 @@ int cmd_eval(const Args& args) {
   run.conv_backend = o.conv_backend;
   auto problem = make_problem(problem_options(run));
   // A --grow-depth run's checkpoint: the network as grown at its step.
-  const int grown = meta.config.contains("grown_levels") ? meta.config["grown_levels"].get<int>() : 0;
+  const int grown = meta.config.value("grown_levels", 0);
   auto model = build_model(run, problem->dims(), run_device(run), grown);
   load_run_checkpoint(path, *model, nullptr);
   {

@@ -161,8 +161,7 @@ std::string UNet::describe() const {
   os << "UNet(" << opts_.dims << "-d, in=" << opts_.in_channels << ", out=" << opts_.out_channels
      << ", depth=" << opts_.depth << ", width=" << opts_.width;
   if (opts_.grown > 0) os << ", grown=" << opts_.grown;
-  os
-     << ", activation=" << opts_.activation.str()
+  os << ", activation=" << opts_.activation.str()
      << ", norm=" << (opts_.norm == Norm::Batch ? "batch" : "none") << ")";
   return os.str();
 }
