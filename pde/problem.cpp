@@ -2,12 +2,15 @@
 // registry that creates problems by name.
 #include "pde/problem.h"
 
+#include <cmath>
 #include <map>
 #include <mutex>
 
 #include "autodiff/fem_ops.h"
 #include "autodiff/ops.h"
+#include "core/rng.h"
 #include "kernels/elementwise.h"
+#include "kernels/fem.h"
 #include "pde/burgers_loss.h"
 #include "pde/burgers_solver.h"
 #include "pde/poisson_loss.h"
@@ -26,6 +29,51 @@ namespace {
 
 int64_t count_or_batch(int64_t global_count, const Tensor& u) {
   return global_count > 0 ? global_count : u.shape()[0];
+}
+
+// The noise of curvature_sample: one stream per sample key, under the problem's seed.
+uint64_t noise_seed(uint64_t problem_seed) { return problem_seed ^ 0xc0a7a75eull; }
+
+void check_keys(const Tensor& u, const std::vector<uint64_t>& keys) {
+  DFX_CHECK(static_cast<int64_t>(keys.size()) == u.shape()[0], "curvature_sample: ", keys.size(),
+            " keys for a batch of ", u.shape()[0], "; expected one key per sample");
+}
+
+// L with L L^T = S for a small symmetric positive semi-definite S (n x n, row-major), by
+// cyclic Jacobi rotations: S = V diag(l) V^T, L = V diag(sqrt(max(l, 0))).
+std::vector<double> psd_factor(std::vector<double> s, int n) {
+  std::vector<double> v(static_cast<size_t>(n * n), 0.0);
+  for (int i = 0; i < n; ++i) v[i * n + i] = 1;
+  for (int sweep = 0; sweep < 60; ++sweep) {
+    double off = 0;
+    for (int p = 0; p < n; ++p)
+      for (int q = p + 1; q < n; ++q) off += s[p * n + q] * s[p * n + q];
+    if (off < 1e-30) break;
+    for (int p = 0; p < n; ++p)
+      for (int q = p + 1; q < n; ++q) {
+        if (std::abs(s[p * n + q]) < 1e-300) continue;
+        const double theta = (s[q * n + q] - s[p * n + p]) / (2 * s[p * n + q]);
+        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::abs(theta) + std::sqrt(theta * theta + 1));
+        const double c = 1 / std::sqrt(t * t + 1), sn = t * c;
+        for (int k = 0; k < n; ++k) {  // S <- S J (columns p, q)
+          const double a = s[k * n + p], b = s[k * n + q];
+          s[k * n + p] = c * a - sn * b, s[k * n + q] = sn * a + c * b;
+        }
+        for (int k = 0; k < n; ++k) {  // S <- J^T S (rows p, q)
+          const double a = s[p * n + k], b = s[q * n + k];
+          s[p * n + k] = c * a - sn * b, s[q * n + k] = sn * a + c * b;
+        }
+        for (int k = 0; k < n; ++k) {  // V <- V J
+          const double a = v[k * n + p], b = v[k * n + q];
+          v[k * n + p] = c * a - sn * b, v[k * n + q] = sn * a + c * b;
+        }
+      }
+  }
+  for (int j = 0; j < n; ++j) {
+    const double r = std::sqrt(std::max(s[j * n + j], 0.0));
+    for (int k = 0; k < n; ++k) v[k * n + j] *= r;
+  }
+  return v;
 }
 
 class Poisson : public Problem {
@@ -55,6 +103,50 @@ class Poisson : public Problem {
       ad::Var masked = apply_dirichlet_x(ad::Var(v), 0.0, 0.0);
       return ad::mul(apply_dirichlet_x(ad::fem_apply(ad::Var(nu), masked), 0.0, 0.0), scale).data();
     };
+  }
+  Tensor curvature_sample(const Tensor& u, const Tensor& omega, int64_t global_count,
+                          const std::vector<uint64_t>& keys) const override {
+    check_keys(u, keys);
+    const Tensor nu = kernels::unary(kernels::UnaryOp::Exp, omega.cpu().to(DType::Float64)).contiguous();
+    const Shape& sh = nu.shape();
+    DFX_CHECK(sh.size() == static_cast<size_t>(dims_ + 2), "curvature_sample: omega ", sh,
+              "; expected [B, 1, *S] with ", dims_, " spatial dims");
+    const int d = dims_, nodes = 1 << d;
+    const int64_t nx = sh.back(), ny = sh[sh.size() - 2], nz = d == 3 ? sh[2] : 1;
+    const std::vector<double> L =
+        psd_factor(kernels::q1_stiffness(d, 1.0 / static_cast<double>(nx - 1)).contiguous().to_vector(), nodes);
+    const double scale = 1.0 / static_cast<double>(count_or_batch(global_count, u));
+    Tensor out = zeros(sh, DType::Float64);
+    const double* pn = nu.data<double>();
+    double* po = out.data<double>();
+    const int64_t field = nx * ny * nz;
+    const int64_t cz = d == 3 ? nz - 1 : 1;
+    const uint64_t seed = noise_seed(opts_.seed);
+    for (int64_t b = 0; b < sh[0]; ++b) {
+      const double* nb = pn + b * field;
+      double* ob = po + b * field;
+      for (int64_t k = 0; k < cz; ++k)
+        for (int64_t j = 0; j + 1 < ny; ++j)
+          for (int64_t i = 0; i + 1 < nx; ++i) {
+            int64_t at[8];
+            double nu_c = 0;
+            for (int l = 0; l < nodes; ++l) {
+              at[l] = ((k + ((l >> 2) & 1)) * ny + j + ((l >> 1) & 1)) * nx + i + (l & 1);
+              nu_c += nb[at[l]];
+            }
+            const double s = std::sqrt(nu_c / nodes * scale);
+            const uint64_t cell = static_cast<uint64_t>((k * (ny - 1) + j) * (nx - 1) + i);
+            double z[8];
+            for (int l = 0; l < nodes; ++l) z[l] = philox_normal(seed, keys[b], cell * nodes + l);
+            for (int r = 0; r < nodes; ++r) {
+              double w = 0;
+              for (int l = 0; l < nodes; ++l) w += L[r * nodes + l] * z[l];
+              ob[at[r]] += s * w;
+            }
+          }
+    }
+    // The Dirichlet masks on both sides: M r has covariance M K M.
+    return apply_dirichlet_x(ad::Var(out), 0.0, 0.0).data().to(u.dtype()).to(u.device());
   }
   OutputCurvature preconditioner(const Tensor&, const Tensor& omega, int vcycles) const override {
     Tensor nu = kernels::unary(kernels::UnaryOp::Exp, omega.cpu().to(DType::Float64));
@@ -121,6 +213,33 @@ class Burgers : public Problem {
       }
       return ad::grad(res, {uu}, weighted, false, false)[0].data();
     };
+  }
+  Tensor curvature_sample(const Tensor& u, const Tensor& in, int64_t global_count,
+                          const std::vector<uint64_t>& keys) const override {
+    check_keys(u, keys);
+    const double count = static_cast<double>(count_or_batch(global_count, u));
+    ad::EnableGradGuard eg(true);
+    ad::Var uu(u, true);
+    BurgersResiduals r = burgers_residuals(uu, initial(in), opts_.visc, advection_);
+    std::vector<ad::Var> res = {r.interior};
+    std::vector<double> w = {1.0 / (r.n_interior * count)};
+    for (const ad::Var& bnd : r.boundary) {
+      res.push_back(bnd);
+      w.push_back(opts_.boundary_factor / (r.n_boundary * count));
+    }
+    // C = sum_k 2 w_k J_k^T J_k, so r = sum_k J_k^T sqrt(2 w_k) z_k with z_k ~ N(0, I).
+    const uint64_t seed = noise_seed(opts_.seed);
+    std::vector<ad::Var> noise;
+    for (size_t k = 0; k < res.size(); ++k) {
+      const Shape& sh = res[k].shape();
+      const int64_t per = res[k].numel() / sh[0];
+      std::vector<double> z(static_cast<size_t>(res[k].numel()));
+      for (int64_t b = 0; b < sh[0]; ++b)
+        for (int64_t i = 0; i < per; ++i)
+          z[b * per + i] = std::sqrt(2 * w[k]) * philox_normal(seed, keys[b], (k << 40) + i);
+      noise.push_back(ad::Var(from_vector<double>(z, sh).to(res[k].dtype()).to(res[k].device())));
+    }
+    return ad::grad(res, {uu}, noise, false, false)[0].data();
   }
   OutputCurvature preconditioner(const Tensor& u, const Tensor&, int) const override {
     const double visc = opts_.visc, bf = opts_.boundary_factor;

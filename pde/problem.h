@@ -44,6 +44,17 @@ class Problem {
   // C(u) at the network output u (no graph) for `input`; see OutputCurvature.
   virtual OutputCurvature curvature(const Tensor& u, const Tensor& input,
                                     int64_t global_count) const = 0;
+  // A random r with E[r r^T] = C(u), the curvature above (with its 1 / count), drawn
+  // independently per sample; sample b's noise is a function of keys[b] alone, so a sample
+  // draws the same on whichever rank holds it. K-FAC feeds its backward with these (the
+  // Gauss-Newton matrix is E[J^T r r^T J]). Poisson: C = M K M / count with
+  // K = sum_c nu_c P_c^T K_e P_c, so r = M sum_c sqrt(nu_c / count) P_c^T L z_c, L L^T = K_e;
+  // Burgers: r = sum_k J_k^T sqrt(2 w_k) z_k. Undefined when the problem has none.
+  virtual Tensor curvature_sample(const Tensor& u, const Tensor& input, int64_t global_count,
+                                  const std::vector<uint64_t>& keys) const {
+    (void)u, (void)input, (void)global_count, (void)keys;
+    return Tensor();
+  }
   // v -> B v with B symmetric positive definite and close to the inverse of the curvature at
   // the network output u without its 1 / count (Poisson: multigrid V-cycles on K(nu), whatever
   // u; Burgers: the exact inverse of its Gauss-Newton matrix at u, two sweeps in t), or empty
