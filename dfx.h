@@ -29,6 +29,7 @@
 #include "pde/problem.h"
 #include "pde/sampler.h"
 #include "optim/first_order_extra.h"
+#include "optim/kfac.h"
 #include "optim/objective.h"
 #include "optim/optimizer.h"
 #include "optim/registry.h"

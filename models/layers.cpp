@@ -57,7 +57,16 @@ Shape with_kernel(int64_t a, int64_t b, const std::vector<int64_t>& kernel) {
   return s;
 }
 
+thread_local ConvRecorder* active_recorder = nullptr;
+
 }  // namespace
+
+ConvRecorder::ConvRecorder() {
+  DFX_CHECK(active_recorder == nullptr, "ConvRecorder: one is already recording on this thread");
+  active_recorder = this;
+}
+ConvRecorder::~ConvRecorder() { active_recorder = nullptr; }
+ConvRecorder* ConvRecorder::active() { return active_recorder; }
 
 std::vector<int64_t> expand_param(const std::vector<int64_t>& v, int dims, const char* layer,
                                   const char* what) {
@@ -109,7 +118,10 @@ Var& Conv::bias() {
 
 Var Conv::forward(const Var& x) {
   check_input(x, dims_, in_, *this);
-  return ad::conv(x, *weight_, bias_ ? *bias_ : Var(), params_);
+  Var y = ad::conv(x, *weight_, bias_ ? *bias_ : Var(), params_);
+  if (ConvRecorder* r = ConvRecorder::active())
+    r->records.push_back({weight_, bias_, false, x, y, kernel_, params_});
+  return y;
 }
 
 std::string Conv::describe() const {
@@ -160,7 +172,10 @@ Var& ConvTranspose::bias() {
 
 Var ConvTranspose::forward(const Var& x) {
   check_input(x, dims_, in_, *this);
-  return ad::conv_transpose(x, *weight_, bias_ ? *bias_ : Var(), params_, output_padding_);
+  Var y = ad::conv_transpose(x, *weight_, bias_ ? *bias_ : Var(), params_, output_padding_);
+  if (ConvRecorder* r = ConvRecorder::active())
+    r->records.push_back({weight_, bias_, true, x, y, kernel_, params_});
+  return y;
 }
 
 std::string ConvTranspose::describe() const {

@@ -91,6 +91,28 @@ class ConvTranspose : public Module {
   Var* bias_ = nullptr;
 };
 
+// What K-FAC needs from a forward pass (optim/kfac.h): while a ConvRecorder is alive on this
+// thread, every Conv and ConvTranspose forward appends its input, its output and its geometry,
+// so that a later backward can be asked for the gradient at each output.
+struct ConvRecord {
+  const Var* weight = nullptr;  // the layer's parameters (the Vars it was built with)
+  const Var* bias = nullptr;    // nullptr without a bias
+  bool transposed = false;      // ConvTranspose: weight [Cin, Cout, *K]; Conv: [Cout, Cin, *K]
+  Var input, output;
+  std::vector<int64_t> kernel;
+  ad::ConvParams params;
+};
+
+class ConvRecorder {
+ public:
+  ConvRecorder();   // installs itself (one per thread at a time)
+  ~ConvRecorder();  // uninstalls
+  ConvRecorder(const ConvRecorder&) = delete;
+  ConvRecorder& operator=(const ConvRecorder&) = delete;
+  std::vector<ConvRecord> records;
+  static ConvRecorder* active();
+};
+
 struct BatchNormOptions {
   double eps = 1e-5;
   double momentum = 0.1;  // PyTorch's convention: running = (1 - m) running + m batch

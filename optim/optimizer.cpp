@@ -45,8 +45,17 @@ std::vector<Tensor> Objective::gauss_newton(const std::vector<Tensor>&) {
            "problem has no output-space curvature");
 }
 
+KroneckerStatistics Objective::kronecker_factors(uint64_t) {
+  DFX_FAIL("this objective gives no Kronecker factors (has_kronecker_factors() is false); K-FAC "
+           "needs a network of convolutions and a problem that samples its curvature");
+}
+
 std::vector<Tensor> FunctionObjective::hvp(const std::vector<Tensor>& v) {
   return hvp_ ? hvp_(v) : Objective::hvp(v);
+}
+
+KroneckerStatistics FunctionObjective::kronecker_factors(uint64_t draw) {
+  return kron_ ? kron_(draw) : Objective::kronecker_factors(draw);
 }
 
 std::vector<Tensor> FunctionObjective::gauss_newton(const std::vector<Tensor>& v) {

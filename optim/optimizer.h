@@ -26,6 +26,7 @@ class Optimizer {
   // What step() asks of the objective besides loss and gradient.
   virtual bool needs_hvp() const { return false; }
   virtual bool needs_gauss_newton() const { return false; }
+  virtual bool needs_kronecker_factors() const { return false; }
   void zero_grad();
 
   double lr() const { return lr_; }

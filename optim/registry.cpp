@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "optim/first_order_extra.h"
+#include "optim/kfac.h"
 #include "optim/second_order.h"
 
 namespace dfx::optim {
@@ -70,11 +71,22 @@ const std::vector<OptimizerInfo>& optimizers() {
       {"gauss-newton", "damped Gauss-Newton on the problem's output-space curvature (CG)", 1.0, true,
        [](Params p, const Config& c) -> std::unique_ptr<Optimizer> {
          GaussNewtonOptions g;
-         g.initial_damping = c.damping;
+         g.initial_damping = c.damping < 0 ? 1.0 : c.damping;
          g.max_cg_iter = c.cg_iters;
          g.cg_forcing = c.cg_forcing < 0 ? 0.1 : c.cg_forcing;
          g.seed = c.seed;
          return std::make_unique<GaussNewton>(std::move(p), g);
+       }},
+      {"kfac", "K-FAC: Kronecker-factored Gauss-Newton per convolution, momentum", 0.1, true,
+       [](Params p, const Config& c) -> std::unique_ptr<Optimizer> {
+         KFACOptions k;
+         k.lr = resolved_lr(c);
+         k.momentum = c.momentum;
+         k.damping = c.damping < 0 ? 3e-2 : c.damping;
+         k.inverse_every = c.hessian_every <= 0 ? 10 : c.hessian_every;
+         k.weight_decay = c.weight_decay;
+         k.kl_clip = c.kl_clip;
+         return std::make_unique<KFAC>(std::move(p), k);
        }},
       {"adahessian", "AdaHessian (Hutchinson Hessian diagonal)", 0.15, true,
        [](Params p, const Config& c) -> std::unique_ptr<Optimizer> {
@@ -82,7 +94,7 @@ const std::vector<OptimizerInfo>& optimizers() {
          h.lr = resolved_lr(c);
          h.weight_decay = c.weight_decay;
          h.hessian_power = c.hessian_power;
-         h.update_every = c.hessian_every;
+         h.update_every = c.hessian_every <= 0 ? 1 : c.hessian_every;
          h.seed = c.seed;
          return std::make_unique<AdaHessian>(std::move(p), h);
        }},

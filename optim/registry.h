@@ -20,10 +20,11 @@ struct OptimizerConfig {
   int cg_iters = 20;           // newton-cg
   double trust_radius = 1;     // newton-cg
   double cg_forcing = -1;      // newton-cg: < 0 = min(0.5, sqrt |g|); gauss-newton: < 0 = 0.1
-  double damping = 1;          // gauss-newton: initial Levenberg-Marquardt damping
+  double damping = -1;         // gauss-newton: initial LM damping; kfac: Tikhonov (< 0: 1, 3e-2)
   bool precondition = false;   // newton-cg: Jacobi from a Hutchinson diagonal
-  int hessian_every = 1;       // adahessian
+  int hessian_every = 0;       // adahessian: estimates; kfac: inversions (<= 0: every 1, 10)
   double hessian_power = 1;    // adahessian
+  double kl_clip = 0.1;        // kfac: cap on the step's predicted change (0: none)
   uint64_t seed = 0;           // random probes (newton-cg's preconditioner, adahessian)
 };
 

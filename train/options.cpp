@@ -230,6 +230,7 @@ optim::OptimizerConfig optimizer_config(const RunOptions& o) {
   c.precondition = o.precondition;
   c.hessian_every = static_cast<int>(o.hessian_every);
   c.hessian_power = o.hessian_power;
+  c.kl_clip = o.kl_clip;
   c.seed = static_cast<uint64_t>(o.seed);
   return c;
 }

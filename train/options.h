@@ -188,10 +188,11 @@ struct RunOptions : OptionSet {
   int64_t res = 64, depth = 4, width = 16, batch = 8;
   std::string optimizer = "adam";
   int64_t history_size = 10, cg_iters = 20;
-  double trust_radius = 1, cg_forcing = -1, damping = 1;
+  double trust_radius = 1, cg_forcing = -1, damping = -1;
   bool precondition = false;
-  int64_t hessian_every = 1;
+  int64_t hessian_every = 0;
   double hessian_power = 1;
+  double kl_clip = 0.1;
   double lr = 0.001;  // the optimiser's customary rate when not given (apply_optimizer_defaults)
   std::string schedule = "constant";
   int64_t warmup_steps = 0;
@@ -247,10 +248,13 @@ std::vector<Option<S>> run_options() {
       {"trust_radius", &S::trust_radius, "Newton-CG: initial trust radius"},
       {"cg_forcing", &S::cg_forcing, "Newton-CG, Gauss-Newton: CG stops at |r| <= forcing |g| (< 0: "
        "Newton-CG min(0.5, sqrt |g|), Gauss-Newton 0.1)"},
-      {"damping", &S::damping, "Gauss-Newton: initial Levenberg-Marquardt damping (adapted per step)"},
+      {"damping", &S::damping, "Gauss-Newton: initial Levenberg-Marquardt damping (adapted per step); "
+       "K-FAC: Tikhonov damping (< 0: Gauss-Newton 1, K-FAC 3e-2)"},
       {"precondition", &S::precondition, "Newton-CG: Jacobi preconditioner from a Hutchinson diagonal"},
-      {"hessian_every", &S::hessian_every, "AdaHessian: steps between Hessian-diagonal estimates"},
+      {"hessian_every", &S::hessian_every, "AdaHessian: steps between Hessian-diagonal estimates; "
+       "K-FAC: steps between factor inversions (<= 0: AdaHessian 1, K-FAC 10)"},
       {"hessian_power", &S::hessian_power, "AdaHessian: Hessian power k"},
+      {"kl_clip", &S::kl_clip, "K-FAC: cap on the step's predicted change lr^2 <d, g> (0: none)"},
       {"lr", &S::lr, "learning rate (the schedule's base rate; default: the optimiser's own)"},
       {"schedule", &S::schedule, "learning-rate schedule",
        {"constant", "cosine", "step", "multistep", "exponential"}},

@@ -15,7 +15,9 @@
 #include "core/copy.h"
 #include "core/rng.h"
 #include "models/layers.h"
+#include "kernels/gemm.h"
 #include "kernels/reduce.h"
+#include "optim/kfac.h"
 #include "train/checkpoint.h"
 #include "train/memory.h"
 #include "train/signals.h"
@@ -52,10 +54,73 @@ class BatchObjective : public optim::Objective {
   using Forward = std::function<std::pair<Tensor, ad::Var>()>;
   BatchObjective(dist::Communicator& comm, dist::GradReducer& reducer, optim::Optimizer& opt,
                  std::function<ad::Var()> local_loss, Forward forward, const pde::Problem& problem,
-                 int64_t global_count, bool has_share, bool twice_differentiable)
+                 int64_t global_count, std::vector<uint64_t> samples, bool every_rank_runs,
+                 bool twice_differentiable)
       : comm_(comm), reducer_(reducer), opt_(opt), local_loss_(std::move(local_loss)),
         forward_(std::move(forward)), problem_(problem), count_(global_count),
-        has_share_(has_share), hvp_ok_(twice_differentiable) {}
+        samples_(std::move(samples)), has_share_(!samples_.empty()),
+        every_rank_runs_(every_rank_runs), hvp_ok_(twice_differentiable) {}
+
+  // K-FAC's statistics: one more forward with the convolutions recorded, r ~ N(0, C) drawn per
+  // sample (keyed by the draw and the sample's global index, so 1 and N ranks draw alike), and
+  // one backward of r giving each convolution's output gradient and the sampled gradient.
+  bool has_kronecker_factors() const override { return hvp_ok_; }
+  optim::KroneckerStatistics kronecker_factors(uint64_t draw) override {
+    DFX_CHECK(hvp_ok_, "kfac needs the network's whole graph; --bn-recompute and "
+              "--activation-checkpoint keep too little of it");
+    DFX_CHECK(every_rank_runs_, "kfac: a rank holds no sample of this batch (global batch ",
+              count_, " on ", comm_.size(), " ranks) and, without synchronised batch norm, does "
+              "not run the network, so the ranks' factors cannot be summed; use a global batch "
+              "of at least the number of ranks");
+    const auto& params = opt_.params();
+    nn::ConvRecorder recorder;
+    auto [x, u] = forward_();
+    std::vector<uint64_t> keys;
+    for (uint64_t s : samples_) keys.push_back((draw << 32) ^ s);
+    Tensor r = problem_.curvature_sample(u.data(), x, count_, keys);
+    DFX_CHECK(r.defined(), "kfac: problem '", problem_.name(), "' cannot sample its curvature "
+              "(pde::Problem::curvature_sample); use another optimiser");
+    const std::vector<nn::ConvRecord>& rec = recorder.records;
+    std::vector<ad::Var> wrt;
+    for (const nn::ConvRecord& c : rec) wrt.push_back(c.output);
+    for (const ad::Var& p : params) wrt.push_back(p);
+    const std::vector<ad::Var> grads = ad::grad({u}, wrt, {ad::Var(r)});
+    auto index_of = [&](const ad::Var* v) -> int64_t {
+      for (size_t i = 0; i < params.size(); ++i)
+        if (v && params[i].node() == v->node()) return static_cast<int64_t>(i);
+      return -1;
+    };
+    auto gram = [](const Tensor& rows) {
+      if (rows.size(0) == 0) return zeros({rows.size(1), rows.size(1)}, DType::Float64);
+      return kernels::matmul(rows.t(), rows).contiguous();
+    };
+    optim::KroneckerStatistics st;
+    for (size_t j = 0; j < rec.size(); ++j) {
+      const nn::ConvRecord& c = rec[j];
+      const int64_t w = index_of(c.weight), b = index_of(c.bias);
+      DFX_CHECK(w >= 0, "kfac: a convolution's weight is not among the optimiser's parameters");
+      const bool fold = b >= 0 && !c.transposed;
+      optim::ConvRows rows = optim::conv_rows(c.input.data(), grads[j].data(), c.transposed, fold,
+                                              c.kernel, c.params.stride, c.params.padding,
+                                              c.params.dilation);
+      optim::KroneckerBlock k{static_cast<size_t>(w), fold ? b : -1, gram(rows.left_rows),
+                              gram(rows.right_rows)};
+      Tensor positions = full({}, static_cast<double>(rows.left_rows.size(0)), DType::Float64);
+      comm_.all_reduce(k.left);
+      comm_.all_reduce(k.right);
+      comm_.all_reduce(positions);
+      // F ~= mean over positions of a a^T  kron  sum of g g^T (the loss is already a mean).
+      Tensor& act = rows.activation_left ? k.left : k.right;
+      act = ad::mul(ad::Var(act), 1.0 / std::max(positions.item(), 1.0)).data().contiguous();
+      st.blocks.push_back(std::move(k));
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+      Tensor g = grads[rec.size() + i].data().cpu().to(DType::Float64).contiguous().clone();
+      comm_.all_reduce(g);
+      st.sampled_gradient.push_back(g);
+    }
+    return st;
+  }
 
   bool has_gauss_newton() const override { return hvp_ok_; }
   std::vector<Tensor> gauss_newton(const std::vector<Tensor>& v) override {
@@ -132,7 +197,8 @@ class BatchObjective : public optim::Objective {
   Forward forward_;
   const pde::Problem& problem_;
   int64_t count_;
-  bool has_share_, hvp_ok_, expect_hvp_ = false;
+  std::vector<uint64_t> samples_;  // this rank's global sample indices
+  bool has_share_, every_rank_runs_, hvp_ok_, expect_hvp_ = false;
   std::optional<dist::Hessian> hessian_;
   struct Linearization {
     Tensor x;
@@ -333,7 +399,7 @@ std::shared_ptr<nn::UNet> build_unet(const ModelConfig& m, int dims, Device devi
                                  std::pair{m.activation_checkpoint, "--activation-checkpoint"}}) {
     DFX_CHECK(!on || !second, flag, " keeps fewer activations than a second derivative needs, "
               "so the network cannot be differentiated twice; --optimizer ", optimizer,
-              " needs Hessian-vector products: drop ", flag, " or use a first-order optimiser");
+              " needs curvature from the full graph: drop ", flag, " or use a first-order optimiser");
   }
   auto model = std::make_shared<nn::UNet>(u);
   if (!device.is_cpu()) model->to(device);
@@ -656,8 +722,8 @@ void Trainer::with_objective(int64_t step, const std::function<void(optim::Objec
     return ad::add(ad::sub(s, s.detach()), l.detach());
   };
   const bool twice = !cfg_.model.bn_recompute && !cfg_.model.activation_checkpoint;
-  BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, forward, problem, count,
-                           !local.empty(), twice);
+  BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, forward, problem, count, local,
+                           sync_bn || count >= comm_->size(), twice);
   fn(objective);
 }
 

@@ -35,6 +35,22 @@ optim::FunctionObjective objective_for(Var& x) {
         Var j = ad::mul(Var(c), ad::sub(1.0, ad::square(s)));
         Var jv = ad::mul(j, Var(v[0]));
         return std::vector<Tensor>{ad::add(ad::mul(ad::mul(j, jv), 2.0), ad::mul(Var(v[0]), 0.2)).data()};
+      },
+      [&x](uint64_t draw) {
+        // K-FAC: x as one [6, 1] "weight", left = the same Gauss-Newton diagonal, right = 1, and
+        // a sampled gradient that varies with the draw.
+        Tensor c = from_vector<double>({1.5, -0.7, 2.0, 0.3, -1.1, 0.9}, {6});
+        Tensor s = kernels::unary(kernels::UnaryOp::Tanh, kernels::mul(x.data(), c));
+        std::vector<double> left(36, 0.0), sampled;
+        for (int64_t i = 0; i < 6; ++i) {
+          const double j = c.get({i}) * (1 - s.get({i}) * s.get({i}));
+          left[i * 6 + i] = 2 * j * j + 0.2;
+          sampled.push_back(j * (philox_uniform(3, draw, i) - 0.5));
+        }
+        optim::KroneckerStatistics st;
+        st.blocks.push_back({0, -1, from_vector<double>(left, {6, 6}), full({1, 1}, 1.0, DType::Float64)});
+        st.sampled_gradient.push_back(from_vector<double>(sampled, {6}));
+        return st;
       });
 }
 
@@ -53,7 +69,8 @@ TEST_CASE("every registered optimiser resumes bit for bit from its state, by nam
     Var a(from_vector<double>({0.5, -0.4, 0.3, 0.9, -0.8, 0.2}, {6}), true);
     auto A = optim::make_optimizer({a}, cfg);
     CHECK(A->name() == info.name);
-    CHECK((A->needs_hvp() || A->needs_gauss_newton()) == info.second_order);
+    CHECK((A->needs_hvp() || A->needs_gauss_newton() || A->needs_kronecker_factors()) ==
+          info.second_order);
     auto fa = objective_for(a);
     const double first = A->step(fa);
     for (int s = 1; s < 3; ++s) A->step(fa);

@@ -72,7 +72,7 @@ kept=$(cd "$tmp/keep/checkpoints" && ls | tr '\n' ' ')
 # solve: a sample's reference and the same field given as .npy agree.
 "$DFX" solve --problem poisson2d --res 16 --sample 2 --seed 3 --out "$tmp/u.npy" >/dev/null
 [[ -s "$tmp/u.npy" ]]
-for opt in newton-cg adahessian lbfgs lamb gauss-newton; do
+for opt in newton-cg adahessian lbfgs lamb gauss-newton kfac; do
   "$DFX" train "${common[@]}" --steps 2 --eval-samples 1 --optimizer "$opt" --out "$tmp/$opt" >/dev/null
   [[ $(grep -c '"loss"' "$tmp/$opt/metrics.jsonl") -eq 2 ]]
 done

@@ -2,7 +2,7 @@
 # tests/scripts/mpi_examples.sh BUILD_DIR — dfx under MPI as users run it:
 #  1. `mpiexec -n 3 dfx train` writes the same loss per step as `mpiexec -n 1 dfx train` for the
 #     same global batch (7, uneven on purpose) and seed (loss integrity with SyncBatchNorm), with
-#     Adam, L-BFGS, Newton-CG, AdaHessian and Gauss-Newton;
+#     Adam, L-BFGS, Newton-CG, AdaHessian, Gauss-Newton and K-FAC (its factors summed over ranks);
 #     also with output-space preconditioning (--output-precondition);
 #  2. examples/split_comm.cpp, built against the installed library, splits MPI_COMM_WORLD in two
 #     and trains two independent models side by side inside the host's MPI program.
@@ -20,11 +20,12 @@ trap 'rm -rf "$tmp"' EXIT
 # damped CG amplifies the rounding of the sums' order (1 vs 3 ranks) by ~1e4 per step (its
 # products agree to 1e-10: tests/mpi/test_sync_bn.cpp), so it is checked to 1e-7 over 3 steps
 # with a fixed CG budget; a missing cross-rank term would show at 1e-2 from step 2.
-for opt in adam lbfgs newton-cg adahessian gauss-newton; do
+for opt in adam lbfgs newton-cg adahessian gauss-newton kfac; do
   args=(train --problem poisson2d --res 16 --depth 2 --width 4 --batch 7 --samples 14 --steps 3
         --seed 9 --threads 1 --eval-samples 0 --dtype float64 --optimizer "$opt")
   tol=1e-9
   if [[ $opt == gauss-newton ]]; then args+=(--cg-iters 10); tol=1e-7; fi
+  if [[ $opt == kfac ]]; then args+=(--hessian-every 2); fi  # a refresh at steps 0 and 2
   mpiexec -n 1 "$DFX" "${args[@]}" --out "$tmp/np1_$opt" >/dev/null
   mpiexec -n 3 "$DFX" "${args[@]}" --out "$tmp/np3_$opt" >"$tmp/np3.log"
   grep -q "on 3 ranks" "$tmp/np3.log"
