@@ -14,7 +14,7 @@ namespace dfx::optim {
 struct OptimizerConfig {
   std::string name = "adam";
   double lr = -1;              // < 0: the method's customary rate (OptimizerInfo::default_lr)
-  double momentum = 0.9;       // sgd, lars
+  double momentum = 0.9;       // sgd, lars, kfac
   double weight_decay = 0;     // decoupled for adamw
   int history_size = 10;       // lbfgs
   int cg_iters = 20;           // newton-cg

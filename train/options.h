@@ -263,7 +263,7 @@ std::vector<Option<S>> run_options() {
       {"gamma", &S::gamma, "step/multistep factor, or exponential per-step factor"},
       {"step_size", &S::step_size, "steps between step-schedule decays"},
       {"milestones", &S::milestones, "multistep decay steps, comma separated (e.g. 1000,1500)"},
-      {"momentum", &S::momentum, "SGD momentum"},
+      {"momentum", &S::momentum, "SGD, LARS and K-FAC momentum"},
       {"weight_decay", &S::weight_decay, "weight decay (decoupled for adamw)"},
       {"seed", &S::seed, "seed of the weights and of the sampled fields"},
       {"device", &S::device, "cpu or cuda[:N]", R::PerInvocation},
