@@ -32,7 +32,7 @@ Tensor channel_rows(const Tensor& t) {
   std::vector<int> perm = {0};
   for (int d = 2; d < t.dim(); ++d) perm.push_back(d);
   perm.push_back(1);
-  return host64(host64(t).permute(perm)).reshape({-1, t.size(1)});
+  return host64(t.permute(perm)).reshape({-1, t.size(1)});
 }
 
 double trace(const Tensor& m) {

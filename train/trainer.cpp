@@ -15,6 +15,7 @@
 #include "core/copy.h"
 #include "core/rng.h"
 #include "models/layers.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/reduce.h"
 #include "optim/kfac.h"
@@ -111,7 +112,7 @@ class BatchObjective : public optim::Objective {
       comm_.all_reduce(positions);
       // F ~= mean over positions of a a^T  kron  sum of g g^T (the loss is already a mean).
       Tensor& act = rows.activation_left ? k.left : k.right;
-      act = ad::mul(ad::Var(act), 1.0 / std::max(positions.item(), 1.0)).data().contiguous();
+      act = kernels::mul(act, full({}, 1.0 / std::max(positions.item(), 1.0), DType::Float64));
       st.blocks.push_back(std::move(k));
     }
     for (size_t i = 0; i < params.size(); ++i) {

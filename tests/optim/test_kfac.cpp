@@ -7,11 +7,13 @@
 #include <filesystem>
 
 #include "dfx.h"
+#include "tests/dense_solve.h"
 #include "tests/tensor_diff.h"
 
 using namespace dfx;
 
 namespace {
+using testing::dense_solve;
 using testing::max_abs_diff;
 
 struct ConvCase {
@@ -23,30 +25,6 @@ struct ConvCase {
   std::vector<int64_t> output_padding;
   int64_t size;
 };
-
-// x (n x n, row-major) = a^-1 b by Gaussian elimination with partial pivoting.
-std::vector<double> solve(std::vector<double> a, std::vector<double> b) {
-  const size_t n = b.size();
-  for (size_t c = 0; c < n; ++c) {
-    size_t piv = c;
-    for (size_t r = c + 1; r < n; ++r)
-      if (std::abs(a[r * n + c]) > std::abs(a[piv * n + c])) piv = r;
-    for (size_t k = 0; k < n; ++k) std::swap(a[c * n + k], a[piv * n + k]);
-    std::swap(b[c], b[piv]);
-    for (size_t r = c + 1; r < n; ++r) {
-      const double f = a[r * n + c] / a[c * n + c];
-      for (size_t k = c; k < n; ++k) a[r * n + k] -= f * a[c * n + k];
-      b[r] -= f * b[c];
-    }
-  }
-  std::vector<double> x(n);
-  for (size_t i = n; i-- > 0;) {
-    double s = b[i];
-    for (size_t k = i + 1; k < n; ++k) s -= a[i * n + k] * x[k];
-    x[i] = s / a[i * n + i];
-  }
-  return x;
-}
 
 // A random symmetric positive definite n x n matrix.
 Tensor spd(int64_t n, uint64_t stream) {
@@ -149,7 +127,7 @@ TEST_CASE("K-FAC steps along the damped Kronecker solve and averages its factors
     rhs[i * 3 + 0] = g0[0].get({i, 0}), rhs[i * 3 + 1] = g0[0].get({i, 1});
     rhs[i * 3 + 2] = g0[1].get({i});
   }
-  const std::vector<double> d = solve(kron, rhs);
+  const std::vector<double> d = dense_solve(kron, rhs);
   for (int64_t i = 0; i < 3; ++i) {
     for (int64_t j = 0; j < 2; ++j)
       CHECK(W.data().get({i, j}) == doctest::Approx(W0.get({i, j}) - o.lr * d[i * 3 + j]).epsilon(1e-12));

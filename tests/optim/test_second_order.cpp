@@ -9,6 +9,7 @@
 
 #include "core/rng.h"
 #include "dfx.h"
+#include "tests/dense_solve.h"
 #include "tests/tensor_diff.h"
 #include "optim/first_order_extra.h"
 #include "optim/second_order.h"
@@ -40,23 +41,7 @@ struct Quadratic {
     Var ax = ad::matmul(Var(at), ad::reshape(x, {kN, 1}));
     return ad::sub(ad::mul(ad::dot(ad::reshape(x, {kN, 1}), ax), 0.5), ad::dot(x, Var(bt)));
   }
-  // A^{-1} b by Gaussian elimination (A is SPD: no pivoting needed).
-  std::vector<double> minimiser() const {
-    std::vector<double> m = a, r = b;
-    for (int64_t k = 0; k < kN; ++k)
-      for (int64_t i = k + 1; i < kN; ++i) {
-        const double f = m[i * kN + k] / m[k * kN + k];
-        for (int64_t j = k; j < kN; ++j) m[i * kN + j] -= f * m[k * kN + j];
-        r[i] -= f * r[k];
-      }
-    std::vector<double> x(kN);
-    for (int64_t i = kN; i-- > 0;) {
-      double s = r[i];
-      for (int64_t j = i + 1; j < kN; ++j) s -= m[i * kN + j] * x[j];
-      x[i] = s / m[i * kN + i];
-    }
-    return x;
-  }
+  std::vector<double> minimiser() const { return testing::dense_solve(a, b); }  // A^-1 b
 };
 
 // The closure and HVP a training loop would build: loss and tape gradient, ad::hvp.

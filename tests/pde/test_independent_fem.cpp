@@ -1,14 +1,15 @@
 // tests/pde/test_independent_fem.cpp — the reference solver against an independent solve of the
 // same discretisation: the global Q1 stiffness matrix assembled here from WORKLOADS.md's element
 // matrix (counter-clockwise node order, its own K), Dirichlet rows eliminated, and the dense
-// system solved by Gaussian elimination with partial pivoting. Shares no code with pde/ or
-// kernels/fem beyond the sampled coefficient field.
+// system solved by Gaussian elimination with partial pivoting (tests/dense_solve.h). Shares no
+// code with pde/ or kernels/fem beyond the sampled coefficient field.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <vector>
 
 #include "dfx.h"
+#include "tests/dense_solve.h"
 
 using namespace dfx;
 
@@ -17,7 +18,7 @@ namespace {
 std::vector<double> dense_fem_solve(const Tensor& nu, int64_t n) {
   const double K[4][4] = {{4, -1, -2, -1}, {-1, 4, -1, -2}, {-2, -1, 4, -1}, {-1, -2, -1, 4}};
   const int64_t N = n * n;
-  std::vector<double> A(N * N, 0.0), b(N, 0.0), u(N, 0.0);
+  std::vector<double> A(N * N, 0.0), b(N, 0.0);
   auto id = [n](int64_t i, int64_t j) { return i * n + j; };  // row i = y, column j = x
   for (int64_t i = 0; i + 1 < n; ++i)
     for (int64_t j = 0; j + 1 < n; ++j) {
@@ -41,25 +42,7 @@ std::vector<double> dense_fem_solve(const Tensor& nu, int64_t n) {
       A[p * N + p] = 1;
       b[p] = value;
     }
-  for (int64_t k = 0; k < N; ++k) {
-    int64_t piv = k;
-    for (int64_t r = k + 1; r < N; ++r)
-      if (std::abs(A[r * N + k]) > std::abs(A[piv * N + k])) piv = r;
-    for (int64_t c = 0; c < N; ++c) std::swap(A[k * N + c], A[piv * N + c]);
-    std::swap(b[k], b[piv]);
-    for (int64_t r = k + 1; r < N; ++r) {
-      const double f = A[r * N + k] / A[k * N + k];
-      if (f == 0) continue;
-      for (int64_t c = k; c < N; ++c) A[r * N + c] -= f * A[k * N + c];
-      b[r] -= f * b[k];
-    }
-  }
-  for (int64_t k = N - 1; k >= 0; --k) {
-    double s = b[k];
-    for (int64_t c = k + 1; c < N; ++c) s -= A[k * N + c] * u[c];
-    u[k] = s / A[k * N + k];
-  }
-  return u;
+  return testing::dense_solve(A, b);
 }
 
 }  // namespace
