@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "apps/run_common.h"
 #include "autodiff/ops.h"
+#include "core/cuda_runtime.h"
 #include "core/rng.h"
 #include "kernels/conv_config.h"
 #include "kernels/profile.h"
@@ -93,11 +94,15 @@ int cmd_bench(const Args& args) {
   reset_peak_memory(device);
   std::vector<double> times;
   double last_loss = 0;
+  // Host waits per step on a GPU (cuda::host_waits): the loss each step reports is one.
+  const int64_t waits0 = cuda::host_waits();
   for (int64_t i = 0; i < o.steps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     last_loss = step();
     times.push_back(seconds_since(t0));
   }
+  const double waits_per_step =
+      static_cast<double>(cuda::host_waits() - waits0) / static_cast<double>(o.steps);
   const double step_s = median(times);
   const double peak_gib = static_cast<double>(memory_stats(device).peak_bytes) / (1024.0 * 1024.0 * 1024.0);
 
@@ -176,7 +181,8 @@ int cmd_bench(const Args& args) {
                         {"conv_backend", kernels::conv_backend_name(kernels::conv_backend())},
                         {"channels_last", o.channels_last},
                         {"bn_recompute", o.bn_recompute},
-                        {"activation_checkpoint", o.activation_checkpoint}};
+                        {"activation_checkpoint", o.activation_checkpoint},
+                        {"host_waits_per_step", waits_per_step}};
     if (o.hvp) {
       j["hvp_ms"] = hvp_s * 1e3;
       j["grad_ms"] = grad_s * 1e3;
@@ -201,6 +207,7 @@ int cmd_bench(const Args& args) {
     std::printf("%-10s N=%-5lld batch %-3lld  step %9.2f ms  %8.2f samples/s  peak %.3f GiB (RSS %.3f GiB)",
                 o.problem.c_str(), (long long)o.res, (long long)B, step_s * 1e3, B / step_s,
                 peak_gib, max_rss_gib());
+    if (device.is_cuda()) std::printf("  host waits/step %.1f", waits_per_step);
     if (o.hvp)
       std::printf("  HVP %.2f ms = %.2f x grad (%.2f x step); one more at the same point %.2f x grad;"
                   " JVP %.2f x grad; Gauss-Newton product %.2f x grad (%.2f x at the same point)",

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <cstdio>
@@ -57,6 +58,10 @@ std::string device_name(int index) {
 // ---- streams ------------------------------------------------------------------------------
 namespace {
 
+// cuda::host_waits(): bumped wherever the host blocks on the device.
+std::atomic<int64_t> g_host_waits{0};
+void note_host_wait() { g_host_waits.fetch_add(1, std::memory_order_relaxed); }
+
 // Per host thread: device -> current stream handle (absent: the legacy default stream).
 thread_local std::unordered_map<int, void*> t_current_streams;
 
@@ -78,6 +83,7 @@ Stream Stream::create(int device, bool high_priority) {
 void Stream::synchronize() const {
   check_device_index(device_, "Stream::synchronize");
   DeviceGuard guard(device_);
+  note_host_wait();
   DFX_CUDA_CHECK(cudaStreamSynchronize(native(*this)));
 }
 
@@ -146,6 +152,7 @@ void Event::wait(const Stream& s) const {
 
 void Event::synchronize() const {
   if (!event_) return;
+  note_host_wait();
   DFX_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
 }
 
@@ -314,6 +321,7 @@ class CachingAllocator {
   // Moves freed blocks whose further streams have passed their events to the free lists; with
   // `wait`, waits for all of them. Caller holds mutex_.
   void process_pending(DeviceCache& c, bool wait) {
+    if (wait && !c.pending.empty()) note_host_wait();
     for (size_t i = 0; i < c.pending.size();) {
       PendingFree& p = c.pending[i];
       bool done = true;
@@ -341,6 +349,7 @@ class CachingAllocator {
   // Caller holds mutex_ and has made `device` current (or is about to, for cudaMalloc).
   void release_cached(DeviceCache& c) {
     // cudaFree synchronises the device, so blocks freed on any stream are idle by then.
+    if (!c.free_blocks.empty()) note_host_wait();
     for (auto& [key, blocks] : c.free_blocks) {
       for (void* p : blocks) {
         DFX_CUDA_CHECK(cudaFree(p));
@@ -613,6 +622,8 @@ void staged_copy(void* dst, const void* src, size_t nbytes, CopyKind kind, cudaS
 
 }  // namespace
 
+int64_t host_waits() { return g_host_waits.load(std::memory_order_relaxed); }
+
 void* pinned_alloc(size_t nbytes) { return pinned().allocate(nbytes); }
 void pinned_free(void* ptr, size_t) { pinned().free(ptr); }
 bool is_pinned(const void* ptr) { return pinned().block_of(ptr) != nullptr; }
@@ -626,6 +637,7 @@ void copy_bytes(void* dst, const void* src, size_t nbytes, CopyKind kind, int de
   DeviceGuard guard(device);
   cudaStream_t stream = current_cuda_stream(device);
   const void* host = host_side(dst, src, kind);
+  note_host_wait();
   if (host == nullptr || nbytes < kDirectPageable || is_pinned(host)) {
     DFX_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, native_kind(kind), stream));
     DFX_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -651,6 +663,7 @@ void copy_bytes_async(void* dst, const void* src, size_t nbytes, CopyKind kind, 
 void synchronize(int device) {
   check_device_index(device, "synchronize");
   DeviceGuard guard(device);
+  note_host_wait();
   DFX_CUDA_CHECK(cudaDeviceSynchronize());
 }
 

@@ -3,6 +3,7 @@
 // of core compiles identically either way.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "core/allocator.h"
@@ -100,6 +101,13 @@ class Event {
 // when t's storage is freed, the allocator reuses the block only after the work queued on `s`
 // up to now has finished. Needed for tensors handed to a side stream (NCCL, copies).
 void record_stream(const Tensor& t, const Stream& s);
+
+// ---- host waits ----------------------------------------------------------------------------
+// How many times, since the process began, the host has waited for a device: synchronous copies
+// to or from the host (a staged pageable copy counts once), Stream/Event/device synchronize, and
+// the caching allocator's device-wide waits (cudaFree, waiting on pending frees). A training
+// step makes none (tests/gpu/test_cuda_training.cpp). Always 0 without CUDA.
+int64_t host_waits();
 
 // ---- copies --------------------------------------------------------------------------------
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };

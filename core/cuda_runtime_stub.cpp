@@ -12,6 +12,7 @@ namespace {
 
 bool is_built() { return false; }
 int device_count() { return 0; }
+int64_t host_waits() { return 0; }
 std::string device_name(int) { return "none"; }
 void* device_alloc(size_t, int) { not_built("device_alloc"); }
 void device_free(void*, size_t, int) {}

@@ -2,6 +2,7 @@
 #include "core/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <iomanip>
 #include <numeric>
@@ -377,6 +378,18 @@ Tensor Tensor::to(Device device) const {
   return out;
 }
 
+namespace {
+std::atomic<int64_t> g_host_accesses{0};
+void note_host_access() { g_host_accesses.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace
+
+int64_t host_access_count() { return g_host_accesses.load(std::memory_order_relaxed); }
+
+Tensor Tensor::cpu() const {
+  note_host_access();
+  return to(Device::cpu());
+}
+
 Tensor Tensor::to(Device device, bool non_blocking) const {
   if (!non_blocking) return to(device);
   if (device == this->device()) return *this;
@@ -427,11 +440,13 @@ static double load(const void* base, int64_t off, DType dt) {
 double Tensor::get(const std::vector<int64_t>& index) const {
   DFX_CHECK(device().is_cpu(), "get: element access needs a CPU tensor, got ", describe(),
             " (call .cpu() first)");
+  note_host_access();
   return load(storage_->data(), element_offset(*this, index, "get"), dtype_);
 }
 
 void Tensor::set(const std::vector<int64_t>& index, double v) {
   DFX_CHECK(device().is_cpu(), "set: element access needs a CPU tensor, got ", describe());
+  note_host_access();
   int64_t off = element_offset(*this, index, "set");
   void* base = storage_->data();
   switch (dtype_) {
@@ -540,6 +555,7 @@ template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, Device device) {
   DFX_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
             values.size(), " values for shape ", shape, " (", shape_numel(shape), " elements)");
+  note_host_access();
   Tensor t = Tensor::empty(shape, dtype_of<T>::value);
   T* p = t.data<T>();
   for (size_t i = 0; i < values.size(); ++i) p[i] = values[i];
@@ -552,6 +568,7 @@ template <>
 Tensor from_vector<bool>(const std::vector<bool>& values, const Shape& shape, Device device) {
   DFX_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
             values.size(), " values for shape ", shape);
+  note_host_access();
   Tensor t = Tensor::empty(shape, DType::Bool);
   bool* p = t.data<bool>();
   for (size_t i = 0; i < values.size(); ++i) p[i] = values[i];

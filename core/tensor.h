@@ -106,7 +106,7 @@ class Tensor {
   Tensor pin_memory() const;  // a pinned contiguous copy (*this if already pinned); CPU only
   bool is_pinned() const { return storage_ && storage_->pinned(); }
   Tensor to(DType dtype) const;
-  Tensor cpu() const { return to(Device::cpu()); }
+  Tensor cpu() const;  // to(Device::cpu()), counted by host_access_count()
 
   // ---- element access (for tests and small tensors; CPU only; not for hot loops) ----
   double item() const;  // numel() == 1
@@ -131,6 +131,13 @@ class Tensor {
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// How many times, since the process began, tensor values have crossed between the host and a
+// tensor through this API: cpu() (and so item() and to_vector()), get(), set(), from_vector().
+// On a GPU each of them is a copy the host waits for; on the CPU they are free. They are counted
+// on every device so that a CPU test can assert that a training step makes none, which is what
+// keeps the same step free of host waits on a GPU (cuda::host_waits() counts those directly).
+int64_t host_access_count();
 
 // ---- factories ----
 Tensor zeros(const Shape& shape, DType dtype = DType::Float32, Device device = Device::cpu());

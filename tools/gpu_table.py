@@ -36,7 +36,7 @@ def main():
             continue
         (dfx if m[1] == "dfx" else torch)[(int(m[2]), m[3])] = last_json(path)
     head = f"{'N':>5}  {'dfx row':<22} {'dfx ms':>8} {'torch ms':>9} {'dfx/torch':>9} " \
-           f"{'dfx GiB':>8} {'torch GiB':>9} {'HVP/step dfx, torch':>20}"
+           f"{'dfx GiB':>8} {'torch GiB':>9} {'HVP/step dfx, torch':>20} {'waits':>5}"
     print(head)
     print("-" * len(head))
     for (n, tag) in sorted(dfx, key=lambda k: (k[0], k[1])):
@@ -53,7 +53,8 @@ def main():
         tms = f"{t['step_ms']:.1f}" if t else ""
         tgib = f"{t['peak_gib']:.2f}" if t and "peak_gib" in t else ""
         print(f"{n:>5}  {tag:<22} {d['step_ms']:>8.1f} {tms:>9} {ratio:>9} "
-              f"{d.get('peak_gib', float('nan')):>8.2f} {tgib:>9} {hvp:>20}")
+              f"{d.get('peak_gib', float('nan')):>8.2f} {tgib:>9} {hvp:>20} "
+              f"{d.get('host_waits_per_step', float('nan')):>5.1f}")
     for (n, tag), t in sorted(torch.items()):
         if t is not None and tag.endswith("compile"):
             print(f"{n:>5}  {'torch ' + tag:<22} {'':>8} {t['step_ms']:>9.1f}")
