@@ -54,22 +54,15 @@ void check_channel(const Tensor& t, const Tensor& x, const char* what) {
             "] tensor on ", x.device(), " for input ", x.describe());
 }
 
-// value = (1 - momentum) * value + momentum * update, in place (O(C), computed in float64).
-void blend_(const Tensor& running, const std::vector<double>& update, double momentum) {
-  if (!running.defined()) return;
-  std::vector<double> r = running.to_vector();
-  for (size_t c = 0; c < r.size(); ++c) r[c] = (1.0 - momentum) * r[c] + momentum * update[c];
-  copy_(running, from_vector<double>(r, {static_cast<int64_t>(r.size())}));
-}
-
 Var eval_batch_norm(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
                     const Tensor& running_var, double eps) {
   DFX_CHECK(running_mean.defined() && running_var.defined(), "batch_norm: evaluation mode needs "
             "running_mean and running_var (got ", running_mean.describe(), ", ",
             running_var.describe(), ")");
-  std::vector<double> rv = running_var.to_vector();
-  for (double& v : rv) v = 1.0 / std::sqrt(v + eps);
-  Tensor invstd = from_vector<double>(rv, {x.shape()[1]}).to(x.device());
+  // invstd = 1 / sqrt(running_var + eps) in float64, on the device.
+  const Tensor v = k::add(running_var.to(DType::Float64),
+                          full({}, eps, DType::Float64, running_var.device()));
+  Tensor invstd = k::unary(k::UnaryOp::Reciprocal, k::unary(k::UnaryOp::Sqrt, v));
   bool any = x.requires_grad() || gamma.requires_grad() || beta.requires_grad();
   if (!grad_enabled() || !any)
     return Var(k::bn_apply(x.data(), running_mean, invstd, gamma.data(), beta.data()));
@@ -255,34 +248,32 @@ void check_batch_norm_args(const Var& x, const Var& gamma, const Var& beta,
 }
 
 // Training mode's batch moments, global over ranks: mean and invstd as float64 [C] on x's
-// device, and the count per channel. Updates the running statistics in place.
+// device, and the count per channel: float64 [1] on the device, and as a number where the host
+// knows it without reading the device (no all-reduce). A training step reads nothing here.
 struct BatchMoments {
   Tensor mean, invstd;
-  double count = 0;
+  Tensor count;
+  double known_count = 0;
+  // For the create_graph paths, whose host arithmetic needs it (one read with SyncBatchNorm).
+  double host_count() const { return known_count > 0 ? known_count : count.item(); }
 };
 BatchMoments batch_moments(const Var& x, const Tensor& running_mean, const Tensor& running_var,
                            double momentum, double eps, const ChannelAllReduce& all_reduce) {
-  // Local (count, sum, sumsq) in one float64 tensor, one all-reduce, global moments.
+  // Local (count, sum, sumsq) in one float64 tensor, one all-reduce, global moments; the
+  // running statistics are updated on the device (kernels::bn_moments).
   const int64_t C = x.shape()[1];
   const double local = C ? static_cast<double>(x.numel() / C) : 0.0;
   Tensor packed = k::concat({full({1, C}, local, DType::Float64, x.device()),
                              k::channel_sums(x.data())}, 0);
   packed = reduce_over_ranks(packed, all_reduce, "batch_norm");
-  std::vector<double> p = packed.to_vector();
-  const double count = C ? p[0] : 0.0;
-  DFX_CHECK(count > 1, "batch_norm: training needs more than one value per channel, got ", count,
-            " over all ranks for input ", x.data().describe());
-  std::vector<double> mean(C), var(C), invstd(C), unbiased(C);
-  for (int64_t c = 0; c < C; ++c) {
-    mean[c] = p[C + c] / count;
-    var[c] = std::max(p[2 * C + c] / count - mean[c] * mean[c], 0.0);  // float64 E[x^2] - E[x]^2
-    invstd[c] = 1.0 / std::sqrt(var[c] + eps);
-    unbiased[c] = var[c] * count / (count - 1.0);
-  }
-  blend_(running_mean, mean, momentum);
-  blend_(running_var, unbiased, momentum);
-  return {from_vector<double>(mean, {C}).to(x.device()),
-          from_vector<double>(invstd, {C}).to(x.device()), count};
+  const Tensor count = packed.select(0, 0).narrow(0, 0, 1);
+  // The global count is at least this rank's, so only a rank with at most one value per channel
+  // has to read it to know the batch is valid.
+  const double global = local > 1 || !all_reduce || C == 0 ? local : count.item();
+  DFX_CHECK(global > 1, "batch_norm: training needs more than one value per channel, got ",
+            global, " over all ranks for input ", x.data().describe());
+  const Tensor mom = k::bn_moments(packed, running_mean, running_var, momentum, eps);
+  return {mom.select(0, 0), mom.select(0, 1), count, all_reduce ? 0.0 : local};
 }
 
 // Training-mode batch norm's first-order rule from tensors alone: two fused passes; only
@@ -318,10 +309,10 @@ VarList batch_norm_rule(const Var& x, const Var& gamma, const Var& beta, const B
                         double eps, const ChannelAllReduce& all_reduce, const Var& g) {
   const Tensor& mean_t = bm.mean;
   const Tensor& invstd_t = bm.invstd;
-  const double count = bm.count;
   const bool nx = x.requires_grad(), ng = gamma.requires_grad(), nb = beta.requires_grad();
   if (!grad_enabled())
     return batch_norm_first_order(x.data(), gamma.data(), bm, all_reduce, nx, ng, nb, g.data());
+  const double count = bm.host_count();
   if (nx) {
     // create_graph with x variable: the same values from the fused kernels, recorded as two
     // ops whose own rules are the hand-derived second derivatives (batch_norm_backward_rule).

@@ -4,6 +4,7 @@
 #include "kernels/norm.h"
 
 #include "config.h"
+#include "core/copy.h"
 #include "kernels/backend.h"
 #include "kernels/elementwise.h"
 #include "kernels/cpu/norm.h"
@@ -145,8 +146,43 @@ Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
   return out;
 }
 
+Tensor bn_moments(const Tensor& packed, const Tensor& running_mean, const Tensor& running_var,
+                  double momentum, double eps) {
+  DFX_CHECK(packed.defined() && packed.dim() == 2 && packed.shape()[0] == 3 &&
+                packed.dtype() == DType::Float64,
+            "bn_moments: packed is ", packed.describe(), "; expected float64 [3, C] (count, sum, "
+            "sum of squares)");
+  if (packed.device().is_cuda() && !DFX_HAVE_CUDA) no_cuda("bn_moments", packed);
+  const int64_t c = packed.shape()[1];
+  // The running statistics in float64, in place when they already are contiguous float64.
+  auto slot = [&](const Tensor& r, const char* what) -> Tensor {
+    if (!r.defined()) return Tensor();
+    DFX_CHECK(r.dim() == 1 && r.shape()[0] == c && r.device() == packed.device() &&
+                  is_floating(r.dtype()),
+              "bn_moments: ", what, " is ", r.describe(), "; expected a floating [", c, "] on ",
+              packed.device());
+    return r.to(DType::Float64).contiguous();
+  };
+  Tensor rm = slot(running_mean, "running_mean"), rv = slot(running_var, "running_var");
+  const Tensor p = packed.contiguous();
+  Tensor out = Tensor::empty({2, c}, DType::Float64, p.device());
+  DFX_BACKEND(p, bn_moments(p, c, rm, rv, momentum, eps, out));
+  if (rm.defined() && !rm.shares_storage(running_mean)) copy_(running_mean, rm);
+  if (rv.defined() && !rv.shares_storage(running_var)) copy_(running_var, rv);
+  return out;
+}
+
 Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
                          const Tensor& gamma, const Tensor& sums, double count,
+                         const LeakyReluOutput& act) {
+  DFX_CHECK(count > 0, "bn_backward_apply: count ", count, " must be positive");
+  DFX_CHECK(g.defined(), "bn_backward_apply: undefined gradient");
+  return bn_backward_apply(g, x, mean, invstd, gamma, sums,
+                           full({1}, count, DType::Float64, g.device()), act);
+}
+
+Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                         const Tensor& gamma, const Tensor& sums, const Tensor& count,
                          const LeakyReluOutput& act) {
   BackwardArgs a = backward_args(g, x, invstd, act, "bn_backward_apply");
   int64_t n, c, s;
@@ -155,7 +191,10 @@ Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, c
   DFX_CHECK(mean.defined() && invstd.defined(), "bn_backward_apply: mean and invstd are required");
   DFX_CHECK(sums.defined() && sums.shape() == Shape({2, c}), "bn_backward_apply: sums ",
             sums.describe(), " must be [2, ", c, "] (sum g, sum g * xhat)");
-  DFX_CHECK(count > 0, "bn_backward_apply: count ", count, " must be positive");
+  DFX_CHECK(count.defined() && count.numel() == 1 && count.dtype() == DType::Float64 &&
+                count.device() == a.like.device(),
+            "bn_backward_apply: count is ", count.describe(), "; expected one float64 value on ",
+            a.like.device());
   Tensor m = per_channel(mean, a.like, c, 0, "bn_backward_apply", "mean");
   Tensor is = per_channel(invstd, a.like, c, 1, "bn_backward_apply", "invstd");
   Tensor ga = per_channel(gamma, a.like, c, 1, "bn_backward_apply", "gamma");
@@ -164,8 +203,8 @@ Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, c
   Tensor gx = empty_like_layout(a.like, rows);
   if (a.act.on) a.act.z = kernel_layout(a.act.z, rows);
   const Tensor xk = act.rebuild_x ? Tensor() : kernel_layout(x, rows);
-  DFX_BACKEND(a.like, bn_backward_apply(kernel_layout(g, rows), xk, n, c, s, m, is, ga, sm, count,
-                                         gx, a.act));
+  DFX_BACKEND(a.like, bn_backward_apply(kernel_layout(g, rows), xk, n, c, s, m, is, ga, sm,
+                                         count.contiguous().reshape({1}), gx, a.act));
   return gx;
 }
 

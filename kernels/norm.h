@@ -42,8 +42,22 @@ struct LeakyReluOutput {
 Tensor bn_backward_reduce(const Tensor& g, const Tensor& x, const Tensor& mean,
                           const Tensor& invstd, const LeakyReluOutput& act = {});
 
+// Training mode's batch moments from packed = [3, C] float64 rows (count, sum x, sum x*x): the
+// count row on top of channel_sums, all-reduced for global moments. Returns [2, C] float64
+// (mean, invstd) with var = max(E[x^2] - mean^2, 0) and invstd = 1 / sqrt(var + eps), and blends
+// the running statistics in place: running = (1 - momentum) running + momentum batch, the
+// variance unbiased by count / (count - 1); either may be undefined. Everything stays on packed's
+// device (the count is read there, from packed[0][0]), so a GPU step does not wait for the host.
+Tensor bn_moments(const Tensor& packed, const Tensor& running_mean, const Tensor& running_var,
+                  double momentum, double eps);
+
 // gx = gamma * invstd * (g - sum_g / count - xhat * sum_gxhat / count) in one pass, where
 // sums = [2, C] (sum_g, sum_gxhat) over the whole (possibly global) batch of `count` per channel.
+// The count is a float64 tensor of one element on x's device (the global count of a SyncBatchNorm
+// stays there) or a host number.
+Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                         const Tensor& gamma, const Tensor& sums, const Tensor& count,
+                         const LeakyReluOutput& act = {});
 Tensor bn_backward_apply(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
                          const Tensor& gamma, const Tensor& sums, double count,
                          const LeakyReluOutput& act = {});

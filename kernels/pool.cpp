@@ -208,7 +208,7 @@ void check_indexed(const Shape& big, const Tensor& idx, const char* op, int64_t&
 }
 }  // namespace
 
-Tensor pool_gather(const Tensor& x, const Tensor& indices) {
+Tensor pool_gather(const Tensor& x, const Tensor& indices, bool trusted) {
   DFX_CHECK(x.defined(), "pool_gather: undefined input");
   int64_t in_numel;
   check_indexed(x.shape(), indices, "pool_gather", in_numel);
@@ -220,13 +220,14 @@ Tensor pool_gather(const Tensor& x, const Tensor& indices) {
   const Tensor xd = dense(x, fmt);
   Tensor out = Tensor::empty(indices.shape(), x.dtype(), x.device(), fmt);
   DFX_CHECK(DFX_BACKEND(x, pool_gather(xd, indices.contiguous(fmt), planes_of(x.shape(), fmt),
-                                       in_numel, out)),
+                                       in_numel, out, !trusted)),
             "pool_gather: an index in ", indices.describe(), " is outside the planes of ",
             x.describe());
   return out;
 }
 
-Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape, bool disjoint) {
+Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape, bool disjoint,
+                    bool trusted) {
   DFX_CHECK(g.defined(), "pool_scatter: undefined input");
   int64_t in_numel;
   check_indexed(in_shape, indices, "pool_scatter", in_numel);
@@ -240,7 +241,7 @@ Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shap
   const Tensor gd = dense(g, fmt);
   Tensor out = Tensor::empty(in_shape, g.dtype(), g.device(), fmt);
   DFX_CHECK(DFX_BACKEND(g, pool_scatter(gd, indices.contiguous(fmt), planes_of(in_shape, fmt),
-                                        in_numel, disjoint, out)),
+                                        in_numel, disjoint, out, !trusted)),
             "pool_scatter: an index in ", indices.describe(), " is outside planes of shape ",
             in_shape);
   return out;

@@ -36,14 +36,17 @@ struct MaxPoolResult {
 MaxPoolResult max_pool(const Tensor& x, const PoolWindow& w);
 // out[n, c, o] = x[n, c, idx[n, c, o]] (x's plane flattened): max-pool's derivative applied to x.
 // The result is laid out as x.
-Tensor pool_gather(const Tensor& x, const Tensor& indices);
+// `trusted` (here and in pool_scatter): the caller vouches that every index lies inside the planes
+// (max_pool made them, or an earlier call checked them), so a GPU does not read its out-of-range
+// flag back, which would make the host wait; the CPU checks either way, for free.
+Tensor pool_gather(const Tensor& x, const Tensor& indices, bool trusted = false);
 // zeros(in_shape) with out[n, c, idx[n, c, o]] += g[n, c, o]: the adjoint of pool_gather, i.e.
 // max-pool's backward, laid out as g. Deterministic: every element of out adds its contributions
 // in increasing output position, on any device, thread count and layout. `disjoint` promises that
 // no two outputs of a plane share an index (MaxPoolResult::disjoint): the GPU then writes each
 // target directly instead of sorting the pairs by target (the same values, bit for bit).
 Tensor pool_scatter(const Tensor& g, const Tensor& indices, const Shape& in_shape,
-                    bool disjoint = false);
+                    bool disjoint = false, bool trusted = false);
 
 // Average pooling with count_include_pad = true (divisor = prod(kernel), PyTorch's default).
 Tensor avg_pool(const Tensor& x, const PoolWindow& w);

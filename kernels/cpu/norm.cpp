@@ -5,6 +5,7 @@
 #include "kernels/cpu/norm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "kernels/cpu/dispatch.h"
@@ -286,7 +287,9 @@ void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, 
 
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                        const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                       const Tensor& sums, double count, const Tensor& gx, const BnActGrad& act) {
+                       const Tensor& sums, const Tensor& count_t, const Tensor& gx,
+                       const BnActGrad& act) {
+  const double count = count_t.data<double>()[0];
   dispatch_float(g.dtype(), "bn_backward_apply", [&](auto zt) {
     using T = decltype(zt);
     T* po = gx.data<T>();
@@ -327,6 +330,23 @@ void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, i
       });
     });
   });
+}
+
+void bn_moments(const Tensor& packed, int64_t c, const Tensor& running_mean,
+                const Tensor& running_var, double momentum, double eps, const Tensor& out) {
+  const double* p = packed.data<double>();
+  double *mean = out.data<double>(), *invstd = mean + c;
+  double* rm = running_mean.defined() ? running_mean.data<double>() : nullptr;
+  double* rv = running_var.defined() ? running_var.data<double>() : nullptr;
+  const double count = p[0];
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const double m = p[c + ch] / count;
+    const double var = std::max(p[2 * c + ch] / count - m * m, 0.0);  // E[x^2] - E[x]^2
+    mean[ch] = m;
+    invstd[ch] = 1.0 / std::sqrt(var + eps);
+    if (rm) rm[ch] = (1.0 - momentum) * rm[ch] + momentum * m;
+    if (rv) rv[ch] = (1.0 - momentum) * rv[ch] + momentum * (var * count / (count - 1.0));
+  }
 }
 
 }  // namespace dfx::kernels::cpu

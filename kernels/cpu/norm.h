@@ -17,7 +17,11 @@ void bn_backward_reduce(const Tensor& g, const Tensor& x, int64_t n, int64_t c, 
                         const BnActGrad& act);
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                        const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                       const Tensor& sums, double count, const Tensor& gx,
+                       const Tensor& sums, const Tensor& count, const Tensor& gx,
                        const BnActGrad& act);
+// packed [3, C] and out [2, C] contiguous float64; running_mean/var contiguous float64 [C] or
+// undefined, blended in place (kernels/norm.h, bn_moments).
+void bn_moments(const Tensor& packed, int64_t c, const Tensor& running_mean,
+                const Tensor& running_var, double momentum, double eps, const Tensor& out);
 
 }  // namespace dfx::kernels::cpu

@@ -245,7 +245,7 @@ void max_pool(const Tensor& x, const PoolGeometry& g, const Tensor& values, cons
 }
 
 bool pool_gather(const Tensor& x, const Tensor& indices, const PoolPlanes& pl, int64_t in_numel,
-                 const Tensor& out) {
+                 const Tensor& out, bool /*check*/) {
   bool ok = true;
   const int64_t planes = pl.count();
   if (planes == 0) return true;
@@ -280,7 +280,7 @@ bool pool_gather(const Tensor& x, const Tensor& indices, const PoolPlanes& pl, i
 }
 
 bool pool_scatter(const Tensor& g, const Tensor& indices, const PoolPlanes& pl, int64_t in_numel,
-                  bool /*disjoint*/, const Tensor& out) {
+                  bool /*disjoint*/, const Tensor& out, bool /*check*/) {
   bool ok = true;
   const int64_t planes = pl.count();
   if (planes == 0) return true;

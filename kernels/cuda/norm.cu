@@ -190,8 +190,10 @@ __global__ void bn_backward_apply_kernel(BackIn<T> in, Index total, Index c, Ind
                                          const double* __restrict__ mean,
                                          const double* __restrict__ invstd,
                                          const double* __restrict__ gamma,
-                                         const double* __restrict__ sums, double count,
+                                         const double* __restrict__ sums,
+                                         const double* __restrict__ count_p,
                                          T* __restrict__ gx) {
+  const double count = *count_p;  // on the device: a global count is not read by the host
   const Index step = static_cast<Index>(blockDim.x) * gridDim.x;
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += step) {
     const Index ch = (i / s) % c;
@@ -310,8 +312,9 @@ void bn_apply(const Tensor& x, int64_t n, int64_t c, int64_t s, const Tensor& me
 
 void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, int64_t s,
                        const Tensor& mean, const Tensor& invstd, const Tensor& gamma,
-                       const Tensor& sums, double count, const Tensor& gx, const BnActGrad& act) {
-  check_all("bn_backward_apply", {&g, &mean, &invstd, &gamma, &sums, &gx});
+                       const Tensor& sums, const Tensor& count_t, const Tensor& gx,
+                       const BnActGrad& act) {
+  check_all("bn_backward_apply", {&g, &mean, &invstd, &gamma, &sums, &count_t, &gx});
   if (x.defined()) check_all("bn_backward_apply", {&x});
   if (act.on) check_all("bn_backward_apply", {&act.z});
   const int64_t total = n * c * s;
@@ -321,6 +324,7 @@ void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, i
     using T = decltype(z);
     const double *pm = mean.data<double>(), *pi = invstd.data<double>();
     const double *pg = gamma.data<double>(), *ps = sums.data<double>();
+    const double* count = count_t.data<double>();
     const BackIn<T> in = back_in<T>(&x, &g, &act);
     if (fits_u32(total)) {
       bn_backward_apply_kernel<T, uint32_t><<<grid_for(total), kThreads, 0, launch_stream()>>>(
@@ -332,6 +336,43 @@ void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, i
     DFX_CUDA_CHECK_LAUNCH(
         ::dfx::detail::cat("bn_backward_apply_kernel<", dtype_name(g.dtype()), ">"), g.shape());
   });
+}
+
+namespace {
+
+// One thread per channel: the CPU's arithmetic (kernels/cpu/norm.cpp), with the products and
+// sums rounded as written (no contraction into FMAs) so that both devices agree to the bit.
+__global__ void bn_moments_kernel(const double* __restrict__ p, int64_t c, double* rm, double* rv,
+                                  double momentum, double eps, double* __restrict__ out) {
+  const double count = p[0];
+  for (int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; ch < c;
+       ch += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const double m = p[c + ch] / count;
+    const double d = __dsub_rn(p[2 * c + ch] / count, __dmul_rn(m, m));  // E[x^2] - E[x]^2
+    const double var = d < 0.0 ? 0.0 : d;  // std::max's NaN behaviour, as on the CPU
+    out[ch] = m;
+    out[c + ch] = 1.0 / sqrt(var + eps);
+    if (rm) rm[ch] = __dadd_rn(__dmul_rn(1.0 - momentum, rm[ch]), __dmul_rn(momentum, m));
+    if (rv)
+      rv[ch] = __dadd_rn(__dmul_rn(1.0 - momentum, rv[ch]),
+                         __dmul_rn(momentum, __dmul_rn(var, count) / (count - 1.0)));
+  }
+}
+
+}  // namespace
+
+void bn_moments(const Tensor& packed, int64_t c, const Tensor& running_mean,
+                const Tensor& running_var, double momentum, double eps, const Tensor& out) {
+  check_all("bn_moments", {&packed, &out});
+  if (running_mean.defined()) check_all("bn_moments", {&running_mean});
+  if (running_var.defined()) check_all("bn_moments", {&running_var});
+  if (c == 0) return;
+  ::dfx::cuda::DeviceGuard guard(packed.device().index);
+  bn_moments_kernel<<<grid_for(c), kThreads, 0, launch_stream()>>>(
+      packed.data<double>(), c, running_mean.defined() ? running_mean.data<double>() : nullptr,
+      running_var.defined() ? running_var.data<double>() : nullptr, momentum, eps,
+      out.data<double>());
+  DFX_CUDA_CHECK_LAUNCH("bn_moments_kernel", packed.shape());
 }
 
 }  // namespace dfx::kernels::cuda

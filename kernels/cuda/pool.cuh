@@ -10,9 +10,11 @@ namespace dfx::kernels::cuda {
 
 void max_pool(const Tensor& x, const PoolGeometry& g, const Tensor& values, const Tensor& indices);
 bool pool_gather(const Tensor& x, const Tensor& indices, const PoolPlanes& planes,
-                 int64_t in_numel, const Tensor& out);
+                 int64_t in_numel, const Tensor& out, bool check = true);
 bool pool_scatter(const Tensor& g, const Tensor& indices, const PoolPlanes& planes,
-                  int64_t in_numel, bool disjoint, const Tensor& out);
+                  int64_t in_numel, bool disjoint, const Tensor& out, bool check = true);
+// Without `check` the kernels still skip an out-of-range index, but its flag is not read back
+// (a host wait) and the call returns true.
 void separable(const Tensor& x, const AxisMap (&maps)[3], double scale, const PoolPlanes& planes,
                const Tensor& out);
 

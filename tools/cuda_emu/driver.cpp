@@ -23,6 +23,7 @@
 #include "kernels/norm.h"
 #include "kernels/pool.h"
 #include "kernels/reduce.h"
+#include "kernels/shape_ops.h"
 
 using namespace dfx;
 namespace k = dfx::kernels;
@@ -52,6 +53,9 @@ void check(const Tensor& got, const Tensor& want, double tol, const std::string&
               << g[first] << " want " << w[first] << "\n";
   }
 }
+
+// bn_backward_apply's count operand: one float64 on the (emulated) device.
+Tensor count_operand(int64_t count) { return full({1}, double(count), DType::Float64); }
 
 Tensor rnd(const Shape& s, uint64_t seed, DType dt, double shift = 0.1) {
   auto v = randn(s, seed, 0, 0, DType::Float64).to_vector();
@@ -150,6 +154,17 @@ void test_norm() {
       Tensor out = Tensor::empty({2, c}, DType::Float64);
       kc::channel_sums(x, n, c, sp, out);
       check(out, k::channel_sums(x), 1e-12, nm("channel_sums", s, dt));
+      // The batch moments and the running statistics' blend, to the bit.
+      {
+        const Tensor packed = k::concat({full({1, c}, double(n * sp), DType::Float64), out}, 0);
+        const Tensor rm0 = rnd({c}, seed++, DType::Float64), rv0 = pos({c}, seed++, DType::Float64);
+        Tensor rm = rm0.clone(), rv = rv0.clone(), mom = Tensor::empty({2, c}, DType::Float64);
+        kc::bn_moments(packed, c, rm, rv, 0.1, 1e-5, mom);
+        Tensor rm_cpu = rm0.clone(), rv_cpu = rv0.clone();
+        check(mom, k::bn_moments(packed, rm_cpu, rv_cpu, 0.1, 1e-5), 0.0, nm("bn_moments", s, dt));
+        check(rm, rm_cpu, 0.0, nm("bn_moments running_mean", s, dt));
+        check(rv, rv_cpu, 0.0, nm("bn_moments running_var", s, dt));
+      }
       Tensor y = Tensor::empty(s, dt);
       kc::bn_apply(x, n, c, sp, mean, inv, gamma, beta, y, {});
       check(y, k::bn_apply(x, mean, inv, gamma, beta), tol(dt), nm("bn_apply", s, dt));
@@ -162,7 +177,7 @@ void test_norm() {
       Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
       check(sums, ws, 1e-12, nm("bn_backward_reduce", s, dt));
       Tensor gx = Tensor::empty(s, dt);
-      kc::bn_backward_apply(g, x, n, c, sp, mean, inv, gamma, ws, double(n * sp), gx, {});
+      kc::bn_backward_apply(g, x, n, c, sp, mean, inv, gamma, ws, count_operand(n * sp), gx, {});
       check(gx, k::bn_backward_apply(g, x, mean, inv, gamma, ws, double(n * sp)), tol(dt),
             nm("bn_backward_apply", s, dt));
       // The fused leaky ReLU's backward (g: the gradient of z), reading x or rebuilding it from z,
@@ -187,7 +202,7 @@ void test_norm() {
         // Rebuilt x carries z's rounding: float32 sums agree to about 1e-6 of their scale.
         const double rt = !rebuild ? 1e-12 : dt == DType::Float32 ? 2e-5 : 1e-9;
         check(sums, wsy, rt, nm("bn_backward_reduce" + what, s, dt));
-        kc::bn_backward_apply(g, xa, n, c, sp, mean, inv, gamma, wsy, double(n * sp), gx, a);
+        kc::bn_backward_apply(g, xa, n, c, sp, mean, inv, gamma, wsy, count_operand(n * sp), gx, a);
         check(gx, gxy, rebuild ? 1e-4 : tol(dt), nm("bn_backward_apply" + what, s, dt));
       }
     }
@@ -219,7 +234,7 @@ void test_norm_rows() {
       Tensor ws = k::bn_backward_reduce(g, x, mean, inv);
       check(sums, ws, 1e-12, nm("rows bn_backward_reduce", s, dt));
       Tensor gx = Tensor::empty(s, dt, Device::cpu(), MemoryFormat::ChannelsLast);
-      kc::bn_backward_apply(gc, xc, rows, c, 1, mean, inv, gamma, ws, double(rows), gx, {});
+      kc::bn_backward_apply(gc, xc, rows, c, 1, mean, inv, gamma, ws, count_operand(rows), gx, {});
       check(gx, k::bn_backward_apply(g, x, mean, inv, gamma, ws, double(rows)), tol(dt),
             nm("rows bn_backward_apply", s, dt));
       // The fused leaky ReLU's backward with x rebuilt, channels-last, against the unfused pair.
@@ -237,7 +252,8 @@ void test_norm_rows() {
       kc::bn_backward_reduce(gc, Tensor(), rows, c, 1, mean, inv, sums, a);
       check(sums, wsy, dt == DType::Float32 ? 2e-5 : 1e-9,
             nm("rows bn_backward_reduce (x rebuilt)", s, dt));
-      kc::bn_backward_apply(gc, Tensor(), rows, c, 1, mean, inv, gamma, wsy, double(rows), gx, a);
+      kc::bn_backward_apply(gc, Tensor(), rows, c, 1, mean, inv, gamma, wsy, count_operand(rows), gx,
+                            a);
       check(gx, k::bn_backward_apply(gy, x, mean, inv, gamma, wsy, double(rows)), 1e-4,
             nm("rows bn_backward_apply (x rebuilt)", s, dt));
     }

@@ -37,6 +37,11 @@ inline float logf(float x) { return std::log(x); }
 inline float sqrtf(float x) { return std::sqrt(x); }
 inline float tanhf(float x) { return std::tanh(x); }
 inline float powf(float x, float y) { return std::pow(x, y); }
+// Round-to-nearest arithmetic that a GPU never contracts into an FMA (the host build here
+// contracts nothing either: -std=c++20 means -ffp-contract=off).
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
 
 struct float4 { float x, y, z, w; };
 struct double2 { double x, y; };
