@@ -15,6 +15,29 @@ k::UpsampleMode kmode(UpsampleMode m) {
 }
 }  // namespace
 
+namespace {
+
+// pool_gather and pool_scatter as recorded ops; `trusted` indices (made by max_pool, or checked
+// by the forward op that recorded this backward) are not range-checked again on a GPU, which
+// would make the host wait (kernels/pool.h).
+Var gather_op(const Var& x, const Tensor& indices, bool disjoint, bool trusted);
+Var scatter_op(const Var& g, const Tensor& indices, const Shape& in_shape, bool disjoint,
+               bool trusted) {
+  return record("pool_scatter", k::pool_scatter(g.data(), indices, in_shape, disjoint, trusted),
+                {g}, [indices, disjoint](const Var&, const Var& gg) {
+                  return VarList{gather_op(gg, indices, disjoint, true)};
+                });
+}
+Var gather_op(const Var& x, const Tensor& indices, bool disjoint, bool trusted) {
+  Shape xs = x.shape();
+  return record("pool_gather", k::pool_gather(x.data(), indices, trusted), {x},
+                [indices, xs, disjoint](const Var&, const Var& g) {
+                  return VarList{scatter_op(g, indices, xs, disjoint, true)};
+                });
+}
+
+}  // namespace
+
 Var max_pool(const Var& x, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
              const std::vector<int64_t>& padding) {
   k::MaxPoolResult r = k::max_pool(x.data(), {kernel, stride, padding});
@@ -22,23 +45,16 @@ Var max_pool(const Var& x, const std::vector<int64_t>& kernel, const std::vector
   Shape xs = x.shape();
   const bool disjoint = r.disjoint;
   return record("max_pool", r.values, {x}, [idx, xs, disjoint](const Var&, const Var& g) {
-    return VarList{pool_scatter(g, idx, xs, disjoint)};
+    return VarList{scatter_op(g, idx, xs, disjoint, true)};
   });
 }
 
 Var pool_gather(const Var& x, const Tensor& indices, bool disjoint) {
-  Shape xs = x.shape();
-  return record("pool_gather", k::pool_gather(x.data(), indices), {x},
-                [indices, xs, disjoint](const Var&, const Var& g) {
-                  return VarList{pool_scatter(g, indices, xs, disjoint)};
-                });
+  return gather_op(x, indices, disjoint, false);
 }
 
 Var pool_scatter(const Var& g, const Tensor& indices, const Shape& in_shape, bool disjoint) {
-  return record("pool_scatter", k::pool_scatter(g.data(), indices, in_shape, disjoint), {g},
-                [indices, disjoint](const Var&, const Var& gg) {
-                  return VarList{pool_gather(gg, indices, disjoint)};
-                });
+  return scatter_op(g, indices, in_shape, disjoint, false);
 }
 
 Var avg_pool(const Var& x, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,

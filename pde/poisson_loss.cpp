@@ -3,6 +3,7 @@
 
 #include "autodiff/fem_ops.h"
 #include "autodiff/ops.h"
+#include "core/copy.h"
 
 namespace dfx::pde {
 
@@ -10,14 +11,12 @@ ad::Var apply_dirichlet_x(const ad::Var& u, double left, double right) {
   DFX_CHECK(u.dim() >= 3, "apply_dirichlet_x: expected [B, C, *S], got ", u.data().describe());
   const int64_t n = u.shape().back();
   DFX_CHECK(n >= 2, "apply_dirichlet_x: need at least 2 nodes along x, got ", u.data().describe());
-  // mask zeroes the two boundary columns, lift puts the prescribed values there.
-  Tensor mask = ones({n}, u.dtype()), lift = zeros({n}, u.dtype());
-  mask.set({0}, 0.0);
-  mask.set({n - 1}, 0.0);
-  lift.set({0}, left);
-  lift.set({n - 1}, right);
-  mask = mask.to(u.device());
-  lift = lift.to(u.device());
+  // mask zeroes the two boundary columns, lift puts the prescribed values there; both are
+  // filled on u's device (no host copy inside a training step).
+  Tensor mask = ones({n}, u.dtype(), u.device()), lift = zeros({n}, u.dtype(), u.device());
+  for (int64_t i : {int64_t{0}, n - 1}) fill_(mask.narrow(0, i, 1), 0.0);
+  fill_(lift.narrow(0, 0, 1), left);
+  fill_(lift.narrow(0, n - 1, 1), right);
   return ad::add(ad::mul(u, ad::Var(mask)), ad::Var(lift));
 }
 

@@ -700,8 +700,9 @@ void Trainer::with_objective(int64_t step, const std::function<void(optim::Objec
   // An empty shard still runs the network when SyncBatchNorm needs its collectives.
   auto forward = [&]() -> std::pair<Tensor, ad::Var> {
     if (local.empty() && !sync_bn) return {Tensor(), ad::Var()};
+    // Non-blocking: on a GPU the step then waits for nothing but the loss it reports.
     Tensor x = (local.empty() ? Tensor::empty(problem.field_shape(0), dtype)
-                              : problem.input(local, dtype)).to(device);
+                              : problem.input(local, dtype)).to(device, /*non_blocking=*/true);
     return {x, (*model_)(ad::Var(x))};
   };
   auto local_loss = [&]() -> ad::Var {

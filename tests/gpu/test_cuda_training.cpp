@@ -13,6 +13,7 @@
 
 #include "autodiff/var.h"
 #include "core/allocator.h"
+#include "core/cuda_runtime.h"
 #include "core/rng.h"
 #include "kernels/elementwise.h"
 #include "models/unet.h"
@@ -146,6 +147,46 @@ TEST_CASE("cuda: live device memory returns to its baseline after training steps
   CHECK(s.current_bytes == base);
   CHECK(s.peak_bytes > base);          // the activations were really on the device
   CHECK(s.reserved_bytes >= s.peak_bytes);
+}
+
+TEST_CASE("cuda: a W1 training step makes no host wait (forward, loss, backward, Adam)") {
+  // The batch is on the device before the step, as a loader's would be; the loss is read after
+  // it, as a logger would. Batch norm's moments, running statistics and counts, max pooling's
+  // index checks and the Dirichlet masks all stay on the device (the CPU twin of this test,
+  // tests/train/test_host_sync.cpp, counts the host accesses that would be waits here).
+  for (bool low_memory : {false, true}) {
+    INFO("activation checkpointing " << low_memory);
+    Net gpu = make_net(DType::Float32, kGpu);
+    if (low_memory) {  // checkpointing only: rebuilding batch norm's input reads gamma
+      nn::UNetOptions u;
+      u.depth = 3;
+      u.width = 8;
+      u.seed = 11;
+      u.checkpoint = true;
+      gpu.model = std::make_shared<nn::UNet>(u);
+      gpu.model->to(kGpu);
+      gpu.model->train();
+      gpu.params = gpu.model->parameters();
+    }
+    optim::Adam opt(gpu.params, optim::AdamOptions{});
+    const Tensor x = pde::omega_batch(2, 32, 9, pde::train_indices(4), DType::Float32).to(kGpu);
+    const Tensor nu = kernels::unary(kernels::UnaryOp::Exp, x);
+    auto step = [&] {
+      opt.zero_grad();
+      ad::Var l = pde::poisson_loss((*gpu.model)(ad::Var(x)), nu, 0);
+      l.backward();
+      opt.apply();
+      return l;
+    };
+    step();  // the first step sets up: cuDNN's choices, Adam's slots, the allocator's blocks
+    const int64_t waits = cuda::host_waits(), accesses = host_access_count();
+    ad::Var l = step();
+    CHECK(cuda::host_waits() - waits == 0);
+    CHECK(host_access_count() - accesses == 0);
+    // The counter counts: reading the loss is one wait.
+    CHECK(std::isfinite(l.item()));
+    CHECK(cuda::host_waits() - waits >= 1);
+  }
 }
 
 }  // TEST_SUITE
