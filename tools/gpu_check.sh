@@ -207,20 +207,18 @@ stage_train() {     # training end to end on the GPU
     fi
   else note "dfx train --device cuda: skipped (budget)"; fi
 }
-stage_accuracy() {  # issue 15: W1 accuracy after a short training budget at N = 512 and 1024
-  # Output-preconditioned Adam (the CPU recipe), depth log2(N) - 2 (bottleneck N / 8 nodes wide,
-  # the depth the N = 256 CPU runs needed); 120 s of training each, 16 held-out fields.
-  local n d
+stage_accuracy() {  # issue 15: W1 at N = 512 and 1024 with the CPU's best recipe
+  # Multigrid with depth growth (configs/w1_n{512,1024}_grow.json: depth 4 at N = 64, one U-Net
+  # level more per finer level, output-preconditioned cosine Adam), TF32, 16 held-out fields.
+  local n
   for n in 512 1024; do
-    d=$(( n == 512 ? 7 : 8 ))
-    if t=$(cap 200 60); then
-      if timeout "$t" build-gpu/apps/dfx train --device cuda --tf32 --res "$n" --depth "$d" \
-           --batch 8 --samples 4096 --steps 100000 --max-time $(( t - 60 )) --lr 3e-3 \
-           --output-precondition --eval-samples 16 --panels 0 --out "$LOGS/acc_$n" \
+    if t=$(cap $(( n == 512 ? 200 : 300 )) 90); then
+      if timeout "$t" build-gpu/apps/dfx train --config "configs/w1_n${n}_grow.json" --device cuda \
+           --tf32 --threads 16 --eval-samples 16 --panels 0 --out "$LOGS/acc_$n" \
            >"$LOGS/acc_$n.log" 2>&1; then
-        note "W1 N=$n depth $d, $(( t - 60 )) s of training: $(grep 'held-out' "$LOGS/acc_$n.log" | tail -1)"
+        note "W1 N=$n growth recipe: $(grep 'held-out' "$LOGS/acc_$n.log" | tail -1)"
       else
-        note "W1 N=$n accuracy: FAILED or out of time: $(tail -2 "$LOGS/acc_$n.log" | tr '\n' ' ')"
+        note "W1 N=$n accuracy: FAILED or out of time: $(grep 'held-out' "$LOGS/acc_$n.log" | tail -1) $(tail -1 "$LOGS/acc_$n.log")"
       fi
     else note "W1 N=$n accuracy: skipped (budget)"; fi
   done
