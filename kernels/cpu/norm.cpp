@@ -334,6 +334,7 @@ void bn_backward_apply(const Tensor& g, const Tensor& x, int64_t n, int64_t c, i
 
 void bn_moments(const Tensor& packed, int64_t c, const Tensor& running_mean,
                 const Tensor& running_var, double momentum, double eps, const Tensor& out) {
+  if (c == 0) return;
   const double* p = packed.data<double>();
   double *mean = out.data<double>(), *invstd = mean + c;
   double* rm = running_mean.defined() ? running_mean.data<double>() : nullptr;
