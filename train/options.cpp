@@ -163,9 +163,10 @@ std::vector<Option<TrainOptions>> train_options() {
       {"log_every", &S::log_every, "steps between plain progress lines (not on a terminal)",
        R::Overridable},
       {"bucket_mb", &S::bucket_mb, "gradient all-reduce bucket size (MiB)", R::Overridable},
-      {"output_precondition", &S::output_precondition, "first-order training along J^T B dL/du, B the "
-       "problem's output-space preconditioner (poisson: a multigrid V-cycle on K(nu); burgers: the "
-       "inverse of the residual's Gauss-Newton matrix at u); the loss is unchanged"},
+      {"output_precondition", &S::output_precondition, "first-order (or kfac) training along "
+       "J^T B dL/du, B the problem's output-space preconditioner (poisson: a multigrid V-cycle on "
+       "K(nu); burgers: the inverse of the residual's Gauss-Newton matrix at u); the loss is "
+       "unchanged; kfac then draws its factors in the output's L2 metric"},
       {"output_blend", &S::output_blend, "with --output-precondition: add this multiple of the plain "
        "gradient (direction J^T (B + c I) dL/du)"},
       {"output_vcycles", &S::output_vcycles, "with --output-precondition: multigrid V-cycles per "

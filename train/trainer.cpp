@@ -18,6 +18,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/reduce.h"
+#include "kernels/shape_ops.h"
 #include "optim/kfac.h"
 #include "train/checkpoint.h"
 #include "train/memory.h"
@@ -56,11 +57,11 @@ class BatchObjective : public optim::Objective {
   BatchObjective(dist::Communicator& comm, dist::GradReducer& reducer, optim::Optimizer& opt,
                  std::function<ad::Var()> local_loss, Forward forward, const pde::Problem& problem,
                  int64_t global_count, std::vector<uint64_t> samples, bool every_rank_runs,
-                 bool twice_differentiable)
+                 bool twice_differentiable, bool l2_metric)
       : comm_(comm), reducer_(reducer), opt_(opt), local_loss_(std::move(local_loss)),
         forward_(std::move(forward)), problem_(problem), count_(global_count),
         samples_(std::move(samples)), has_share_(!samples_.empty()),
-        every_rank_runs_(every_rank_runs), hvp_ok_(twice_differentiable) {}
+        every_rank_runs_(every_rank_runs), hvp_ok_(twice_differentiable), l2_metric_(l2_metric) {}
 
   // K-FAC's statistics: one more forward with the convolutions recorded, r ~ N(0, C) drawn per
   // sample (keyed by the draw and the sample's global index, so 1 and N ranks draw alike), and
@@ -78,7 +79,8 @@ class BatchObjective : public optim::Objective {
     auto [x, u] = forward_();
     std::vector<uint64_t> keys;
     for (uint64_t s : samples_) keys.push_back((draw << 32) ^ s);
-    Tensor r = problem_.curvature_sample(u.data(), x, count_, keys);
+    Tensor r = l2_metric_ ? l2_sample(u.data(), keys)
+                          : problem_.curvature_sample(u.data(), x, count_, keys);
     DFX_CHECK(r.defined(), "kfac: problem '", problem_.name(), "' cannot sample its curvature "
               "(pde::Problem::curvature_sample); use another optimiser");
     const std::vector<nn::ConvRecord>& rec = recorder.records;
@@ -200,6 +202,20 @@ class BatchObjective : public optim::Objective {
   int64_t count_;
   std::vector<uint64_t> samples_;  // this rank's global sample indices
   bool has_share_, every_rank_runs_, hvp_ok_, expect_hvp_ = false;
+  // With --output-precondition the gradient is J^T B dL/du with B ~ C^-1 (the V-cycle), so the
+  // parameter step that matches it is Gauss-Newton in the output's L2 metric: K-FAC's factors
+  // then come from r ~ N(0, I / count) instead of N(0, C).
+  bool l2_metric_ = false;
+  Tensor l2_sample(const Tensor& u, const std::vector<uint64_t>& keys) const {
+    Shape one = u.shape();
+    one[0] = 1;
+    std::vector<Tensor> rows;
+    for (uint64_t k : keys) rows.push_back(randn(one, 0x12c0a7a75eull, k, 0, DType::Float64));
+    const Tensor r = rows.empty() ? zeros(u.shape(), DType::Float64) : kernels::concat(rows, 0);
+    return kernels::mul(r, full({}, 1.0 / std::sqrt(static_cast<double>(count_)), DType::Float64))
+        .to(u.dtype())
+        .to(u.device());
+  }
   std::optional<dist::Hessian> hessian_;
   struct Linearization {
     Tensor x;
@@ -512,10 +528,12 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<nn::Module> model,
   DFX_CHECK(std::isfinite(cfg_.output_blend) && cfg_.output_blend >= 0,
             "--output-blend must be a finite number >= 0, got ", cfg_.output_blend);
   if (cfg_.output_precondition) {
-    DFX_CHECK(dynamic_cast<optim::FirstOrder*>(opt_.get()),
-              "--output-precondition needs a first-order optimiser (sgd, adam, lamb, lars): the "
-              "preconditioned direction is not the loss's gradient, which ", cfg_.optimizer.name,
-              " relies on");
+    // K-FAC takes the direction as it is too, and then draws its factors in the L2 metric.
+    DFX_CHECK(dynamic_cast<optim::FirstOrder*>(opt_.get()) ||
+                  dynamic_cast<optim::KFAC*>(opt_.get()),
+              "--output-precondition needs an optimiser that only follows the gradient (sgd, "
+              "adam, lamb, lars, kfac): the preconditioned direction is not the loss's "
+              "gradient, which ", cfg_.optimizer.name, "'s line search or model relies on");
     const Tensor probe = problem_->input({0}, cfg_.model.dtype);
     DFX_CHECK(static_cast<bool>(problem_->preconditioner(Tensor(), probe, 1)),
               "--output-precondition: problem '", problem_->name(),
@@ -725,7 +743,7 @@ void Trainer::with_objective(int64_t step, const std::function<void(optim::Objec
   };
   const bool twice = !cfg_.model.bn_recompute && !cfg_.model.activation_checkpoint;
   BatchObjective objective(*comm_, *reducer_, *opt_, local_loss, forward, problem, count, local,
-                           sync_bn || count >= comm_->size(), twice);
+                           sync_bn || count >= comm_->size(), twice, cfg_.output_precondition);
   fn(objective);
 }
 

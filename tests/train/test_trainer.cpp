@@ -492,7 +492,7 @@ TEST_CASE("output preconditioning: one SGD step moves the weights by -lr J^T (B 
   bad.optimizer.name = "lbfgs";
   auto model = train::build_unet(bad.model, 2, Device::cpu(), "lbfgs");
   CHECK_THROWS_WITH_AS(train::Trainer(bad, model, w1(), dist::make_local()),
-                       doctest::Contains("needs a first-order optimiser"), dfx::Error);
+                       doctest::Contains("needs an optimiser that only follows the gradient"), dfx::Error);
   auto burgers = pde::make_problem({.name = "burgers", .res = 8, .boundary_factor = 0.0});
   CHECK_THROWS_WITH_AS(burgers->preconditioner(Tensor(), burgers->input({0}, DType::Float64), 1),
                        doctest::Contains("--boundary-factor > 0"), dfx::Error);
