@@ -20,12 +20,14 @@ trap 'rm -rf "$tmp"' EXIT
 # damped CG amplifies the rounding of the sums' order (1 vs 3 ranks) by ~1e4 per step (its
 # products agree to 1e-10: tests/mpi/test_sync_bn.cpp), so it is checked to 1e-7 over 3 steps
 # with a fixed CG budget; a missing cross-rank term would show at 1e-2 from step 2.
-for opt in adam lbfgs newton-cg adahessian gauss-newton kfac; do
+# kfac-pc: K-FAC on the output-preconditioned gradient (its factors drawn in the L2 metric).
+for opt in adam lbfgs newton-cg adahessian gauss-newton kfac kfac-pc; do
   args=(train --problem poisson2d --res 16 --depth 2 --width 4 --batch 7 --samples 14 --steps 3
-        --seed 9 --threads 1 --eval-samples 0 --dtype float64 --optimizer "$opt")
+        --seed 9 --threads 1 --eval-samples 0 --dtype float64 --optimizer "${opt%-pc}")
   tol=1e-9
   if [[ $opt == gauss-newton ]]; then args+=(--cg-iters 10); tol=1e-7; fi
-  if [[ $opt == kfac ]]; then args+=(--hessian-every 2); fi  # a refresh at steps 0 and 2
+  if [[ $opt == kfac* ]]; then args+=(--hessian-every 2); fi  # a refresh at steps 0 and 2
+  if [[ $opt == *-pc ]]; then args+=(--output-precondition); fi
   mpiexec -n 1 "$DFX" "${args[@]}" --out "$tmp/np1_$opt" >/dev/null
   mpiexec -n 3 "$DFX" "${args[@]}" --out "$tmp/np3_$opt" >"$tmp/np3.log"
   grep -q "on 3 ranks" "$tmp/np3.log"
