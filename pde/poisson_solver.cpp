@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <optional>
 
 #include "kernels/fem.h"
@@ -208,23 +209,35 @@ Tensor multigrid_precondition(const Tensor& nu, const Tensor& r, int cycles,
   const Tensor nu64 = nu.to(DType::Float64).contiguous(), r64 = r.to(DType::Float64).contiguous();
   Tensor z = zeros(r.shape(), DType::Float64);
   if (nx <= 2) return z;  // no free nodes
-  std::vector<double> res(S), dz(S), az(S);
+  // Samples in parallel, each hierarchy built and cycled by one thread (the loops inside then run
+  // serially): the setup's serial parts (the smoother's power iteration, the probes, the coarse
+  // Cholesky) otherwise leave threads idle, and it is most of the cost (BENCHMARKS.md). Every
+  // sample's arithmetic is the same whichever thread runs it, so the bits do not change.
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(B));
+#pragma omp parallel for schedule(dynamic, 1) if (B > 1 && S >= 1024)
   for (int64_t b = 0; b < B; ++b) {
-    const Tensor nu_b = nu64.reshape({B * S}).narrow(0, b * S, S).view(sample_shape);
-    const FemOperator A(nu_b, nx);
-    Multigrid mg(dim, {nx, ny, nz}, nu_b.data<double>(), opts);
-    const double* rb = r64.data<double>() + b * S;
-    double* zb = z.data<double>() + b * S;
-    for (int64_t i = 0; i < S; ++i) res[i] = A.is_free(i) ? rb[i] : 0.0;
-    for (int c = 0; c < cycles; ++c) {
-      if (c > 0) {
-        A.apply(zb, az.data());
-        for (int64_t i = 0; i < S; ++i) res[i] = A.is_free(i) ? rb[i] - az[i] : 0.0;
+    try {
+      std::vector<double> res(S), dz(S), az(S);
+      const Tensor nu_b = nu64.reshape({B * S}).narrow(0, b * S, S).view(sample_shape);
+      const FemOperator A(nu_b, nx);
+      Multigrid mg(dim, {nx, ny, nz}, nu_b.data<double>(), opts);
+      const double* rb = r64.data<double>() + b * S;
+      double* zb = z.data<double>() + b * S;
+      for (int64_t i = 0; i < S; ++i) res[i] = A.is_free(i) ? rb[i] : 0.0;
+      for (int c = 0; c < cycles; ++c) {
+        if (c > 0) {
+          A.apply(zb, az.data());
+          for (int64_t i = 0; i < S; ++i) res[i] = A.is_free(i) ? rb[i] - az[i] : 0.0;
+        }
+        mg.apply(res.data(), dz.data());
+        for (int64_t i = 0; i < S; ++i) zb[i] += dz[i];
       }
-      mg.apply(res.data(), dz.data());
-      for (int64_t i = 0; i < S; ++i) zb[i] += dz[i];
+    } catch (...) {  // an exception may not leave an OpenMP region
+      errors[static_cast<size_t>(b)] = std::current_exception();
     }
   }
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
   return z;
 }
 

@@ -1,11 +1,15 @@
 // bench/micro/bench_fem.cpp — the Q1 stencils behind W1's loss, fem_energy and fem_apply, on
 // [8, 1, N, N] at N = 1024 (large, memory-bound) and N = 128 (W1's training grid). Each is first
 // checked against calculus (a linear field's exact energy) and WORKLOADS.md's stencil written out.
+// Also the output-space preconditioner of training (--output-precondition): one multigrid V-cycle
+// per sample with its hierarchy built from nu, what a preconditioned step pays on the host.
 #include <cmath>
 
 #include "bench/micro/bench_util.h"
 #include "core/rng.h"
 #include "kernels/fem.h"
+#include "pde/multigrid.h"
+#include "pde/poisson_solver.h"
 
 namespace dfx::bench {
 namespace {
@@ -120,12 +124,62 @@ void BM_fem_apply(benchmark::State& state) {
   set_rates(state, 0, nbytes(c.u) + nbytes(c.nu) + nbytes(au), c.nodes());
 }
 
+// One V-cycle must contract the residual of r = A e, e random and zero at the Dirichlet nodes:
+// ||r - A z|| <= 0.5 ||r|| per sample (a broken hierarchy or smoother does not).
+bool check_vcycle(const FemCase& c, const Tensor& nu64, const Tensor& r, const Tensor& z) {
+  const Tensor az = kernels::fem_apply(nu64, z);
+  const double *pr = r.data<double>(), *pz = az.data<double>();
+  for (int64_t b = 0; b < kBatch; ++b) {
+    double rr = 0, dd = 0;
+    for (int64_t q = b * c.plane; q < (b + 1) * c.plane; ++q) {
+      const int64_t x = q % c.hw;
+      if (x == 0 || x == c.hw - 1) continue;
+      rr += pr[q] * pr[q];
+      dd += (pr[q] - pz[q]) * (pr[q] - pz[q]);
+    }
+    if (!(rr > 0) || !std::isfinite(dd) || dd > 0.25 * rr) return false;
+  }
+  return true;
+}
+
+// What --output-precondition adds to a step: pde::multigrid_precondition on the batch (float64,
+// the hierarchy assembled from nu each call, as each step has a new batch).
+void BM_multigrid_precondition(benchmark::State& state) {
+  FemCase c(state);
+  const Tensor nu64 = c.nu.to(DType::Float64);
+  Tensor e = c.u.to(DType::Float64).contiguous();
+  double* pe = e.data<double>();
+  for (int64_t q = 0; q < e.numel(); ++q)
+    if (q % c.hw == 0 || q % c.hw == c.hw - 1) pe[q] = 0;
+  const Tensor r = kernels::fem_apply(nu64, e);
+  const Tensor z = pde::multigrid_precondition(nu64, r);
+  if (!validate(state, check_vcycle(c, nu64, r, z), "multigrid_precondition")) return;
+  for (auto _ : state) {
+    Tensor out = pde::multigrid_precondition(nu64, r);
+    benchmark::DoNotOptimize(out.raw_data());
+  }
+  set_rates(state, 0, 0, c.nodes());
+}
+
+// The hierarchy alone (assembly, Galerkin coarse operators, the coarse Cholesky) for one sample.
+void BM_multigrid_setup(benchmark::State& state) {
+  FemCase c(state);
+  const Tensor nu64 = c.nu.to(DType::Float64).contiguous();
+  for (auto _ : state) {
+    pde::Multigrid mg(2, {c.hw, c.hw, 1}, nu64.data<double>());
+    benchmark::DoNotOptimize(mg.num_levels());
+  }
+  set_rates(state, 0, 0, static_cast<double>(c.plane));
+}
+
 void fem_shapes(benchmark::internal::Benchmark* b) {
   b->ArgName("n")->Arg(1024)->Arg(128);
   b->UseRealTime()->MeasureProcessCPUTime()->Unit(benchmark::kMicrosecond);
 }
 BENCHMARK(BM_fem_energy)->Apply(fem_shapes);
 BENCHMARK(BM_fem_apply)->Apply(fem_shapes);
+BENCHMARK(BM_multigrid_precondition)->Apply(fem_shapes)->Arg(256)->Arg(512);
+BENCHMARK(BM_multigrid_setup)->Apply(fem_shapes);
 
 }  // namespace
 }  // namespace dfx::bench

@@ -290,6 +290,15 @@ TEST_CASE("pde poisson: multigrid_precondition is a symmetric approximate invers
     for (int64_t i = 0; i < S; ++i) diff = std::max(diff, std::abs(za[i] - z1[S + i]));
     CHECK(diff == 0.0);
   }
+  // Samples are set up in parallel: an error in one (here sample 2's nu < 0) still reaches the
+  // caller, naming what was wrong.
+  {
+    Tensor nu = nu_batch(2, 33, 5, {0, 1, 2, 3}, DType::Float64).contiguous();
+    double* p = nu.data<double>();
+    for (int64_t i = 2 * 33 * 33; i < 3 * 33 * 33; ++i) p[i] = -p[i];
+    CHECK_THROWS_WITH_AS(multigrid_precondition(nu, kernels::fem_apply(nu, nu)),
+                         doctest::Contains("non-positive or non-finite diagonal"), dfx::Error);
+  }
   CHECK_THROWS_WITH_AS(multigrid_precondition(nu_batch(2, 9, 1, {0}, DType::Float64),
                                               zeros({1, 1, 9, 8}, DType::Float64)),
                        doctest::Contains("must be batches of fields of one shape"), dfx::Error);
