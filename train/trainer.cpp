@@ -211,10 +211,9 @@ class BatchObjective : public optim::Objective {
     one[0] = 1;
     std::vector<Tensor> rows;
     for (uint64_t k : keys) rows.push_back(randn(one, 0x12c0a7a75eull, k, 0, DType::Float64));
-    const Tensor r = rows.empty() ? zeros(u.shape(), DType::Float64) : kernels::concat(rows, 0);
-    return kernels::mul(r, full({}, 1.0 / std::sqrt(static_cast<double>(count_)), DType::Float64))
-        .to(u.dtype())
-        .to(u.device());
+    Tensor r = rows.empty() ? zeros(u.shape(), DType::Float64) : kernels::concat(rows, 0);
+    kernels::scale_(r, 1.0 / std::sqrt(static_cast<double>(count_)));
+    return r.to(u.dtype()).to(u.device());
   }
   std::optional<dist::Hessian> hessian_;
   struct Linearization {
