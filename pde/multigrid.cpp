@@ -1,7 +1,7 @@
 // pde/multigrid.cpp — the V-cycle behind pde/multigrid.h: per-axis linear transfers, forward-half
 // stencils (symmetric by construction: A[i][i+o] and A[i+o][i] are one stored number), the fine
-// Q1 stencil assembled from nu, Galerkin coarse operators by colour probing, damped Jacobi, dense
-// Cholesky on the coarsest level.
+// Q1 stencil assembled from nu, Galerkin coarse operators by colour probing, scaled
+// l1-Jacobi smoothing, dense Cholesky on the coarsest level.
 #include "pde/multigrid.h"
 
 #include <algorithm>
@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/rng.h"
 #include "kernels/fem.h"
 
 namespace dfx::pde {
@@ -87,8 +86,7 @@ AxisMap make_axis(int64_t nf, bool coarsen) {
 struct Level {
   int64_t nx = 1, ny = 1, nz = 1, size = 1;
   std::vector<double> st;        // [forward offset][node], zero at Dirichlet rows
-  std::vector<double> inv_diag;  // omega / A_ii at free nodes, 0 at Dirichlet nodes
-  double rho = 0, omega = 0;     // estimated spectral radius of D^-1 A, Jacobi weight
+  std::vector<double> inv_diag;  // c / l1_i at free nodes (l1-Jacobi), 0 at Dirichlet nodes
   std::vector<double> b, x, r;   // right-hand side, iterate, scratch
   AxisMap ax, ay, az;            // transfers to the next coarser level
   std::vector<int64_t> free_nodes;  // coarsest level: dense Cholesky of A on the free nodes
@@ -196,36 +194,48 @@ struct Multigrid::Impl {
         nuc[row * cx + x] = s / nloc;
       }
     }
-    // Cell origins c along an axis that hold both p and p + o: c in {p - 1, p} and in
-    // {p + o - 1, p + o}, inside [0, cells - 1]. In 2-d the z "axis" is the single slab 0.
-    auto range = [](int64_t p, int o, int64_t cells, int64_t& lo, int64_t& hi) {
-      lo = std::max<int64_t>({p - 1, p + o - 1, 0});
-      hi = std::min<int64_t>({p, p + o, cells - 1});
+    // The cells that hold both p and p + f have origins p + d, d in {-1, 0} and in {f - 1, f}
+    // per axis (z only in 3-d); each contributes nu_c K_e[a][b] with a, b the two nodes' local
+    // indices, the same for every node. Listed once per offset, in ascending (z, y, x) order,
+    // and skipped per node where the cell falls outside the grid.
+    struct Term {
+      int dz, dy, dx;
+      double k;
     };
-    L.st.assign(fwd.size() * S, 0.0);
     const int nf = static_cast<int>(fwd.size());
+    std::vector<std::vector<Term>> terms(nf);
+    const int zr = dim == 3 ? 1 : 0;
+    for (int k = 0; k < nf; ++k) {
+      const Offset f = fwd[k];
+      for (int dz = -zr; dz <= 0; ++dz)
+        for (int dy = -1; dy <= 0; ++dy)
+          for (int dx = -1; dx <= 0; ++dx) {
+            const int bz = f.z - dz, by = f.y - dy, bx = f.x - dx;  // p + f's offset in the cell
+            if (bz < 0 || bz > zr || by < 0 || by > 1 || bx < 0 || bx > 1) continue;
+            const int a = ((-dz) << 2) | ((-dy) << 1) | (-dx);
+            const int b = (bz << 2) | (by << 1) | bx;
+            terms[k].push_back({dz, dy, dx, ke[a * nloc + b]});
+          }
+    }
+    L.st.assign(fwd.size() * S, 0.0);
 #pragma omp parallel for schedule(static) if (S >= 16384)
     for (int64_t row = 0; row < ny * nz; ++row) {
       const int64_t y = row % ny, z = row / ny;
-      for (int64_t x = 1; x < nx - 1; ++x)
-        for (int k = 0; k < nf; ++k) {
-          const Offset f = fwd[k];
-          const int64_t tx = x + f.x, ty = y + f.y, tz = z + f.z;
-          if (tx < 1 || tx > nx - 2 || ty < 0 || ty >= ny || tz < 0 || tz >= nz) continue;
-          int64_t z0, z1, y0, y1, x0, x1;
-          range(z, f.z, cz, z0, z1);
-          range(y, f.y, cy, y0, y1);
-          range(x, f.x, cx, x0, x1);
-          double s = 0.0;
-          for (int64_t oz = z0; oz <= z1; ++oz)
-            for (int64_t oy = y0; oy <= y1; ++oy)
-              for (int64_t ox = x0; ox <= x1; ++ox) {
-                const int a = static_cast<int>(((z - oz) << 2) | ((y - oy) << 1) | (x - ox));
-                const int b = static_cast<int>(((tz - oz) << 2) | ((ty - oy) << 1) | (tx - ox));
-                s += nuc[(oz * cy + oy) * cx + ox] * ke[a * nloc + b];
-              }
-          L.st[k * S + row * nx + x] = s;
+      for (int k = 0; k < nf; ++k) {
+        const Offset f = fwd[k];
+        if (y + f.y < 0 || y + f.y >= ny || z + f.z < 0 || z + f.z >= nz) continue;
+        double* out = L.st.data() + k * S + row * nx;
+        // x + f.x must be a free node: 1 <= x + f.x <= nx - 2.
+        const int64_t x0 = std::max<int64_t>(1, 1 - f.x), x1 = std::min<int64_t>(nx - 2, nx - 2 - f.x);
+        for (const Term& t : terms[k]) {
+          const int64_t oz = z + t.dz, oy = y + t.dy;
+          if (oz < 0 || oz >= cz || oy < 0 || oy >= cy) continue;
+          const double* nr = nuc.data() + (oz * cy + oy) * cx;
+          // Cell origin x + dx in [0, cx - 1].
+          const int64_t lo = std::max<int64_t>(x0, -t.dx), hi = std::min<int64_t>(x1, cx - 1 - t.dx);
+          for (int64_t x = lo; x <= hi; ++x) out[x] += nr[x + t.dx] * t.k;
         }
+      }
     }
   }
 
@@ -237,6 +247,7 @@ struct Multigrid::Impl {
     const int64_t S = L.size, nx = L.nx, ny = L.ny, nz = L.nz;
     L.st.assign(fwd.size() * S, 0.0);
     std::vector<double> v(S), g(S);
+    std::vector<int> kx(nx, 0);
     // (c - coordinate) mod 3 -> offset to the class-c node: 0 -> 0, 1 -> +1, 2 -> -1.
     auto off = [](int c, int64_t p) {
       const int r = static_cast<int>(((c - p) % 3 + 3) % 3);
@@ -252,54 +263,57 @@ struct Multigrid::Impl {
               for (int64_t x = cx == 0 ? 3 : cx; x < nx - 1; x += 3)  // free: 1 <= x <= nx - 2
                 v[(z * ny + y) * nx + x] = 1.0;
           op(v.data(), g.data());
-          for (int64_t z = 0; z < nz; ++z)
-            for (int64_t y = 0; y < ny; ++y) {
-              const int kzy = (off(cz, z) + 1) * 9 + (off(cy, y) + 1) * 3;
-              const int64_t base = (z * ny + y) * nx;
-              for (int64_t x = 1; x < nx - 1; ++x) {
-                const int k = fwd_index[kzy + off(cx, x) + 1];
-                if (k >= 0) L.st[k * S + base + x] = g[base + x];
-              }
+          for (int64_t x = 1; x < nx - 1; ++x) kx[x] = off(cx, x) + 1;
+#pragma omp parallel for schedule(static) if (S >= 16384)
+          for (int64_t row = 0; row < ny * nz; ++row) {
+            const int64_t y = row % ny, z = row / ny;
+            const int kzy = (off(cz, z) + 1) * 9 + (off(cy, y) + 1) * 3;
+            const int64_t base = row * nx;
+            for (int64_t x = 1; x < nx - 1; ++x) {
+              const int k = fwd_index[kzy + kx[x]];
+              if (k >= 0) L.st[k * S + base + x] = g[base + x];
             }
+          }
         }
   }
 
+  // Scaled l1-Jacobi (Baker, Falgout, Kolev and Yang 2011): x += c (b - A x) / l1_i with
+  // l1_i = sum_j |A_ij| >= A_ii. D_l1 - A is diagonally dominant, so A <= D_l1 and any c < 2
+  // gives a convergent sweep, hence an SPD cycle, without estimating a spectral radius; the
+  // weight is local, so a node of a high-contrast field is not held to the worst node's. For a
+  // constant coefficient (l1 = 2 A_ii for Q1, rho(D^-1 A) = 1.5) c = 1.733 is the damped Jacobi
+  // weight 1.3 / rho this replaced.
+  static constexpr double kL1Weight = 1.733;
+
   void setup_smoother(Level& L, int index) const {
-    const int64_t S = L.size;
+    const int64_t S = L.size, nx = L.nx, ny = L.ny, nz = L.nz;
+    const int nf = static_cast<int>(fwd.size());
+    const double* st = L.st.data();
     L.inv_diag.assign(S, 0.0);
-    std::vector<double> v(S, 0.0), w(S);
-    for (int64_t i = 0; i < S; ++i) {
-      if (!is_free(L, i)) continue;
-      DFX_CHECK(L.st[i] > 0.0 && std::isfinite(L.st[i]), "multigrid: level ", index,
-                " has a non-positive or non-finite diagonal ", L.st[i], " at node ", i,
-                "; the operator must be symmetric positive definite");
-      v[i] = 2.0 * philox_uniform(0x6d67u, static_cast<uint64_t>(index), i) - 1.0;
-    }
-    // Power iteration on D^-1 A; the Rayleigh quotient v.Av / v.Dv bounds rho from below and
-    // settles within a few per cent in ten steps, which a margin absorbs (see omega below).
-    double vav = 0.0, vdv = 0.0;
-    for (int it = 0; it < 10; ++it) {
-      stencil_apply(L, v.data(), w.data());
-      vav = vdv = 0.0;
-      double norm = 0.0;
-      for (int64_t i = 0; i < S; ++i) {
-        if (!is_free(L, i)) continue;
-        vav += v[i] * w[i];
-        vdv += v[i] * L.st[i] * v[i];
-        v[i] = w[i] / L.st[i];
-        norm += v[i] * v[i];
+    // Row sums by the same forward/mirror split as stencil_apply.
+#pragma omp parallel for schedule(static) if (S >= 16384)
+    for (int64_t row = 0; row < ny * nz; ++row) {
+      const int64_t y = row % ny, z = row / ny, base = row * nx;
+      double* o = L.inv_diag.data() + base;
+      for (int64_t x = 1; x < nx - 1; ++x) o[x] = std::abs(st[base + x]);
+      for (int k = 1; k < nf; ++k) {
+        const Offset f = fwd[k];
+        const int64_t off = (f.z * ny + f.y) * nx + f.x;
+        const double* sk = st + k * S;
+        if (z + f.z >= 0 && z + f.z < nz && y + f.y >= 0 && y + f.y < ny)
+          for (int64_t x = 1; x < nx - 1; ++x) o[x] += std::abs(sk[base + x]);
+        if (z - f.z >= 0 && z - f.z < nz && y - f.y >= 0 && y - f.y < ny)
+          for (int64_t x = 1; x < nx - 1; ++x) o[x] += std::abs(sk[base + x - off]);
       }
-      if (norm == 0.0) break;
-      norm = 1.0 / std::sqrt(norm);
-      for (double& e : v) e *= norm;
     }
-    L.rho = vdv > 0.0 ? vav / vdv : 1.0;
-    // 4 / (3 rho) is the classical choice (1.5 for Q1 gives 0.89); 1.3 / rho is a little smaller
-    // so that omega * rho stays below 2 (convergent, hence an SPD cycle) even if the estimate is
-    // a third too low.
-    L.omega = 1.3 / L.rho;
-    for (int64_t i = 0; i < S; ++i)
-      if (is_free(L, i)) L.inv_diag[i] = L.omega / L.st[i];
+    for (int64_t row = 0; row < ny * nz; ++row)
+      for (int64_t x = 1; x < nx - 1; ++x) {
+        const int64_t i = row * nx + x;
+        DFX_CHECK(st[i] > 0.0 && std::isfinite(st[i]) && std::isfinite(L.inv_diag[i]),
+                  "multigrid: level ", index, " has a non-positive or non-finite diagonal ",
+                  st[i], " at node ", i, "; the operator must be symmetric positive definite");
+        L.inv_diag[i] = kL1Weight / L.inv_diag[i];
+      }
   }
 
   void factor_coarsest(Level& L) const {
@@ -458,6 +472,19 @@ void Multigrid::apply(const double* r, double* z) {
 
 void Multigrid::apply_fine_stencil(const double* v, double* out) const {
   impl_->stencil_apply(impl_->levels[0], v, out);
+}
+
+void Multigrid::apply_level_stencil(int l, const double* v, double* out) const {
+  DFX_CHECK(l >= 0 && l < num_levels(), "Multigrid: level ", l, " out of range [0, ",
+            num_levels(), ")");
+  impl_->stencil_apply(impl_->levels[l], v, out);
+}
+
+std::array<int64_t, 3> Multigrid::level_shape(int l) const {
+  DFX_CHECK(l >= 0 && l < num_levels(), "Multigrid: level ", l, " out of range [0, ",
+            num_levels(), ")");
+  const Level& L = impl_->levels[l];
+  return {L.nx, L.ny, L.nz};
 }
 
 int Multigrid::num_levels() const { return static_cast<int>(impl_->levels.size()); }

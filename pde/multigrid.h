@@ -9,9 +9,11 @@
 // node always kept, so the last coarse cell may be one fine cell wide); prolongation P is the
 // tensor product of 1-d linear interpolations and restriction is exactly P^T; coarse operators are
 // Galerkin products P^T A P, extracted by probing with 3^d colour classes (they stay 3^d-point
-// stencils whatever the spacing); smoothing is damped Jacobi with weight 4 / (3 rho(D^-1 A)), the
-// same number of sweeps before and after, and the coarsest level is solved by dense Cholesky, so
-// the V-cycle is a fixed symmetric positive definite operator, as conjugate gradients needs.
+// stencils whatever the spacing; on a CPU the 3^d streaming passes beat a direct triple product
+// per coarse node, measured in BENCHMARKS.md); smoothing is scaled l1-Jacobi (a local weight per
+// node, convergent for any SPD operator, so no spectral radius is estimated), the same number of
+// sweeps before and after, and the coarsest level is solved by dense Cholesky, so the V-cycle is
+// a fixed symmetric positive definite operator, as conjugate gradients needs.
 // Dirichlet nodes are the first and last node along x (the last axis); the cycle works on the
 // free nodes only (vectors hold zeros at Dirichlet nodes).
 #pragma once
@@ -44,6 +46,10 @@ class Multigrid {
   // out = A v with the assembled fine-level stencil, for a v zero at Dirichlet nodes (out is 0
   // there). Arrays are row-major [nz, ny, nx].
   void apply_fine_stencil(const double* v, double* out) const;
+  // The same on level l (0 = finest), with level_shape(l) = {nx, ny, nz}: for checking the
+  // Galerkin products against P^T A P.
+  void apply_level_stencil(int l, const double* v, double* out) const;
+  std::array<int64_t, 3> level_shape(int l) const;
 
   int num_levels() const;
   std::string describe() const;  // e.g. "65x65 -> 33x33 -> 17x17 (dense, 255 free)"

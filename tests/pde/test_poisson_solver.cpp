@@ -237,6 +237,93 @@ TEST_CASE("pde poisson: the assembled multigrid fine stencil equals fem_apply's 
   CHECK_THROWS_AS(Multigrid(3, {5, 5, 6}, std::vector<double>(150, 1.0).data()), Error);
 }
 
+// Each coarse operator is computed directly (pde/multigrid.cpp), not probed: it must equal the
+// dense P^T A P of the level above on the free nodes, with P built here from the documented design
+// (per axis, coarse node I at fine node min(2 I, n - 1), linear in between), on high-contrast
+// fields and odd and even sizes (an even n leaves a last coarse cell one fine cell wide).
+TEST_CASE("pde poisson: every multigrid coarse operator equals the dense Galerkin product P^T A P") {
+  struct Case {
+    int dim;
+    int64_t nx, ny, nz;
+  };
+  auto interp = [](int64_t nf) {  // dense [nf][nc]
+    const int64_t nc = nf >= 3 ? nf / 2 + 1 : nf;
+    std::vector<std::vector<double>> P(nf, std::vector<double>(nc, 0.0));
+    for (int64_t I = 0; I < nc; ++I) {
+      const int64_t a = std::min(2 * I, nf - 1);
+      P[a][I] = 1.0;
+      if (I + 1 == nc) continue;
+      const int64_t b = std::min(2 * I + 2, nf - 1);
+      for (int64_t k = a + 1; k < b; ++k) {
+        P[k][I] = static_cast<double>(b - k) / static_cast<double>(b - a);
+        P[k][I + 1] = static_cast<double>(k - a) / static_cast<double>(b - a);
+      }
+    }
+    return P;
+  };
+  for (const Case c : {Case{2, 13, 10, 1}, Case{2, 12, 17, 1}, Case{3, 9, 9, 9}, Case{3, 8, 8, 8}}) {
+    CAPTURE(c.dim);
+    CAPTURE(c.nx);
+    CAPTURE(c.ny);
+    Shape shape = c.dim == 2 ? Shape{1, 1, c.ny, c.nx} : Shape{1, 1, c.nz, c.ny, c.nx};
+    const Tensor omega = uniform(shape, -2 * std::log(10.0), 2 * std::log(10.0), 37, c.nx, 0,
+                                 DType::Float64);
+    Tensor nu = empty_like(omega);
+    for (int64_t i = 0; i < nu.numel(); ++i) nu.data<double>()[i] = std::exp(omega.data<double>()[i]);
+    MultigridOptions mo;
+    mo.coarse_max_nodes = c.dim == 2 ? 10 : 30;
+    Multigrid mg(c.dim, {c.nx, c.ny, c.nz}, nu.data<double>(), mo);
+    CHECK(mg.num_levels() >= 3);
+    for (int l = 1; l < mg.num_levels(); ++l) {
+      CAPTURE(l);
+      const auto f = mg.level_shape(l - 1), g = mg.level_shape(l);
+      const auto px = interp(f[0]), py = interp(f[1]);
+      const auto pz = c.dim == 3 ? interp(f[2]) : std::vector<std::vector<double>>{{1.0}};
+      REQUIRE(g == std::array<int64_t, 3>{static_cast<int64_t>(px[0].size()),
+                                          static_cast<int64_t>(py[0].size()),
+                                          static_cast<int64_t>(pz[0].size())});
+      const int64_t FS = f[0] * f[1] * f[2], CS = g[0] * g[1] * g[2];
+      // Dense fine operator by columns, and the dense prolongation [FS][CS].
+      std::vector<double> A(FS * FS), e(FS), col(FS);
+      for (int64_t j = 0; j < FS; ++j) {
+        std::fill(e.begin(), e.end(), 0.0);
+        if (j % f[0] != 0 && j % f[0] != f[0] - 1) e[j] = 1.0;
+        mg.apply_level_stencil(l - 1, e.data(), col.data());
+        for (int64_t i = 0; i < FS; ++i) A[i * FS + j] = col[i];
+      }
+      std::vector<double> P(FS * CS);
+      for (int64_t i = 0; i < FS; ++i)
+        for (int64_t J = 0; J < CS; ++J)
+          P[i * CS + J] = pz[i / (f[0] * f[1])][J / (g[0] * g[1])] *
+                          py[(i / f[0]) % f[1]][(J / g[0]) % g[1]] * px[i % f[0]][J % g[0]];
+      std::vector<double> AP(FS * CS, 0.0), ec(CS), colc(CS);
+      for (int64_t i = 0; i < FS; ++i)
+        for (int64_t k = 0; k < FS; ++k)
+          if (A[i * FS + k] != 0.0)
+            for (int64_t J = 0; J < CS; ++J) AP[i * CS + J] += A[i * FS + k] * P[k * CS + J];
+      double worst = 0, scale = 0;
+      auto free_c = [&](int64_t I) { return I % g[0] != 0 && I % g[0] != g[0] - 1; };
+      for (int64_t J = 0; J < CS; ++J) {
+        std::fill(ec.begin(), ec.end(), 0.0);
+        if (free_c(J)) ec[J] = 1.0;
+        mg.apply_level_stencil(l, ec.data(), colc.data());
+        for (int64_t I = 0; I < CS; ++I) {
+          double want = 0.0;
+          if (free_c(I) && free_c(J))
+            for (int64_t i = 0; i < FS; ++i) want += P[i * CS + I] * AP[i * CS + J];
+          scale = std::max(scale, std::abs(want));
+          worst = std::max(worst, std::abs(colc[I] - want));
+        }
+      }
+      CHECK(scale > 0);
+      CHECK(worst <= 1e-12 * scale);
+    }
+  }
+  CHECK_THROWS_WITH_AS(Multigrid(2, {9, 9, 1}, std::vector<double>(81, 1.0).data())
+                           .apply_level_stencil(7, nullptr, nullptr),
+                       doctest::Contains("level 7 out of range"), dfx::Error);
+}
+
 TEST_CASE("pde poisson: multigrid_precondition is a symmetric approximate inverse of A(nu) per sample") {
   for (int dim : {2, 3}) {
     CAPTURE(dim);
