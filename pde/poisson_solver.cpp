@@ -210,8 +210,8 @@ Tensor multigrid_precondition(const Tensor& nu, const Tensor& r, int cycles,
   Tensor z = zeros(r.shape(), DType::Float64);
   if (nx <= 2) return z;  // no free nodes
   // Samples in parallel, each hierarchy built and cycled by one thread (the loops inside then run
-  // serially): the setup's serial parts (the smoother's power iteration, the probes, the coarse
-  // Cholesky) otherwise leave threads idle, and it is most of the cost (BENCHMARKS.md). Every
+  // serially): the setup's serial parts (the probes' fills, the coarse Cholesky) otherwise leave
+  // threads idle, and it is most of the cost (BENCHMARKS.md). Every
   // sample's arithmetic is the same whichever thread runs it, so the bits do not change.
   std::vector<std::exception_ptr> errors(static_cast<size_t>(B));
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1 && S >= 1024)
