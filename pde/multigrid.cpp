@@ -107,7 +107,11 @@ struct Multigrid::Impl {
   int fwd_index[27];  // (z+1)*9 + (y+1)*3 + (x+1) -> index into fwd, or -1
   std::vector<Level> levels;
 
-  void stencil_apply(const Level& L, const double* v, double* out) const {
+  // out = A' v over the forward-half stencil and its mirror, A'_ij = coef(A_ij): the identity
+  // for the operator, |.| for the smoother's l1 row sums (with v = 1). One traversal, so both
+  // sum each row in the same order.
+  template <class Coef>
+  void stencil_rows(const Level& L, const double* v, double* out, Coef coef) const {
     const int64_t nx = L.nx, ny = L.ny, nz = L.nz, S = L.size;
     const int nf = static_cast<int>(fwd.size());
     const double* st = L.st.data();
@@ -117,7 +121,7 @@ struct Multigrid::Impl {
       double* o = out + base;
       o[0] = 0.0;
       o[nx - 1] = 0.0;
-      for (int64_t x = 1; x < nx - 1; ++x) o[x] = st[base + x] * v[base + x];
+      for (int64_t x = 1; x < nx - 1; ++x) o[x] = coef(st[base + x]) * v[base + x];
       for (int k = 1; k < nf; ++k) {
         const Offset f = fwd[k];
         const int64_t off = (f.z * ny + f.y) * nx + f.x;
@@ -125,11 +129,15 @@ struct Multigrid::Impl {
         // Upper part A[i][i+o] x[i+o] and its mirror A[i-o][i] x[i-o]; x +- 1 stays in range
         // because only x in [1, nx - 2] is written.
         if (z + f.z >= 0 && z + f.z < nz && y + f.y >= 0 && y + f.y < ny)
-          for (int64_t x = 1; x < nx - 1; ++x) o[x] += sk[base + x] * v[base + x + off];
+          for (int64_t x = 1; x < nx - 1; ++x) o[x] += coef(sk[base + x]) * v[base + x + off];
         if (z - f.z >= 0 && z - f.z < nz && y - f.y >= 0 && y - f.y < ny)
-          for (int64_t x = 1; x < nx - 1; ++x) o[x] += sk[base + x - off] * v[base + x - off];
+          for (int64_t x = 1; x < nx - 1; ++x) o[x] += coef(sk[base + x - off]) * v[base + x - off];
       }
     }
+  }
+
+  void stencil_apply(const Level& L, const double* v, double* out) const {
+    stencil_rows(L, v, out, [](double a) { return a; });
   }
 
   // xf += P xc.
@@ -286,27 +294,12 @@ struct Multigrid::Impl {
   static constexpr double kL1Weight = 1.733;
 
   void setup_smoother(Level& L, int index) const {
-    const int64_t S = L.size, nx = L.nx, ny = L.ny, nz = L.nz;
-    const int nf = static_cast<int>(fwd.size());
+    const int64_t nx = L.nx, rows = L.ny * L.nz;
     const double* st = L.st.data();
-    L.inv_diag.assign(S, 0.0);
-    // Row sums by the same forward/mirror split as stencil_apply.
-#pragma omp parallel for schedule(static) if (S >= 16384)
-    for (int64_t row = 0; row < ny * nz; ++row) {
-      const int64_t y = row % ny, z = row / ny, base = row * nx;
-      double* o = L.inv_diag.data() + base;
-      for (int64_t x = 1; x < nx - 1; ++x) o[x] = std::abs(st[base + x]);
-      for (int k = 1; k < nf; ++k) {
-        const Offset f = fwd[k];
-        const int64_t off = (f.z * ny + f.y) * nx + f.x;
-        const double* sk = st + k * S;
-        if (z + f.z >= 0 && z + f.z < nz && y + f.y >= 0 && y + f.y < ny)
-          for (int64_t x = 1; x < nx - 1; ++x) o[x] += std::abs(sk[base + x]);
-        if (z - f.z >= 0 && z - f.z < nz && y - f.y >= 0 && y - f.y < ny)
-          for (int64_t x = 1; x < nx - 1; ++x) o[x] += std::abs(sk[base + x - off]);
-      }
-    }
-    for (int64_t row = 0; row < ny * nz; ++row)
+    L.inv_diag.assign(L.size, 0.0);
+    const std::vector<double> ones(L.size, 1.0);
+    stencil_rows(L, ones.data(), L.inv_diag.data(), [](double a) { return std::abs(a); });
+    for (int64_t row = 0; row < rows; ++row)
       for (int64_t x = 1; x < nx - 1; ++x) {
         const int64_t i = row * nx + x;
         DFX_CHECK(st[i] > 0.0 && std::isfinite(st[i]) && std::isfinite(L.inv_diag[i]),

@@ -90,6 +90,15 @@ std::vector<double> gradient_ratio(const Tensor& nu, const Tensor& u) {
   return ratio;
 }
 
+// nu = exp(omega), omega uniform in [-2 ln 10, 2 ln 10]: coefficients spanning four decades.
+Tensor contrast_nu(const Shape& shape, uint64_t seed, uint64_t stream) {
+  const Tensor omega = uniform(shape, -2 * std::log(10.0), 2 * std::log(10.0), seed, stream, 0,
+                               DType::Float64);
+  Tensor nu = empty_like(omega);
+  for (int64_t i = 0; i < nu.numel(); ++i) nu.data<double>()[i] = std::exp(omega.data<double>()[i]);
+  return nu;
+}
+
 }  // namespace
 
 TEST_SUITE("pde") {
@@ -207,10 +216,7 @@ TEST_CASE("pde poisson: the assembled multigrid fine stencil equals fem_apply's 
     CAPTURE(c.nx);
     CAPTURE(c.ny);
     Shape shape = c.dim == 2 ? Shape{1, 1, c.ny, c.nx} : Shape{1, 1, c.nz, c.ny, c.nx};
-    const Tensor omega = uniform(shape, -2 * std::log(10.0), 2 * std::log(10.0), 31, c.nx, 0,
-                                 DType::Float64);
-    Tensor nu = empty_like(omega);
-    for (int64_t i = 0; i < nu.numel(); ++i) nu.data<double>()[i] = std::exp(omega.data<double>()[i]);
+    const Tensor nu = contrast_nu(shape, 31, c.nx);
     const int64_t S = nu.numel();
     Multigrid mg(c.dim, {c.nx, c.ny, c.nz}, nu.data<double>());
     auto free_node = [&](int64_t i) { return i % c.nx != 0 && i % c.nx != c.nx - 1; };
@@ -266,10 +272,7 @@ TEST_CASE("pde poisson: every multigrid coarse operator equals the dense Galerki
     CAPTURE(c.nx);
     CAPTURE(c.ny);
     Shape shape = c.dim == 2 ? Shape{1, 1, c.ny, c.nx} : Shape{1, 1, c.nz, c.ny, c.nx};
-    const Tensor omega = uniform(shape, -2 * std::log(10.0), 2 * std::log(10.0), 37, c.nx, 0,
-                                 DType::Float64);
-    Tensor nu = empty_like(omega);
-    for (int64_t i = 0; i < nu.numel(); ++i) nu.data<double>()[i] = std::exp(omega.data<double>()[i]);
+    const Tensor nu = contrast_nu(shape, 37, c.nx);
     MultigridOptions mo;
     mo.coarse_max_nodes = c.dim == 2 ? 10 : 30;
     Multigrid mg(c.dim, {c.nx, c.ny, c.nz}, nu.data<double>(), mo);
