@@ -76,6 +76,13 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tenso
   cpu::gemm(trans_a, trans_b, alpha, a, b, beta, c);
 }
 
+Tensor gram(const Tensor& a) {
+  DFX_CHECK(a.dim() == 2, "gram: expected a 2-d operand [K, N], got ", a.describe());
+  KernelProfileScope prof(a, "gram");
+  if (a.device().is_cuda()) return matmul(a.t(), a).contiguous();
+  return cpu::gram(a);
+}
+
 Tensor matmul(const Tensor& a0, const Tensor& b0) {
   DFX_CHECK(a0.dim() >= 1 && b0.dim() >= 1, "matmul: expected operands with >= 1 dim, got ",
             a0.describe(), " and ", b0.describe());

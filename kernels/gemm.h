@@ -9,6 +9,10 @@ namespace dfx::kernels {
 // (a vector on the left is a row, on the right a column; the added dim is removed).
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// a^T a for a 2-d a [K, N] -> [N, N], exactly symmetric. On the CPU one SYRK (half a GEMM's
+// products; the upper triangle, mirrored); float32 or float64, in a's dtype.
+Tensor gram(const Tensor& a);
+
 // c = alpha * op(a) @ op(b) + beta * c for 2-d a, b, c (c contiguous or row-strided).
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta,
           const Tensor& c);

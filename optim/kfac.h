@@ -19,8 +19,8 @@ namespace dfx::optim {
 
 // The rows of im2col: for every sample n and every position o of the grid `out` (its spatial
 // sizes), the patch x[n, c, o * stride - padding + k * dilation] over (c, k), c slowest, k
-// row-major over the kernel (zero outside x): [N * prod(out), C * prod(kernel)], float64 on the
-// host. Per-dim lists of one value are broadcast.
+// row-major over the kernel (zero outside x): [N * prod(out), C * prod(kernel)] on the host,
+// float32 for a float32 x, else float64. Per-dim lists of one value are broadcast.
 Tensor im2col(const Tensor& x, const std::vector<int64_t>& out, const std::vector<int64_t>& kernel,
               const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
               const std::vector<int64_t>& dilation);

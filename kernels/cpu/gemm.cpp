@@ -38,4 +38,36 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tens
   }
 }
 
+Tensor gram(const Tensor& a0) {
+  const int64_t K = a0.shape()[0], N = a0.shape()[1];
+  Tensor c = zeros({N, N}, a0.dtype());
+  if (K == 0 || N == 0) return c;
+  bool trans = false;
+  int64_t ld = 0;
+  Tensor a = a0;
+  if (!blas_layout(a, trans, ld)) {
+    a = a.contiguous();
+    blas_layout(a, trans, ld);
+  }
+  // Row-major a [K, N] is column-major a^T: C = a^T a is SYRK's Trans form; a transposed view
+  // (column-major a) is its NoTrans form.
+  const CBLAS_TRANSPOSE t = trans ? CblasNoTrans : CblasTrans;
+  if (a.dtype() == DType::Float32) {
+    cblas_ssyrk(CblasRowMajor, CblasUpper, t, N, K, 1.0f, a.data<float>(), ld, 0.0f,
+                c.data<float>(), N);
+    float* pc = c.data<float>();
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < i; ++j) pc[i * N + j] = pc[j * N + i];
+  } else if (a.dtype() == DType::Float64) {
+    cblas_dsyrk(CblasRowMajor, CblasUpper, t, N, K, 1.0, a.data<double>(), ld, 0.0,
+                c.data<double>(), N);
+    double* pc = c.data<double>();
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < i; ++j) pc[i * N + j] = pc[j * N + i];
+  } else {
+    DFX_FAIL("gram: expected float32 or float64, got ", a0.describe());
+  }
+  return c;
+}
+
 }  // namespace dfx::kernels::cpu

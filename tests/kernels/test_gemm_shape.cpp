@@ -107,6 +107,39 @@ TEST_CASE("matmul: 2-d products on contiguous, transposed, row-strided and copie
   }
 }
 
+TEST_CASE("gram: a^T a by SYRK equals the dot products, exactly symmetric, on every layout") {
+  uint64_t seed = 400;
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    CAPTURE(dtype_name(dt));
+    const std::vector<std::pair<std::string, Tensor>> as = {
+        {"contiguous", r({37, 11}, seed, dt)},
+        {"transposed", r({11, 37}, seed + 1, dt).t()},
+        {"row-strided", r({37, 15}, seed + 2, dt).narrow(1, 3, 11)},
+        {"step-sliced", r({37, 22}, seed + 3, dt).slice(1, 0, 22, 2)},
+        {"one row", r({1, 6}, seed + 4, dt)},
+        {"one column", r({9, 1}, seed + 5, dt)}};
+    seed += 10;
+    for (const auto& [name, a] : as) {
+      CAPTURE(name);
+      const Tensor g = gram(a);
+      REQUIRE(g.dtype() == dt);
+      CHECK(ref_diff(
+                g, {a.size(1), a.size(1)},
+                [&](const Index& i) {
+                  double s = 0;
+                  for (int64_t k = 0; k < a.size(0); ++k) s += a.get({k, i[0]}) * a.get({k, i[1]});
+                  return s;
+                },
+                rtol_mm(dt), atol_mm(dt)) == "");
+      for (int64_t i = 0; i < g.size(0); ++i)
+        for (int64_t j = 0; j < i; ++j) CHECK(g.get({i, j}) == g.get({j, i}));
+    }
+  }
+  CHECK(gram(zeros({0, 4}, DType::Float64)).shape() == Shape{4, 4});
+  CHECK_THROWS_WITH_AS(gram(zeros({3, 4}, DType::Int64)), doctest::Contains("float32 or float64"),
+                       std::exception);
+}
+
 TEST_CASE("matmul: transposed views go to BLAS without touching the inputs") {
   Tensor base_a = r({7, 5}, 1, DType::Float64), base_b = r({3, 7}, 2, DType::Float64);
   const std::vector<double> va = base_a.to_vector(), vb = base_b.to_vector();

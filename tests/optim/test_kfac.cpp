@@ -71,6 +71,16 @@ TEST_CASE("K-FAC rows: left_rows^T right_rows is the weight gradient of every co
     CHECK(max_abs_diff(mw, g[0].data()) <= 1e-12);
     CHECK(max_abs_diff(mw, zeros_like(mw)) > 0.1);
     if (fold) CHECK(max_abs_diff(m.narrow(1, cols, 1).contiguous().reshape({cout}), g[1].data()) <= 1e-12);
+    // A float32 network's rows stay float32 (its factor products run in float32) and hold the
+    // same numbers rounded.
+    optim::ConvRows r32 = optim::conv_rows(x.data().to(DType::Float32), gy.to(DType::Float32),
+                                           c.transposed, fold, c.kernel, c.p.stride, c.p.padding,
+                                           c.p.dilation);
+    CHECK(r32.left_rows.dtype() == DType::Float32);
+    CHECK(r32.right_rows.dtype() == DType::Float32);
+    CHECK(max_abs_diff(r32.right_rows.to(DType::Float64), rows.right_rows) <= 1e-6);
+    CHECK(max_abs_diff(kernels::gram(r32.right_rows).to(DType::Float64),
+                       kernels::gram(rows.right_rows)) <= 1e-4);
   }
 }
 
