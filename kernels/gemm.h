@@ -13,6 +13,19 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // products; the upper triangle, mirrored); float32 or float64, in a's dtype.
 Tensor gram(const Tensor& a);
 
+// While one is alive, every CPU GEMM runs on its caller's thread, so that GEMMs issued from the
+// threads of a parallel loop run side by side. OpenBLAS's OpenMP build does that by itself
+// inside a parallel region; its pthread build would hand each call to its own pool (and
+// serialise concurrent calls on one lock), so its thread count is 1 while a scope lives. Scopes
+// nest and may overlap across threads: the first in saves the count, the last out restores it.
+class SerialBlasScope {
+ public:
+  SerialBlasScope();
+  ~SerialBlasScope();
+  SerialBlasScope(const SerialBlasScope&) = delete;
+  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
+};
+
 // c = alpha * op(a) @ op(b) + beta * c for 2-d a, b, c (c contiguous or row-strided).
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b, double beta,
           const Tensor& c);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <exception>
 #include <set>
 
 #include "core/copy.h"
@@ -223,7 +224,13 @@ void KFAC::invert() {
 std::vector<Tensor> KFAC::precondition(const std::vector<Tensor>& g) const {
   DFX_CHECK(left_inv_.size() == blocks_.size(), "kfac: precondition before the first inversion");
   std::vector<Tensor> d(params_.size());
-  for (size_t j = 0; j < blocks_.size(); ++j) {
+  // The blocks side by side, each solve's two GEMMs on its own thread: one small GEMM after
+  // another on OpenBLAS's pool cost more in hand-offs than in products (BENCHMARKS.md), and a
+  // GEMM on one thread sums in one order, so the step no longer depends on the thread count.
+  const kernels::SerialBlasScope serial;
+  std::vector<std::exception_ptr> errors(blocks_.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t j = 0; j < blocks_.size(); ++j) try {
     const KroneckerBlock& k = blocks_[j];
     const Tensor gw = host64(g[k.weight]);
     const int64_t rows = gw.size(0), cols = gw.numel() / rows;
@@ -241,7 +248,11 @@ std::vector<Tensor> KFAC::precondition(const std::vector<Tensor>& g) const {
     Tensor p = kernels::matmul(kernels::matmul(left_inv_[j], m), right_inv_[j]).contiguous();
     d[k.weight] = host64(p.narrow(1, 0, cols)).reshape(gw.shape());
     if (k.bias >= 0) d[static_cast<size_t>(k.bias)] = host64(p.narrow(1, cols, 1)).reshape({rows});
+  } catch (...) {  // an exception may not leave an OpenMP region
+    errors[j] = std::current_exception();
   }
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!diag_[i].defined()) continue;
     const Tensor gi = host64(g[i]);

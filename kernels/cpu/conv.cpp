@@ -27,6 +27,7 @@
 #include "kernels/conv_config.h"
 #include "kernels/cpu/amx_gemm.h"
 #include "kernels/cpu/dispatch.h"
+#include "kernels/gemm.h"
 
 namespace dfx::kernels::cpu {
 namespace {
@@ -229,45 +230,6 @@ void gemm_w(const std::optional<AmxPackedA>& pw, bool ta, int64_t M, int64_t N, 
   blas_gemm(ta, false, M, N, K, a, lda, b, ldb, beta, c, ldc);
 }
 
-// Every GEMM here must run on its caller's thread. OpenBLAS's OpenMP build does that by itself
-// inside a parallel region; its pthread build would hand each call to its own pool (and serialise
-// concurrent calls on one lock), so its thread count is 1 while any conv runs, then restored.
-// Scopes nest and may overlap across user threads: the first in saves, the last out restores.
-class SerialBlasScope {
- public:
-  SerialBlasScope() {
-#if defined(OPENBLAS_VERSION)
-    std::lock_guard<std::mutex> lock(state().mutex);
-    if (state().depth++ == 0 && openblas_get_parallel() == 1 && openblas_get_num_threads() > 1) {
-      state().saved = openblas_get_num_threads();
-      openblas_set_num_threads(1);
-    }
-#endif
-  }
-  ~SerialBlasScope() {
-#if defined(OPENBLAS_VERSION)
-    std::lock_guard<std::mutex> lock(state().mutex);
-    if (--state().depth == 0 && state().saved > 0) {
-      openblas_set_num_threads(state().saved);
-      state().saved = 0;
-    }
-#endif
-  }
-  SerialBlasScope(const SerialBlasScope&) = delete;
-  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
-
- private:
-  struct State {
-    std::mutex mutex;
-    int depth = 0;
-    int saved = 0;
-  };
-  static State& state() {
-    static State s;
-    return s;
-  }
-};
-
 // Threads a loop of `work` flops may use (1 inside another parallel region or when tiny).
 int threads_for(int64_t work) {
   if (omp_in_parallel() || work < kParallelMin) return 1;
@@ -367,7 +329,7 @@ void conv_impl(const T* x, const T* w, const T* bias, T* y, const Geo3& g) {
   std::optional<PaddedInput> xp;
   if constexpr (std::is_same_v<T, float>)
     if (pw) xp.emplace(x, g);
-  SerialBlasScope serial;
+  SerialBlasScope serial;  // every GEMM of this conv on its caller's thread
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t it = 0; it < items; ++it) {
     int64_t n, j0, j1;
@@ -434,7 +396,7 @@ void conv_transpose_impl(const T* y, const T* w, const T* bias, T* x, const Geo3
   const int64_t S = g.out_size(), R = g.rows(), in_sz = g.in_size();
   const Blocks blk(g, sizeof(T));
   const int threads = threads_for(g.n * g.o * S * R);
-  SerialBlasScope serial;
+  SerialBlasScope serial;  // every GEMM of this conv on its caller's thread
   if (g.pointwise()) {  // x_n[:, block] = W^T y_n[:, block] (+ bias), no scatter
     const int64_t items = g.n * blk.count;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
@@ -510,7 +472,7 @@ void conv_weight_grad_impl(const T* y, const T* x, T* dw, const Geo3& g) {
   std::optional<PaddedInput> xp;
   if constexpr (std::is_same_v<T, float>)
     if (amx) xp.emplace(x, g);
-  SerialBlasScope serial;
+  SerialBlasScope serial;  // every GEMM of this conv on its caller's thread
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t pi = 0; pi < parts; ++pi) {
     T* col = cols.defined() ? cols.data<T>() + omp_get_thread_num() * R * blk.width : nullptr;

@@ -5,7 +5,45 @@
 
 #include <cblas.h>
 
+#include <mutex>
+
 #include "kernels/cpu/dispatch.h"
+
+namespace dfx::kernels {
+namespace {
+struct SerialBlasState {
+  std::mutex mutex;
+  int depth = 0;
+  int saved = 0;
+};
+SerialBlasState& serial_blas_state() {
+  static SerialBlasState s;
+  return s;
+}
+}  // namespace
+
+SerialBlasScope::SerialBlasScope() {
+#if defined(OPENBLAS_VERSION)
+  SerialBlasState& st = serial_blas_state();
+  std::lock_guard<std::mutex> lock(st.mutex);
+  if (st.depth++ == 0 && openblas_get_parallel() == 1 && openblas_get_num_threads() > 1) {
+    st.saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+  }
+#endif
+}
+
+SerialBlasScope::~SerialBlasScope() {
+#if defined(OPENBLAS_VERSION)
+  SerialBlasState& st = serial_blas_state();
+  std::lock_guard<std::mutex> lock(st.mutex);
+  if (--st.depth == 0 && st.saved > 0) {
+    openblas_set_num_threads(st.saved);
+    st.saved = 0;
+  }
+#endif
+}
+}  // namespace dfx::kernels
 
 namespace dfx::kernels::cpu {
 void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tensor& b0,
