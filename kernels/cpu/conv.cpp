@@ -19,7 +19,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <vector>

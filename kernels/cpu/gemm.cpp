@@ -76,6 +76,15 @@ void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a0, const Tens
   }
 }
 
+namespace {
+// The upper triangle of a row-major n x n c copied into the lower one.
+template <class T>
+void mirror_upper(T* c, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < i; ++j) c[i * n + j] = c[j * n + i];
+}
+}  // namespace
+
 Tensor gram(const Tensor& a0) {
   const int64_t K = a0.shape()[0], N = a0.shape()[1];
   Tensor c = zeros({N, N}, a0.dtype());
@@ -93,15 +102,11 @@ Tensor gram(const Tensor& a0) {
   if (a.dtype() == DType::Float32) {
     cblas_ssyrk(CblasRowMajor, CblasUpper, t, N, K, 1.0f, a.data<float>(), ld, 0.0f,
                 c.data<float>(), N);
-    float* pc = c.data<float>();
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < i; ++j) pc[i * N + j] = pc[j * N + i];
+    mirror_upper(c.data<float>(), N);
   } else if (a.dtype() == DType::Float64) {
     cblas_dsyrk(CblasRowMajor, CblasUpper, t, N, K, 1.0, a.data<double>(), ld, 0.0,
                 c.data<double>(), N);
-    double* pc = c.data<double>();
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < i; ++j) pc[i * N + j] = pc[j * N + i];
+    mirror_upper(c.data<double>(), N);
   } else {
     DFX_FAIL("gram: expected float32 or float64, got ", a0.describe());
   }
