@@ -225,8 +225,7 @@ std::vector<Tensor> KFAC::precondition(const std::vector<Tensor>& g) const {
   DFX_CHECK(left_inv_.size() == blocks_.size(), "kfac: precondition before the first inversion");
   std::vector<Tensor> d(params_.size());
   // The blocks side by side, each solve's two GEMMs on its own thread: one small GEMM after
-  // another on OpenBLAS's pool cost more in hand-offs than in products (BENCHMARKS.md), and a
-  // GEMM on one thread sums in one order, so the step no longer depends on the thread count.
+  // another on OpenBLAS's pool cost more in hand-offs than in products (BENCHMARKS.md).
   const kernels::SerialBlasScope serial;
   std::vector<std::exception_ptr> errors(blocks_.size());
 #pragma omp parallel for schedule(dynamic, 1)

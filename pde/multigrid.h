@@ -12,8 +12,8 @@
 // stencils whatever the spacing; on a CPU the 3^d streaming passes beat a direct triple product
 // per coarse node, measured in BENCHMARKS.md); smoothing is scaled l1-Jacobi (a local weight per
 // node, convergent for any SPD operator, so no spectral radius is estimated), the same number of
-// sweeps before and after, and the coarsest level is solved by (banded) Cholesky, so the V-cycle is
-// a fixed symmetric positive definite operator, as conjugate gradients needs.
+// sweeps before and after, and the coarsest level is solved by Cholesky (within its band), so the
+// V-cycle is a fixed symmetric positive definite operator, as conjugate gradients needs.
 // Dirichlet nodes are the first and last node along x (the last axis); the cycle works on the
 // free nodes only (vectors hold zeros at Dirichlet nodes).
 #pragma once
@@ -52,7 +52,8 @@ class Multigrid {
   std::array<int64_t, 3> level_shape(int l) const;
 
   int num_levels() const;
-  std::string describe() const;  // e.g. "65x65 -> 33x33 -> 17x17 (Cholesky of 255 free, band 16)"
+  // e.g. "65x65 -> 33x33 -> 17x17 (Cholesky of 255 free, band 16)"
+  std::string describe() const;
 
  private:
   struct Impl;

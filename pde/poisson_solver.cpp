@@ -211,8 +211,8 @@ Tensor multigrid_precondition(const Tensor& nu, const Tensor& r, int cycles,
   if (nx <= 2) return z;  // no free nodes
   // Samples in parallel, each hierarchy built and cycled by one thread (the loops inside then run
   // serially): the setup's serial parts (the probes' fills, the coarse Cholesky) otherwise leave
-  // threads idle, and it is most of the cost (BENCHMARKS.md). Every
-  // sample's arithmetic is the same whichever thread runs it, so the bits do not change.
+  // threads idle, and it is most of the cost (BENCHMARKS.md). Every sample's arithmetic is the
+  // same whichever thread runs it, so the bits do not change.
   std::vector<std::exception_ptr> errors(static_cast<size_t>(B));
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1 && S >= 1024)
   for (int64_t b = 0; b < B; ++b) {
